@@ -1,0 +1,3 @@
+from ctxpose.cli.app import main
+
+main()
