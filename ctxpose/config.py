@@ -123,7 +123,7 @@ class SplitConfig:
 class TrainConfig(SplitConfig):
     n_objects_per_epoch: int = 15000
     n_epochs: int = 9999
-    optimizer: Literal["Adam"] = "Adam"
+    optimizer: Literal["Adam", "SGD"] = "Adam"  # paper: Adam; SGD (no momentum) for DDP tests
     backbone_lr: float = 1e-4
     backbone_lr_step: tuple[int, ...] = (1000,)
     backbone_lr_factor: float = 0.1
