@@ -1,0 +1,273 @@
+"""Metrics against hand-worked values and slow loop references written from the definitions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ctxpose import metrics
+from ctxpose.skeleton import get_skeleton
+
+SK = get_skeleton()
+J = SK.num_joints
+ROOT = SK.root
+
+
+def _random_poses(rng: np.random.Generator, b: int, j: int = J) -> np.ndarray:
+    return rng.normal(scale=300.0, size=(b, j, 3)) + np.array([0.0, 0.0, 4000.0])
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q
+
+
+# ----------------------------------------------------------------------------- slow references
+
+
+def ref_mpjpe(pred, gt, validity=None):
+    out = []
+    for b in range(len(pred)):
+        num = den = 0.0
+        for j in range(pred.shape[1]):
+            w = 1.0 if validity is None else validity[b, j]
+            num += w * math.sqrt(sum((pred[b, j, k] - gt[b, j, k]) ** 2 for k in range(3)))
+            den += w
+        out.append(num / den)
+    return np.array(out)
+
+
+def ref_procrustes_one(p, g):
+    """Similarity Procrustes from the definition: min_{s,R,t} sum ||g_j - (s R p_j + t)||^2, det R = +1."""
+    mp, mg = p.mean(0), g.mean(0)
+    p0, g0 = p - mp, g - mg
+    h = np.zeros((3, 3))
+    for j in range(len(p)):
+        h += np.outer(p0[j], g0[j])  # sum p g^T
+    u, s, vt = np.linalg.svd(h)
+    r = vt.T @ u.T
+    if np.linalg.det(r) < 0:  # reflection: flip the weakest direction
+        vt[-1] *= -1
+        s[-1] *= -1
+        r = vt.T @ u.T
+    scale = s.sum() / (p0**2).sum()
+    return np.array([scale * r @ p0[j] + mg for j in range(len(p))])
+
+
+def ref_limb_error_original(pred, gt, bones):
+    """The original LimbLengthError: mean over bones of the batch-mean |length difference|."""
+    total = 0.0
+    for a, b in bones:
+        diffs = [abs(np.linalg.norm(pred[i, a] - pred[i, b]) - np.linalg.norm(gt[i, a] - gt[i, b]))
+                 for i in range(len(pred))]
+        total += sum(diffs) / len(diffs)
+    return total / len(bones)
+
+
+# ----------------------------------------------------------------------------- hand-worked 2x5x3
+
+
+def test_hand_worked_2x5x3():
+    gt = np.zeros((2, 5, 3))
+    gt[:, :, 0] = np.arange(5) * 100.0  # joints on a line along x, root = joint 0
+    pred = gt.copy()
+    pred[0] += np.array([30.0, 40.0, 0.0])  # whole pose shifted by 50 mm
+    pred[1, 4] += np.array([0.0, 0.0, 10.0])  # one joint off by 10 mm
+    np.testing.assert_allclose(metrics.mpjpe(pred, gt), [50.0, 2.0])
+    # root-relative: the shift cancels; pose 1 root is exact so still 10 / 5
+    np.testing.assert_allclose(metrics.mpjpe_relative(pred, gt, root=0), [0.0, 2.0], atol=1e-12)
+    # validity excluding joint 4 removes pose 1's error; mean over 4 joints
+    validity = np.ones((2, 5))
+    validity[1, 4] = 0
+    np.testing.assert_allclose(metrics.mpjpe(pred, gt, validity), [50.0, 0.0])
+    np.testing.assert_allclose(metrics.pa_mpjpe(pred, gt)[0], 0.0, atol=1e-9)
+    # limb lengths of a chain 0-1-2-3-4: pose 1 last bone 100 -> sqrt(100^2 + 10^2)
+    bones = [(0, 1), (1, 2), (2, 3), (3, 4)]
+    np.testing.assert_allclose(metrics.limb_length_error(pred, gt, bones),
+                               [0.0, (math.sqrt(100**2 + 10**2) - 100.0) / 4])
+
+
+def test_pck3d_hand_worked():
+    gt = np.zeros((1, 4, 3))
+    pred = gt.copy()
+    pred[0, 1, 0], pred[0, 2, 0], pred[0, 3, 0] = 150.0, 151.0, 70.0
+    # joint 0 (root) 0 mm, 150 (inclusive), 151 (out), 70 -> 3 of 4 within 150 mm
+    np.testing.assert_allclose(metrics.pck_3d(pred, gt, 150.0, root=0), [0.75])
+    # AUC over 0, 5, ..., 150: root always in (31/31); 150 mm only at t=150 (1/31); 151 never;
+    # 70 mm for t >= 70 (17/31)
+    np.testing.assert_allclose(metrics.auc_3d(pred, gt, root=0), [(31 + 1 + 0 + 17) / 31 / 4])
+
+
+# ----------------------------------------------------------------------------- loop references
+
+
+def test_mpjpe_and_relative_match_loops():
+    rng = np.random.default_rng(0)
+    pred, gt = _random_poses(rng, 6), _random_poses(rng, 6)
+    validity = (rng.random((6, J)) > 0.3).astype(float)
+    validity[:, 0] = 1
+    np.testing.assert_allclose(metrics.mpjpe(pred, gt), ref_mpjpe(pred, gt), rtol=1e-12)
+    np.testing.assert_allclose(metrics.mpjpe(pred, gt, validity), ref_mpjpe(pred, gt, validity), rtol=1e-12)
+    rel = ref_mpjpe(pred - pred[:, ROOT : ROOT + 1], gt - gt[:, ROOT : ROOT + 1])
+    np.testing.assert_allclose(metrics.mpjpe_relative(pred, gt), rel, rtol=1e-12)
+
+
+def test_pa_mpjpe_matches_svd_procrustes_reference():
+    rng = np.random.default_rng(1)
+    pred, gt = _random_poses(rng, 8), _random_poses(rng, 8)
+    aligned_ref = np.stack([ref_procrustes_one(p, g) for p, g in zip(pred, gt, strict=True)])
+    # float64 SVDs of 3x3 matrices: agreement to ~1e-9 mm
+    np.testing.assert_allclose(metrics.procrustes_align(pred, gt), aligned_ref, atol=1e-8)
+    np.testing.assert_allclose(metrics.pa_mpjpe(pred, gt), ref_mpjpe(aligned_ref, gt), rtol=1e-10)
+
+
+def test_pa_alignment_is_optimal_against_perturbations():
+    rng = np.random.default_rng(2)
+    pred, gt = _random_poses(rng, 1), _random_poses(rng, 1)
+    best = metrics.pa_mpjpe(pred, gt)[0]
+    aligned = metrics.procrustes_align(pred, gt)[0]
+    # sum of squares is what Procrustes minimises; any perturbed similarity transform must not do better
+    sse = ((aligned - gt[0]) ** 2).sum()
+    c = aligned.mean(0)
+    for _ in range(50):
+        w = rng.normal(scale=0.02, size=3)  # small rotation exp([w]x) via Rodrigues
+        angle, axis = np.linalg.norm(w), w / np.linalg.norm(w)
+        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        small = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+        s = 1 + rng.normal(scale=0.02)
+        moved = s * (aligned - c) @ small.T + c + rng.normal(scale=2.0, size=3)
+        assert ((moved - gt[0]) ** 2).sum() >= sse - 1e-6
+    assert best > 0
+
+
+def test_pa_mpjpe_invariant_to_similarity_transform_and_refuses_reflection():
+    rng = np.random.default_rng(3)
+    gt = _random_poses(rng, 4)
+    pred = np.stack([2.5 * gt[i] @ _random_rotation(rng).T + rng.normal(size=3) * 500 for i in range(4)])
+    np.testing.assert_allclose(metrics.pa_mpjpe(pred, gt), 0.0, atol=1e-8)
+    mirrored = gt * np.array([-1.0, 1.0, 1.0])
+    # a reflection cannot be undone by a proper rotation: error stays well above zero
+    assert np.all(metrics.pa_mpjpe(mirrored, gt) > 10.0)
+
+
+def test_n_mpjpe_matches_loop_and_undoes_scale():
+    rng = np.random.default_rng(4)
+    pred, gt = _random_poses(rng, 5), _random_poses(rng, 5)
+    out = []
+    for p, g in zip(pred, gt, strict=True):
+        p0, g0 = p - p[ROOT], g - g[ROOT]
+        s = sum(float(p0[j] @ g0[j]) for j in range(J)) / sum(float(p0[j] @ p0[j]) for j in range(J))
+        out.append(ref_mpjpe((s * p0)[None], g0[None])[0])
+    np.testing.assert_allclose(metrics.n_mpjpe(pred, gt), out, rtol=1e-10)
+    scaled = (gt - gt[:, ROOT : ROOT + 1]) * 0.7 + 123.0
+    np.testing.assert_allclose(metrics.n_mpjpe(scaled, gt), 0.0, atol=1e-9)
+
+
+def test_limb_length_error_matches_original_loop():
+    rng = np.random.default_rng(5)
+    pred, gt = _random_poses(rng, 7), _random_poses(rng, 7)
+    ours = metrics.limb_length_error(pred, gt).mean()
+    np.testing.assert_allclose(ours, ref_limb_error_original(pred, gt, SK.bones), rtol=1e-12)
+
+
+def test_pck_2d_original_matches_loop():
+    rng = np.random.default_rng(6)
+    gt = _random_poses(rng, 9)
+    pred = gt + rng.normal(scale=60.0, size=gt.shape)
+    k = np.array([[600.0, 0, 192], [0, 600.0, 192], [0, 0, 1]])
+    proj = np.stack([k @ np.hstack([_random_rotation(rng) if i % 2 else np.eye(3), np.zeros((3, 1))])
+                     for i in range(9)])
+    proj_v = proj[:, None].repeat(2, axis=1)  # (B, V, 3, 4): view 0 is used
+    out = metrics.pck_2d_original(pred, gt, proj_v, image_height=384)
+    for thr, rates in out.items():
+        for j in range(J):
+            hits = 0
+            for b in range(9):
+                hp, hg = proj[b] @ np.append(pred[b, j], 1.0), proj[b] @ np.append(gt[b, j], 1.0)
+                hits += np.linalg.norm(hp[:2] / hp[2] - hg[:2] / hg[2]) <= 38.4 * thr
+            assert rates[j] == pytest.approx(hits / 9)
+    assert list(out) == [0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+def test_pck_3d_and_auc_match_loops():
+    rng = np.random.default_rng(7)
+    gt = _random_poses(rng, 4)
+    pred = gt + rng.normal(scale=80.0, size=gt.shape)
+    thresholds = np.linspace(0, 150, 31)
+    ref_pck, ref_auc = [], []
+    for p, g in zip(pred, gt, strict=True):
+        d = [np.linalg.norm((p[j] - p[ROOT]) - (g[j] - g[ROOT])) for j in range(J)]
+        ref_pck.append(sum(x <= 150 for x in d) / J)
+        ref_auc.append(np.mean([sum(x <= t for x in d) / J for t in thresholds]))
+    np.testing.assert_allclose(metrics.pck_3d(pred, gt), ref_pck)
+    np.testing.assert_allclose(metrics.auc_3d(pred, gt), ref_auc)
+
+
+def test_torch_and_numpy_agree_and_torch_is_differentiable():
+    rng = np.random.default_rng(8)
+    pred, gt = _random_poses(rng, 3), _random_poses(rng, 3)
+    pt = torch.tensor(pred, dtype=torch.float64, requires_grad=True)
+    gt_t = torch.tensor(gt)
+    m = metrics
+    fns = (m.mpjpe, m.mpjpe_relative, m.pa_mpjpe, m.n_mpjpe, m.limb_length_error)
+    for fn in fns:
+        out_t = fn(pt, gt_t)
+        assert isinstance(out_t, torch.Tensor) and isinstance(fn(pred, gt), np.ndarray)
+        torch.testing.assert_close(out_t.detach(), torch.from_numpy(fn(pred, gt)))  # same math, float64
+    metrics.pa_mpjpe(pt, gt_t).sum().backward()
+    assert pt.grad is not None and torch.isfinite(pt.grad).all() and pt.grad.abs().sum() > 0
+    # float32 input stays float32
+    assert metrics.mpjpe(pt.float().detach(), gt_t.float()).dtype == torch.float32
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.mpjpe(np.zeros((2, J, 3)), np.zeros((2, J - 1, 3)))
+
+
+# ----------------------------------------------------------------------------- accumulator
+
+
+def test_accumulator_per_action_and_subject_match_loops():
+    rng = np.random.default_rng(9)
+    subjects = ["S9", "S11"]
+    actions = ["Directions-1", "Directions-2", "Eating-1", "Eating-2"]
+    n = 20
+    gt = _random_poses(rng, n)
+    pred = gt + rng.normal(scale=40.0, size=gt.shape)
+    subj = rng.integers(0, 2, n)
+    act = rng.integers(0, 4, n)
+    proj = np.tile(np.array([[500.0, 0, 100, 0], [0, 500.0, 100, 0], [0, 0, 1, 0]]), (n, 1, 1))
+    acc = metrics.MetricAccumulator(subjects, actions, image_height=200)
+    # two batches plus a padded duplicate of the first two samples (as a DistributedSampler would add)
+    acc.add(np.arange(12), subj[:12], act[:12], pred[:12], gt[:12], proj_matrices=proj[:12])
+    acc.add(torch.arange(12, n), torch.from_numpy(subj[12:]), act[12:], torch.from_numpy(pred[12:]),
+            torch.from_numpy(gt[12:]), proj_matrices=proj[12:])
+    acc.add([0, 1], subj[:2], act[:2], pred[:2] + 1000.0, gt[:2], proj_matrices=proj[:2])
+    summary = acc.summary()
+    assert summary.count == n
+    rel = ref_mpjpe(pred - pred[:, ROOT : ROOT + 1], gt - gt[:, ROOT : ROOT + 1])
+    assert summary.overall["mpjpe_relative"] == pytest.approx(rel.mean())
+    for name in ("Directions", "Eating"):  # trials merged
+        rows = [i for i in range(n) if actions[act[i]].startswith(name + "-")]
+        assert summary.per_action[name]["mpjpe_relative"] == pytest.approx(np.mean(rel[rows]))
+    assert set(summary.per_action) == {"Directions", "Eating"}
+    for s, name in enumerate(subjects):
+        rows = [i for i in range(n) if subj[i] == s]
+        assert summary.per_subject[name]["mpjpe"] == pytest.approx(np.mean(ref_mpjpe(pred[rows], gt[rows])))
+    pck = metrics.pck_2d_original(pred, gt, proj, image_height=200)
+    for thr, rates in pck.items():
+        np.testing.assert_allclose(summary.pck_2d_per_joint[thr], rates)
+        assert summary.overall[f"pck2d@{thr}"] == pytest.approx(rates.mean())
+    assert summary.to_dict()["count"] == n
+
+
+def test_base_action_name():
+    assert metrics.base_action_name("WalkingDog-2") == "WalkingDog"
+    assert metrics.base_action_name("Walking") == "Walking"
