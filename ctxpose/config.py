@@ -55,6 +55,8 @@ class VolumeNetConfig:
     # "original": attention-target grid is the pooled-size cuboid starting at the corner voxel and its sigma
     # comes from the first batch item; "exact": centres of the pooled cells, per-sample sigma.
     ga_mask_grid: Literal["original", "exact"] = "original"
+    # With volume_softmax false the original's world soft-argmax does not divide by the volume's mass.
+    normalize_relu_volumes: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{key}: expected a list of {len(args)} items, got {value!r}")
-        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")

@@ -1,0 +1,149 @@
+"""Config -> model, and checkpoint loading (ours and the original's released weights)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ctxpose.config import ExperimentConfig, ModelConfig
+from ctxpose.data.limb_prior import LimbPrior
+from ctxpose.errors import CheckpointError, ConfigError
+from ctxpose.models.contextpose import ContextPoseNet
+from ctxpose.skeleton import get_skeleton
+
+logger = logging.getLogger(__name__)
+
+#: the world's vertical axis per joint-order kind, as the original (mpii: Human3.6M z-up; coco: y)
+ROTATION_AXES = {"mpii": (0.0, 0.0, 1.0), "coco": (0.0, 1.0, 0.0)}
+
+
+def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior) -> ContextPoseNet:
+    """Build the network described by ``config.model`` (no weights loaded, no device chosen).
+
+    Args:
+        config: the experiment config or just its ``model`` section.
+        limb_prior: bone-length mean/std (see :func:`ctxpose.data.limb_prior.load_limb_prior`).
+    """
+    mc = config.model if isinstance(config, ExperimentConfig) else config
+    skeleton = get_skeleton(mc.skeleton)
+    vn, bb = mc.volume_net, mc.backbone
+    if bb.num_final_layer_channel != skeleton.num_joints:
+        raise ConfigError(f"model.backbone.num_final_layer_channel: {bb.num_final_layer_channel}, expected "
+                          f"{skeleton.num_joints} (joints of skeleton {skeleton.name})")
+    if vn.att_channels % skeleton.num_joints:
+        raise ConfigError(f"model.volume_net.att_channels: {vn.att_channels} is not a multiple of the joint count "
+                          f"{skeleton.num_joints}")
+    if vn.volume_size % 4 or vn.volume_size < 8:
+        raise ConfigError(f"model.volume_net.volume_size: {vn.volume_size}, expected a multiple of 4, >= 8")
+    if limb_prior.num_bones != skeleton.num_bones:
+        raise ConfigError(f"limb prior has {limb_prior.num_bones} bones, skeleton {skeleton.name} has "
+                          f"{skeleton.num_bones}")
+    model = ContextPoseNet(
+        skeleton,
+        limb_prior.mean,
+        limb_prior.std,
+        num_layers=bb.num_layers,
+        style=bb.style,
+        cuboid_size=vn.cuboid_size,
+        volume_size=vn.volume_size,
+        att_channels=vn.att_channels,
+        temperature=vn.temperature,
+        aggregation=vn.volume_aggregation_method,
+        use_feature_v2v=vn.use_feature_v2v,
+        volume_multiplier=vn.volume_multiplier,
+        volume_softmax=vn.volume_softmax,
+        rotation_axis=ROTATION_AXES[mc.kind],
+        pairwise_grid=vn.pairwise_grid,
+        normalize_relu_volumes=vn.normalize_relu_volumes,
+        transfer_cmu_to_human36m=mc.transfer_cmu_to_human36m,
+    )
+    if bb.fix_weights:
+        for p in model.backbone.parameters():
+            p.requires_grad = False
+    return model
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state_dict safely (``weights_only=True``); unwraps ``{"model"|"state_dict": ...}`` checkpoints.
+
+    Raises:
+        CheckpointError: missing or unreadable file, or no tensors in it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, zip errors, refused globals
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({first})") from None
+    for key in ("model", "state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: no state_dict found (expected a mapping of parameter names to tensors)")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with one clear error listing missing/unexpected/mis-shaped keys."""
+    state_dict = _strip_prefix(state_dict, "module.")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in set(own) & set(state_dict)
+                    if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or shapes:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+        parts = [f"{len(missing)} missing ({few(missing)})" if missing else "",
+                 f"{len(unexpected)} unexpected ({few(unexpected)})" if unexpected else "",
+                 f"{len(shapes)} with other shapes ({few(shapes)})" if shapes else ""]
+        raise CheckpointError(f"{source}: weights do not fit the model: " + "; ".join(p for p in parts if p))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load full-model weights: ours or the original's released ``weights.pth`` (``module.`` prefix or not).
+
+    Raises:
+        CheckpointError: unreadable file, or keys/shapes that do not match (all listed in one line).
+    """
+    load_state_dict_strict(model, read_state_dict(path), str(path))
+    logger.info("loaded weights from %s", path)
+
+
+def load_backbone_checkpoint(model: ContextPoseNet, path: str | Path) -> None:
+    """Initialise the backbone from a pose-ResNet checkpoint, as the original ``get_pose_net``.
+
+    Accepts keys with a ``module.backbone.``, ``module.`` or ``backbone.`` prefix or none. A final layer with
+    another number of joints is re-initialised (copying the common filters); other mismatches are errors.
+    """
+    state = read_state_dict(path)
+    for prefix in ("module.backbone.", "module.", "backbone."):
+        state = _strip_prefix(state, prefix)
+    own = model.backbone.state_dict()
+    for key in ("final_layer.weight", "final_layer.bias"):
+        if key in state and key in own and state[key].shape != own[key].shape:
+            new = own[key].clone()
+            n = min(new.shape[0], state[key].shape[0])
+            new[:n] = state[key][:n]
+            logger.warning("%s: re-initialising %s (%d -> %d filters)", path, key, state[key].shape[0],
+                           new.shape[0])
+            state[key] = new
+    if "vol_confidences.head.4.weight" in own:  # confidence head is not part of released backbones
+        state.update({k: v for k, v in own.items() if k.startswith("vol_confidences.") and k not in state})
+    load_state_dict_strict(model.backbone, state, str(path))
+    logger.info("loaded backbone weights from %s", path)
