@@ -1,0 +1,288 @@
+"""Process groups, rank helpers and the local/multi-node launcher.
+
+Every helper is safe when ``torch.distributed`` is not initialised (rank 0 of 1), so one code path
+serves a single CPU process, ``torchrun``, SLURM's ``srun`` and ``ctxpose train --gpus N``.
+
+Launching (``launch``) uses PyTorch's elastic agent (the machinery behind ``torchrun``); it is not a
+hand-made spawner. A worker that raises or dies makes the agent stop the others and
+:func:`launch` raises :class:`DistributedError` with one line naming the rank and the cause.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import pickle
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ctxpose.errors import CtxposeError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 1800  # collective timeout: a rank stuck this long fails instead of hanging forever
+
+
+class DistributedError(CtxposeError):
+    """A worker process failed or the distributed environment is inconsistent."""
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in the job (from torchrun / elastic or SLURM variables)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    source: str = "single"  # "torchrun", "slurm" or "single"
+
+
+def detect_env(environ: dict[str, str] | None = None) -> DistEnv:
+    """Read rank/world size from the torchrun (``RANK``...) or SLURM (``SLURM_PROCID``...) variables.
+
+    Raises:
+        DistributedError: a variable is not an integer or the ranks are out of range.
+    """
+    env = dict(os.environ if environ is None else environ)
+    try:
+        if "RANK" in env and "WORLD_SIZE" in env:
+            rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+            local = int(env.get("LOCAL_RANK", "0"))
+            source = "torchrun"
+        elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+            rank, world = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
+            local = int(env.get("SLURM_LOCALID", "0"))
+            source = "slurm"
+        else:
+            return DistEnv()
+    except ValueError as e:
+        raise DistributedError(f"distributed environment: non-integer rank variable ({e})") from None
+    if world < 1 or not 0 <= rank < world:
+        raise DistributedError(f"distributed environment: rank {rank} is outside world size {world}")
+    return DistEnv(rank, world, local, source)
+
+
+def in_launched_env() -> bool:
+    """True inside torchrun/elastic workers or a SLURM task: do not spawn more processes."""
+    return detect_env().source != "single"
+
+
+def init_distributed(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> DistEnv:
+    """Join the process group described by the environment (no-op for a single process).
+
+    Gloo on CPU, NCCL on CUDA. Under SLURM, ``MASTER_ADDR`` defaults to the first host of
+    ``SLURM_NODELIST`` when it is a plain name, and ``MASTER_PORT`` to 29500.
+
+    Returns:
+        The detected :class:`DistEnv`.
+    """
+    env = detect_env()
+    if env.world_size == 1 or dist.is_initialized():
+        return env
+    if env.source == "slurm":
+        os.environ.setdefault("MASTER_ADDR", _first_slurm_host())
+        os.environ.setdefault("MASTER_PORT", "29500")
+        os.environ["RANK"], os.environ["WORLD_SIZE"] = str(env.rank), str(env.world_size)
+        os.environ["LOCAL_RANK"] = str(env.local_rank)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size,
+                            timeout=datetime.timedelta(seconds=timeout_s))
+    logger.debug("rank %d/%d joined a %s group (%s)", env.rank, env.world_size, backend, env.source)
+    return env
+
+
+def _first_slurm_host() -> str:
+    nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_NODELIST") or "127.0.0.1"
+    head = nodes.split(",")[0]
+    if "[" in head:  # compressed form "node[01-04]": take the prefix + first number
+        prefix, rng = head.split("[", 1)
+        head = prefix + rng.split("-")[0].split(",")[0].rstrip("]")
+    return head
+
+
+def cleanup() -> None:
+    """Destroy the process group if one exists."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over ranks (returns a new tensor; identity for one process)."""
+    out = values.clone()
+    if is_distributed():
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is true on at least one rank."""
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    return bool(all_reduce_sum(t).item() > 0)
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Gather a picklable object from every rank (list in rank order; ``[obj]`` for one process).
+
+    Uses a CPU byte tensor exchange through the default group; this module only ever pickles objects
+    this process built itself (numpy arrays, numbers, strings).
+    """
+    if not is_distributed():
+        return [obj]
+    device = _collective_device()
+    payload = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8).to(device)
+    size = torch.tensor([payload.numel()], dtype=torch.int64, device=device)
+    sizes = [torch.zeros_like(size) for _ in range(get_world_size())]
+    dist.all_gather(sizes, size)
+    max_size = int(max(s.item() for s in sizes))
+    padded = torch.zeros(max_size, dtype=torch.uint8, device=device)
+    padded[: payload.numel()] = payload
+    chunks = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(chunks, padded)
+    return [pickle.loads(c[: int(s.item())].cpu().numpy().tobytes()) for c, s in zip(chunks, sizes, strict=True)]
+
+
+def all_gather_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Concatenate per-rank numpy arrays (any first-axis length, may be 0) in rank order."""
+    parts = all_gather_object(arrays)
+    out = {}
+    for key in arrays:
+        chunks = [p[key] for p in parts if len(p[key])] or [arrays[key]]  # empty shards may lack trailing dims
+        out[key] = np.concatenate(chunks, axis=0)
+    return out
+
+
+def _collective_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- launching
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on this host."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch(
+    entrypoint: Callable[..., Any],
+    args: Sequence[Any],
+    nproc_per_node: int,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str = "127.0.0.1",
+    master_port: int | None = None,
+) -> dict[int, Any]:
+    """Run ``entrypoint(*args)`` in ``nproc_per_node`` local worker processes via the elastic agent.
+
+    Workers see ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` (rank =
+    ``node_rank * nproc_per_node + local_rank``), exactly as under ``torchrun``; ``entrypoint`` must be
+    a module-level function. No restarts: the first failure ends the job.
+
+    Returns:
+        Return values of this node's workers by global rank.
+
+    Raises:
+        DistributedError: a worker raised or died (signal, exit code); names the rank and the cause.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if nproc_per_node < 1 or nnodes < 1 or not 0 <= node_rank < nnodes:
+        raise DistributedError(f"launch: invalid layout nnodes={nnodes} node_rank={node_rank} "
+                               f"nproc_per_node={nproc_per_node}")
+    port = master_port if master_port is not None else (free_port() if nnodes == 1 else 29500)
+    config = LaunchConfig(
+        min_nodes=nnodes,
+        max_nodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        run_id=f"ctxpose-{uuid.uuid4().hex[:8]}" if nnodes == 1 else "ctxpose",
+        rdzv_backend="static",
+        rdzv_endpoint=f"{master_addr}:{port}",
+        rdzv_configs={"rank": node_rank, "timeout": 600},
+        max_restarts=0,
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
+    try:
+        return elastic_launch(config, _worker_main)(entrypoint, *args)
+    except ChildFailedError as e:
+        raise DistributedError(_describe_failure(e)) from None
+
+
+def _worker_main(entrypoint: Callable[..., Any], *args: Any) -> Any:
+    """Worker body: records the exception for the agent (error file) and leaves the group cleanly."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    try:
+        return record(entrypoint)(*args)
+    except Exception as e:
+        if any(m in str(e).lower() for m in _CONSEQUENCE_MARKERS):
+            # Lost a peer: give the agent time to register the peer's own (root-cause) failure first.
+            time.sleep(3.0)
+        raise
+    finally:
+        cleanup()
+
+
+_CONSEQUENCE_MARKERS = ("closed by peer", "remote worker", "connection reset", "broken pipe", "timed out")
+
+
+def _failure_message(failure: Any) -> str:
+    message = ""
+    if isinstance(failure.error_file_data, dict):
+        msg = failure.error_file_data.get("message", {})
+        message = msg.get("message", "") if isinstance(msg, dict) else str(msg)
+    elif failure.message:
+        message = str(failure.message)
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def _describe_failure(error: Any) -> str:
+    """One line for the root failure: a rank whose error is not a lost connection to another rank."""
+
+    def key(item: tuple[int, Any]) -> tuple[bool, float, int]:
+        text = _failure_message(item[1]).lower()
+        return (any(m in text for m in _CONSEQUENCE_MARKERS), item[1].timestamp, item[0])
+
+    rank, failure = min(error.failures.items(), key=key)
+    message = _failure_message(failure)
+    cause = f"exit code {failure.exitcode}" if failure.exitcode >= 0 else f"signal {-failure.exitcode}"
+    suffix = f": {message}" if message else ""
+    return f"worker rank {rank} failed ({cause}){suffix}; the other workers were stopped"
