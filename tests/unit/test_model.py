@@ -1,0 +1,204 @@
+"""Network parts and the whole forward pass against loop references of the original's maths."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ctxpose.config import load_config
+from ctxpose.data.limb_prior import LimbPrior
+from ctxpose.geometry.volumes import build_coord_volumes
+from ctxpose.losses import compute_losses, global_attention_target, keypoints_loss, volumetric_ce_loss
+from ctxpose.models import build_model
+from ctxpose.models.soft_argmax import soft_argmax_voxel, soft_argmax_world, volume_probabilities
+from ctxpose.models.unproject import unproject_features
+from ctxpose.skeleton import get_skeleton
+from tests.reference.original_ops import (
+    reference_coord_volume,
+    reference_forward,
+    reference_ga_mask,
+    reference_soft_argmax,
+    reference_unproject,
+    reference_volumetric_ce,
+)
+
+SK = get_skeleton()
+J = SK.num_joints
+
+
+def camera_proj(b, v, f=60.0, size=32, dist=3500.0, seed=0):
+    """Cameras on a circle around the origin looking at it (world z up), (B, V, 3, 4) for a size x size image."""
+    g = torch.Generator().manual_seed(seed)
+    mats = torch.zeros(b, v, 3, 4)
+    for i in range(b):
+        for k in range(v):
+            a = float(torch.rand(1, generator=g)) * 2 * math.pi
+            c = torch.tensor([math.cos(a), math.sin(a), 0.3]) * dist
+            fwd = -c / c.norm()
+            right = torch.linalg.cross(fwd, torch.tensor([0.0, 0.0, 1.0]))
+            right = right / right.norm()
+            down = torch.linalg.cross(fwd, right)
+            rot = torch.stack([right, down, fwd])
+            K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])
+            mats[i, k] = K @ torch.cat([rot, -(rot @ c)[:, None]], dim=1)
+    return mats
+
+
+@pytest.mark.parametrize("aggregation", ["softmax", "sum", "max"])
+def test_unproject_matches_loop_reference(aggregation):
+    torch.manual_seed(0)
+    feats = torch.randn(2, 3, 5, 12, 12)
+    proj = camera_proj(2, 3, f=20.0, size=12)
+    proj[1, 2, 2] *= -1  # one view sees everything behind it: zeros
+    roots = torch.randn(2, 3) * 100
+    coords = build_coord_volumes(roots, 2500.0, 8, torch.tensor([0.3, 2.0]))
+    out = unproject_features(feats, proj, coords, aggregation)
+    ref = reference_unproject(feats, proj, coords, aggregation)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    assert out.abs().sum() > 0
+
+
+def test_coord_volume_matches_original_rotation_formula():
+    roots = torch.tensor([[10.0, -200.0, 900.0], [0.0, 0.0, 0.0]])
+    thetas = [1.1, 4.0]
+    out = build_coord_volumes(roots, 2500.0, 8, torch.tensor(thetas))
+    for i in range(2):
+        base = roots[i].double().numpy()
+        ref = reference_coord_volume(8, base - 1250.0, np.full(3, 2500.0), base, thetas[i], (0, 0, 1))
+        torch.testing.assert_close(out[i], ref, rtol=0, atol=1e-3)  # mm; float32 at ~2000 mm
+    # without rotation: corner voxel on the cuboid's corner, spacing cuboid / (S - 1)
+    flat = build_coord_volumes(roots, 2500.0, 8)
+    torch.testing.assert_close(flat[0, 0, 0, 0], roots[0] - 1250.0)
+    torch.testing.assert_close(flat[0, 1, 0, 0] - flat[0, 0, 0, 0], torch.tensor([2500.0 / 7, 0, 0]))
+
+
+def test_soft_argmax_matches_reference():
+    torch.manual_seed(1)
+    vol = torch.randn(2, 3, 6, 6, 6) * 3
+    coords = build_coord_volumes(torch.randn(2, 3) * 100, 1000.0, 6, torch.tensor([0.5, 1.0]))
+    probs = volume_probabilities(vol)
+    vox, world, ref_p = reference_soft_argmax(vol, coords)
+    torch.testing.assert_close(probs, ref_p)
+    torch.testing.assert_close(soft_argmax_voxel(probs), vox, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(soft_argmax_world(probs, coords), world, rtol=1e-5, atol=1e-3)
+
+
+def test_volumetric_ce_matches_loop_reference_and_counts_invalid_joints():
+    torch.manual_seed(2)
+    coords = build_coord_volumes(torch.zeros(2, 3), 2000.0, 8, torch.tensor([0.2, 2.2]))
+    probs = volume_probabilities(torch.randn(2, 4, 8, 8, 8))
+    gt = torch.randn(2, 4, 3) * 500
+    validity = torch.tensor([[1.0, 1, 0, 1], [1, 1, 1, 0]])
+    ours = volumetric_ce_loss(coords, probs, gt, validity)
+    ref = reference_volumetric_ce(coords, probs, gt, validity)
+    torch.testing.assert_close(ours, ref)
+    valid = volumetric_ce_loss(coords, probs, gt, validity, denominator="valid")
+    torch.testing.assert_close(valid, ref * 8 / 6)  # 8 joints counted by the original, 6 valid
+
+
+def test_keypoint_losses_by_hand():
+    pred = torch.zeros(1, 2, 3)
+    gt = torch.tensor([[[1.0, 2.0, 3.0], [30.0, 0.0, 0.0]]])
+    validity = torch.tensor([[1.0, 0.0]])
+    assert float(keypoints_loss(pred, gt, validity, "MAE")) == pytest.approx(6 / 3)
+    assert float(keypoints_loss(pred, gt, validity, "MSE")) == pytest.approx(14 / 3)
+    # smooth: squared errors above the threshold 4 become x^0.1 * 4^0.9
+    expected = (1 + 4 + 9**0.1 * 4**0.9) / 3
+    assert float(keypoints_loss(pred, gt, validity, "MSESmooth", 4.0)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_global_attention_target_matches_original_grid():
+    roots = torch.tensor([[100.0, 50.0, 900.0], [-30.0, 0.0, 850.0]])
+    thetas = torch.tensor([0.7, 3.0])
+    gt = roots[:, None] + torch.randn(2, J, 3) * 300
+    ours = global_attention_target(gt, roots, thetas, 2500.0, 16)
+    aux = []
+    for i in range(2):
+        base = roots[i].double().numpy()
+        sides = np.full(3, 2500.0)
+        aux.append(reference_coord_volume(4, base - 1250.0, sides - 3 * sides / 15, base, float(thetas[i]), (0, 0, 1)))
+    ref = reference_ga_mask(gt, torch.stack(aux))
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-7)
+    exact = global_attention_target(gt, roots, thetas, 2500.0, 16, grid="exact")
+    assert exact.shape == ours.shape and not torch.allclose(exact, ours)
+    torch.testing.assert_close(exact.sum(-1), torch.ones(2, J))
+
+
+def tiny_model(seed=0, aggregation="softmax"):
+    cfg = load_config(None, ["model.backbone.num_layers=18", "model.image_shape=[32, 32]",
+                             "model.heatmap_shape=[8, 8]", "model.volume_net.volume_size=16",
+                             f"model.volume_net.volume_aggregation_method={aggregation}"])
+    g = torch.Generator().manual_seed(seed)
+    prior = LimbPrior(torch.rand(SK.num_bones, generator=g) * 300 + 100, torch.rand(SK.num_bones, generator=g) * 20 + 5)
+    torch.manual_seed(seed)
+    model = build_model(cfg, prior)
+    for p in model.volume_net.parameters():  # the original init (N(0, 1e-3)) makes flat volumes
+        if p.dim() > 1:
+            torch.nn.init.normal_(p, 0, 1.0 / math.sqrt(p[0].numel()))
+    with torch.no_grad():
+        model.volume_net.output_layer.weight *= 300  # peaked volumes: soft-argmax far from the centre
+    return cfg, model.eval()
+
+
+def test_forward_matches_reference_within_hundredth_of_mm():
+    cfg, model = tiny_model()
+    torch.manual_seed(3)
+    b, v = 2, 2
+    images = torch.randn(b, v, 3, 32, 32)
+    proj = camera_proj(b, v, f=40.0, size=32)
+    roots = torch.randn(b, 3) * 50
+    thetas = torch.tensor([0.4, 5.1])
+    with torch.no_grad():
+        out = model(images, proj, roots, thetas)
+        ref = reference_forward(model, images, proj, roots, thetas)
+    kp, vox, heat, probs, coords, att, _ = ref
+    assert out.keypoints_3d.shape == (b, J, 3)
+    assert (out.keypoints_3d - kp).abs().max() < 0.01  # mm
+    torch.testing.assert_close(out.voxel_keypoints_3d, vox, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.heatmaps, heat, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(out.volumes, probs, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(out.attention, att, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(out.coord_volumes, coords, rtol=0, atol=1e-3)
+    assert out.volumes.amax() > 10 / out.volumes[0, 0].numel()  # not a flat volume: the check has teeth
+
+
+def test_training_step_reaches_every_trainable_parameter():
+    cfg, model = tiny_model()
+    model.train()
+    images = torch.randn(2, 1, 3, 32, 32)
+    proj = camera_proj(2, 1, f=40.0, size=32)
+    roots = torch.zeros(2, 3)
+    out = model(images, proj, roots, torch.tensor([0.0, 1.0]))
+    gt = torch.randn(2, J, 3) * 300
+    losses = compute_losses(out, gt, torch.ones(2, J), cfg.loss, cfg.model.volume_net)
+    assert set(losses) == {"keypoints", "volumetric_ce", "global_attention", "total"}
+    losses["total"].backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        else:
+            assert name.startswith("backbone.final_layer"), name
+
+
+def test_eval_forward_is_repeatable_and_needs_no_ground_truth():
+    _, model = tiny_model()
+    images = torch.randn(1, 1, 3, 32, 32)
+    proj = camera_proj(1, 1, f=40.0, size=32)
+    with torch.no_grad():
+        a = model(images, proj, torch.zeros(1, 3))
+        b = model(images, proj, torch.zeros(1, 3))
+    torch.testing.assert_close(a.keypoints_3d, b.keypoints_3d, rtol=0, atol=0)
+    assert torch.equal(a.rotation_angles, torch.zeros(1))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    _, model = tiny_model()
+    images = torch.randn(2, 1, 3, 32, 32)
+    proj = camera_proj(2, 1, f=40.0, size=32)
+    roots = torch.zeros(2, 3)
+    with torch.no_grad():
+        cpu = model(images, proj, roots).keypoints_3d
+        gpu = model.cuda()(images.cuda(), proj.cuda(), roots.cuda()).keypoints_3d.cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=0, atol=0.05)
