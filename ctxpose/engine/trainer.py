@@ -79,8 +79,22 @@ def _default_build_model(cfg: ExperimentConfig) -> nn.Module:
 def _default_losses(out: Any, keypoints_3d: torch.Tensor, validity: torch.Tensor,
                     cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
     from ctxpose.losses import compute_losses
+    from ctxpose.models.build import ROTATION_AXES
 
-    return compute_losses(out, keypoints_3d, validity, cfg.loss, cfg.model.volume_net)
+    return compute_losses(out, keypoints_3d, validity, cfg.loss, cfg.model.volume_net,
+                          rotation_axis=ROTATION_AXES[cfg.model.kind])
+
+
+def _default_init_weights(model: nn.Module, cfg: ExperimentConfig) -> None:
+    """Initial weights of a new run: a full checkpoint (ours or the original's) or a backbone checkpoint."""
+    from ctxpose.models import load_backbone_checkpoint, load_checkpoint
+
+    if cfg.model.init_weights and cfg.model.checkpoint:
+        load_checkpoint(model, cfg.model.checkpoint)
+        logger.info("initial weights: %s", cfg.model.checkpoint)
+    elif cfg.model.backbone.init_weights and cfg.model.backbone.checkpoint:
+        load_backbone_checkpoint(model, cfg.model.backbone.checkpoint)
+        logger.info("initial backbone weights: %s", cfg.model.backbone.checkpoint)
 
 
 def _default_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
@@ -100,11 +114,13 @@ class Components:
         compute_losses: ``(out, keypoints_3d_gt (B, J, 3), validity (B, J), cfg) -> {name: scalar}`` with
             a ``total`` key.
         build_dataset: ``(cfg, "train" | "val") -> Dataset`` of dicts of numpy arrays.
+        init_weights: ``(model, cfg) -> None`` loads initial weights of a new (not resumed) run.
     """
 
     build_model: Callable[[ExperimentConfig], nn.Module] = _default_build_model
     compute_losses: Callable[..., dict[str, torch.Tensor]] = _default_losses
     build_dataset: Callable[[ExperimentConfig, str], Dataset] = _default_dataset
+    init_weights: Callable[[nn.Module, ExperimentConfig], None] = _default_init_weights
 
 
 class ResumableSampler(DistributedSampler):
@@ -211,7 +227,7 @@ def train(
 
     Args:
         cfg: resolved experiment config (``train.batch_size`` is per process).
-        run_dir: run folder (created); ignored when ``resume`` names a checkpoint (its run folder is used).
+        run_dir: run folder (created); when resuming, pass the interrupted run's folder to continue it there.
         device: ``cpu``, ``cuda`` (-> ``cuda:LOCAL_RANK``) or an explicit device.
         resume: run checkpoint file to continue from.
         amp: ``None``, ``"bf16"`` or ``"fp16"`` (fp16 uses a GradScaler).
@@ -235,6 +251,8 @@ def train(
 
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
     model = comps.build_model(cfg)
+    if payload is None:
+        comps.init_weights(model, cfg)
     if cfg.model.backbone.fix_weights:
         for p in unwrap(model).backbone.parameters():
             p.requires_grad_(False)

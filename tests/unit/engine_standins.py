@@ -107,3 +107,14 @@ class StandinDataset(Dataset):
 
 def standin_dataset(cfg: object, split: str) -> Dataset:
     return StandinDataset(24 if split == "train" else 10)
+
+
+def no_init(model: nn.Module, cfg: object) -> None:
+    """Stand-in runs have no initial weights to load."""
+
+
+def standin_components(dropout: bool = True):  # -> Components (import kept local for spawned workers)
+    from ctxpose.engine.trainer import Components
+
+    return Components(build_standin if dropout else build_standin_no_dropout, standin_losses, standin_dataset,
+                      no_init)
