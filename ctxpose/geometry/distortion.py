@@ -44,6 +44,8 @@ def _check_model(model: str) -> None:
 def _like(value: np.ndarray | torch.Tensor, ref: Array) -> Array:
     """``value`` converted to the array type (and dtype/device) of ``ref``."""
     if isinstance(ref, torch.Tensor):
+        if isinstance(value, np.ndarray) and not value.flags.writeable:
+            value = value.copy()  # torch warns on read-only arrays (Camera stores its arrays read-only)
         return torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
     return np.asarray(value, dtype=ref.dtype)
 
