@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from importlib import resources
 from pathlib import Path
 
 import h5py
@@ -14,7 +16,8 @@ from ctxpose.data.h36m.cameras import CAMERA_IDS, image_size, load_h36m_cameras
 from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import Camera, camera_to_pixels
 
-SHARED_CAMERAS = Path(__file__).parents[3] / "shared" / "h36m" / "h36m_cameras.json"
+REPO = Path(__file__).parents[2]
+SHARED_CAMERAS = REPO.parent / "shared" / "h36m" / "h36m_cameras.json"
 SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 
 
@@ -38,6 +41,15 @@ def test_packaged_cameras_complete_and_valid(cameras: dict[tuple[str, str], Came
         assert np.linalg.det(camera.R) > 0
         assert 4000 < np.linalg.norm(camera.t) < 7000  # cameras are 4-7 m from the origin, in mm
         assert camera.K[2, 2] == 1 and camera.K[0, 1] == 0
+
+
+def test_packaged_file_is_what_the_tool_writes(facts: dict) -> None:
+    """Guards against hand edits: tools/make_h36m_cameras.py regenerates the packaged file exactly."""
+    spec = importlib.util.spec_from_file_location("make_h36m_cameras", REPO / "tools" / "make_h36m_cameras.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    packaged = json.loads(resources.files("ctxpose").joinpath("resources/h36m_cameras.json").read_text("utf-8"))
+    assert tool.build(facts) == packaged
 
 
 def _quaternion_to_matrix(q: list[float]) -> np.ndarray:
