@@ -150,14 +150,17 @@ class AttentionConv3D(nn.Module):
 
     def set_limb_prior(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Replace the bone-length statistics (mm); the cached prior is keyed by their values."""
-        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
-        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
-        if mean.shape[0] != self.bones.shape[0] or std.shape != mean.shape:
-            raise ValueError(f"limb prior has {mean.shape[0]} means and {std.shape[0]} stds, expected "
+        mean_list, std_list = (
+            (v.detach().cpu().reshape(-1).tolist() if isinstance(v, torch.Tensor) else [float(x) for x in v])
+            for v in (mean, std)
+        )
+        if len(mean_list) != self.bones.shape[0] or len(std_list) != len(mean_list):
+            raise ValueError(f"limb prior has {len(mean_list)} means and {len(std_list)} stds, expected "
                              f"{self.bones.shape[0]} (one per bone)")
-        self.register_buffer("limb_mean", mean.clone(), persistent=False)
-        self.register_buffer("limb_std", std.clone(), persistent=False)
-        self._prior_key = (tuple(mean.tolist()), tuple(std.tolist()))
+        device = self.bones.device
+        self.register_buffer("limb_mean", torch.tensor(mean_list, device=device), persistent=False)
+        self.register_buffer("limb_std", torch.tensor(std_list, device=device), persistent=False)
+        self._prior_key = (tuple(mean_list), tuple(std_list))
 
     def grid_spacing(self, shape: tuple[int, int, int]) -> tuple[float, float, float]:
         """Distance between neighbouring voxels of the attention grid along each axis, mm."""
