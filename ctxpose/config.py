@@ -93,6 +93,8 @@ class LossConfig:
 class DatasetConfig:
     kind: Literal["human36m"] = "human36m"
     root: str = "data/human36m/processed"  # processed folder (ours or the original's layout)
+    # layout of root: "ctxpose" (labels.npz + crops), "original" (the original repository's), "auto": detect
+    format: Literal["auto", "ctxpose", "original"] = "auto"
     extra_root: str = "data/human36m/extra"
     train_labels_path: str | None = None  # original layout only: human36m-multiview-labels-GTbboxes.npy
     val_labels_path: str | None = None

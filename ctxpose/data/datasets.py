@@ -1,0 +1,338 @@
+"""Human3.6M dataset over processed crops (ours) or the original repository's processed layout.
+
+Layouts (chosen by ``format``; ``"auto"`` picks ours when ``<root>/labels.npz`` exists):
+
+- ``"ctxpose"``: ``<root>/labels.npz`` (:mod:`ctxpose.data.labels`, one row per (frame, camera)) and square
+  undistorted crops ``<root>/images/...``; an item is ``cv2.imread`` + normalisation (+ a resize when the
+  crop size differs from ``image_shape``).
+- ``"original"``: ``<root>/<S>/<Action-trial>/imageSequence[-undistorted]/<camera>/img_%06d.jpg`` full frames
+  and ``human36m-multiview-labels-GTbboxes.npy`` (one row per frame, all cameras). Each view is loaded as the
+  original ``Human36MMultiViewDataset`` does: box TLBR -> LTRB, ``scale_bbox``, crop (zero padding),
+  INTER_AREA resize to ``image_shape``; an empty box means the view is missing.
+
+Sample selection mirrors the original: the split's subjects; ``with_damaged_actions=False`` drops S9
+Greeting-2, SittingDown-2 and Waiting-1; ``retain_every_n_frames_in_test`` keeps every n-th frame of the
+val split; ``ignore_cameras`` drops views. With ``max_n_views == 1`` (the paper setting, the original's
+``Human36MSingleViewDataset``) each (frame, camera) is one sample with V=1, ordered by frame then camera.
+Otherwise a sample is a frame; with ``randomize_n_views`` it gets a random number of views in
+``min_n_views..max_n_views`` drawn per epoch (so a batch has one V, as the original's collate) and a
+random subset of views per sample. All randomness (views, the training cuboid rotation) comes from a
+generator seeded with (seed, epoch, sample index), never from workers or processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ctxpose.config import ExperimentConfig
+from ctxpose.data import transforms as T
+from ctxpose.data.h36m.metadata import damaged_ground_truth
+from ctxpose.data.predictions import load_npy_object, load_root_predictions
+from ctxpose.errors import DataError
+from ctxpose.skeleton import get_skeleton
+from ctxpose.utils.seed import worker_init_fn
+
+logger = logging.getLogger(__name__)
+
+ORIGINAL_LABELS_NAME = "human36m-multiview-labels-GTbboxes.npy"
+
+
+def _subject_key(name: str) -> tuple[int, str]:
+    return (int(name[1:]), name) if name[1:].isdigit() else (10**6, name)
+
+
+def _codes(values: np.ndarray, names: list[str]) -> np.ndarray:
+    """Index of each value in ``names`` (vectorised ``names.index``)."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return np.array([names.index(str(u)) for u in uniq], dtype=np.int64)[inverse.reshape(-1)]
+
+
+def _read_ctxpose(root: Path) -> dict[str, Any]:
+    from ctxpose.data.labels import load_labels
+
+    lab = load_labels(root / "labels.npz")
+    subjects = sorted(set(lab.subject.tolist()), key=_subject_key)
+    actions = sorted(set(lab.action.tolist()))
+    cams = dict(zip(lab.camera_index.tolist(), lab.camera.tolist(), strict=True))
+    camera_names = [cams.get(i, f"camera{i}") for i in range(max(cams) + 1)] if cams else []
+    return {
+        "subject_names": subjects, "action_names": actions, "camera_names": camera_names,
+        "subject_idx": _codes(lab.subject, subjects), "action_idx": _codes(lab.action, actions),
+        "trial": lab.trial, "camera_idx": lab.camera_index, "frame": lab.frame,
+        "keypoints_3d": lab.keypoints_3d, "bbox": np.zeros((len(lab), 4), np.int64),
+        "K": lab.K, "R": lab.R, "t": lab.t, "image": lab.image,
+    }
+
+
+def _read_original(root: Path, labels_path: Path, undistort: bool, scale: float) -> dict[str, Any]:
+    lab = load_npy_object(labels_path)
+    try:
+        table, cameras = lab["table"], lab["cameras"]
+        subjects, cam_names = list(lab["subject_names"]), list(lab["camera_names"])
+        seq_names = list(lab["action_names"])
+        tlbr_all = table["bbox_by_camera_tlbr"]
+        rows, cams = np.nonzero(tlbr_all[..., 3] - tlbr_all[..., 1] != 0)  # empty box: missing view
+        kp, frame = table["keypoints"][rows], table["frame_idx"][rows].astype(np.int64)
+        s_idx, seq_idx = table["subject_idx"][rows].astype(np.int64), table["action_idx"][rows].astype(np.int64)
+        tlbr = table["bbox_by_camera_tlbr"][rows, cams].astype(np.int64)
+        cam = cameras[s_idx, cams]
+        K, R, t = cam["K"], cam["R"], cam["t"].reshape(-1, 3)
+    except (KeyError, ValueError, IndexError, TypeError) as e:
+        raise DataError(f"{labels_path}: not an original labels file ({type(e).__name__}: {e}); expected a dict "
+                        "with subject_names, camera_names, action_names, table, cameras") from None
+    bases = [n.rpartition("-")[0] or n for n in seq_names]
+    actions = list(dict.fromkeys(bases))
+    trials = np.array([int(n.rpartition("-")[2]) if n.rpartition("-")[2].isdigit() else 1 for n in seq_names])
+    folder = "imageSequence" + "-undistorted" * undistort
+    image = np.array([f"{subjects[s]}/{seq_names[a]}/{folder}/{cam_names[c]}/img_{f + 1:06d}.jpg"
+                      for s, a, c, f in zip(s_idx, seq_idx, cams, frame, strict=True)])
+    bbox = T.scale_bbox(tlbr[:, [1, 0, 3, 2]], scale)  # TLBR -> LTRB, then scaled
+    return {
+        "subject_names": subjects, "action_names": actions, "camera_names": cam_names,
+        "subject_idx": s_idx, "action_idx": np.array([actions.index(b) for b in bases])[seq_idx],
+        "trial": trials[seq_idx], "camera_idx": cams.astype(np.int64), "frame": frame,
+        "keypoints_3d": kp, "bbox": bbox, "K": K, "R": R, "t": t, "image": image,
+    }
+
+
+class Human36MDataset(Dataset):
+    """Human3.6M samples for ContextPose.
+
+    Args:
+        root: processed folder; default ``config.dataset.root``.
+        split: ``"train"`` or ``"val"``; selects subjects and the ``config.train``/``config.val`` options.
+        config: experiment config supplying every option not given explicitly.
+        format: ``"auto"``, ``"ctxpose"`` or ``"original"`` (layout of ``root``).
+        labels_path: original layout only: the labels ``.npy`` (default ``<root>/../extra/`` or ``<root>/``).
+        subjects: subjects to use (default the config's train/val subjects).
+        image_shape: (H, W) of the returned crops, px.
+        pred_results_path: root estimates (released ``.pkl`` or our ``predictions.npz``); None: ground truth.
+        seed: base of the (seed, epoch, index) generators.
+        Other options mean what they mean in the original (see the module docstring).
+
+    Items are dicts of numpy arrays (``default_collate`` stacks them): ``images`` (V, 3, H, W) float32
+    normalised BGR; ``proj_matrices`` (V, 3, 4) world mm -> crop px; ``K`` (V, 3, 3), ``R`` (V, 3, 3),
+    ``t`` (V, 3) mm; ``camera_indices`` (V,); ``keypoints_3d`` (J, 3) world mm; ``validity`` (J,);
+    ``root`` (3,) world mm; ``rotation`` () radians about the vertical axis (train only, else 0);
+    ``index``, ``subject_idx``, ``action_idx``, ``trial``, ``camera_idx`` (first view), ``frame`` int64.
+    """
+
+    def __init__(self, root: str | Path | None = None, split: Literal["train", "val"] = "train",
+                 config: ExperimentConfig | None = None, *, format: str | None = None,
+                 labels_path: str | Path | None = None, subjects: tuple[str, ...] | None = None,
+                 image_shape: tuple[int, int] | None = None, with_damaged_actions: bool | None = None,
+                 retain_every_n_frames_in_test: int | None = None, ignore_cameras: tuple[int, ...] | None = None,
+                 undistort_images: bool | None = None, scale_bbox: float | None = None, crop: bool | None = None,
+                 randomize_n_views: bool | None = None, min_n_views: int | None = None,
+                 max_n_views: int | None = None, pred_results_path: str | Path | None = None,
+                 seed: int | None = None) -> None:
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        cfg = config or ExperimentConfig()
+        sc = cfg.train if split == "train" else cfg.val
+
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        self.split = split
+        self.root = Path(pick(root, cfg.dataset.root))
+        self.image_shape = tuple(int(v) for v in pick(image_shape, cfg.model.image_shape))
+        self.randomize_n_views = pick(randomize_n_views, sc.randomize_n_views)
+        self.min_n_views, self.max_n_views = pick(min_n_views, sc.min_n_views), pick(max_n_views, sc.max_n_views)
+        self.seed = int(pick(seed, cfg.train.seed))
+        self.crop = pick(crop, sc.crop)
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()  # seen by persistent workers
+        ignore = tuple(pick(ignore_cameras, sc.ignore_cameras))
+        subjects = tuple(pick(subjects, cfg.dataset.train_subjects if split == "train" else cfg.dataset.val_subjects))
+        fmt = pick(format, cfg.dataset.format)
+        if fmt == "auto":
+            fmt = "ctxpose" if (self.root / "labels.npz").is_file() else "original"
+        self.format = fmt
+        if fmt == "ctxpose":
+            cols = _read_ctxpose(self.root)
+        elif fmt == "original":
+            lp = pick(labels_path, cfg.dataset.train_labels_path if split == "train" else cfg.dataset.val_labels_path)
+            lp = Path(lp) if lp else next((p for p in (self.root.parent / "extra" / ORIGINAL_LABELS_NAME,
+                                                       self.root / ORIGINAL_LABELS_NAME) if p.is_file()), None)
+            if lp is None:
+                raise DataError(f"{self.root}: no labels.npz (our layout) and no {ORIGINAL_LABELS_NAME} beside it; "
+                                "set dataset.format and dataset.train_labels_path/val_labels_path")
+            cols = _read_original(self.root, lp, pick(undistort_images, sc.undistort_images),
+                                  pick(scale_bbox, sc.scale_bbox))
+        else:
+            raise DataError(f"dataset.format: {fmt!r} is not one of 'auto', 'ctxpose', 'original'")
+        self.subject_names: list[str] = cols["subject_names"]
+        self.action_names: list[str] = cols["action_names"]
+        self.camera_names: list[str] = cols["camera_names"]
+        self._select(cols, subjects, pick(with_damaged_actions, sc.with_damaged_actions),
+                     int(pick(retain_every_n_frames_in_test, sc.retain_every_n_frames_in_test)), ignore)
+        self._roots = None
+        pred = pick(pred_results_path, sc.pred_results_path)
+        if pred:
+            self._roots = load_root_predictions(pred, self).astype(np.float32)
+        logger.info("%s %s split: %d samples from %s (%s layout)", type(self).__name__, split, len(self),
+                    self.root, fmt)
+
+    # ------------------------------------------------------------------ selection
+
+    def _select(self, cols: dict[str, Any], subjects: tuple[str, ...], with_damaged: bool, retain: int,
+                ignore: tuple[int, ...]) -> None:
+        unknown = [s for s in subjects if s not in self.subject_names]
+        if len(unknown) == len(subjects):
+            raise DataError(f"{self.root}: none of the {self.split} subjects {list(subjects)} is in the labels "
+                            f"(found {self.subject_names})")
+        if unknown:
+            logger.warning("%s: %s subjects %s are not in the labels; using the others", self.root, self.split,
+                           unknown)
+        wanted = [self.subject_names.index(s) for s in subjects if s in self.subject_names]
+        keep = np.isin(cols["subject_idx"], wanted)
+        cols = {k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in cols.items()}
+        # frames in the original table order: subject, action, trial, frame
+        keys = np.stack([cols["subject_idx"], cols["action_idx"], cols["trial"], cols["frame"]], 1).astype(np.int64)
+        uniq, frame_code = np.unique(keys, axis=0, return_inverse=True)
+        frame_code = frame_code.reshape(-1)
+        self._num_split_frames = len(uniq)
+        mask = np.ones(len(frame_code), dtype=bool)
+        if not with_damaged:
+            for subj, seq in damaged_ground_truth():
+                action, _, trial = seq.rpartition("-")
+                if subj in self.subject_names and action in self.action_names:
+                    mask &= ~((cols["subject_idx"] == self.subject_names.index(subj))
+                              & (cols["action_idx"] == self.action_names.index(action))
+                              & (cols["trial"] == int(trial)))
+        if self.split == "val" and retain > 1:
+            kept_frames = np.unique(frame_code[mask])[::retain]
+            mask &= np.isin(frame_code, kept_frames)
+        mask &= ~np.isin(cols["camera_idx"], list(ignore))
+        order = np.nonzero(mask)[0]
+        order = order[np.lexsort((cols["camera_idx"][order], frame_code[order]))]
+        self._rows = {k: np.ascontiguousarray(v[order]) for k, v in cols.items() if isinstance(v, np.ndarray)}
+        self._frame_code = frame_code[order]
+        if self.max_n_views == 1:
+            self._starts = np.arange(len(order), dtype=np.int64)
+            self._counts = np.ones(len(order), dtype=np.int64)
+        else:
+            starts = np.nonzero(np.diff(self._frame_code))[0] + 1
+            self._starts = np.r_[0, starts].astype(np.int64) if len(order) else np.zeros(0, np.int64)
+            self._counts = np.diff(np.r_[self._starts, len(order)])
+
+    # ------------------------------------------------------------------ protocol for predictions
+
+    def sample_ids(self) -> dict[str, np.ndarray]:
+        """(N,) int64 ids of each sample's first view: subject_idx, action_idx, trial, camera_idx, frame."""
+        return {k: self._rows[k][self._starts].astype(np.int64)
+                for k in ("subject_idx", "action_idx", "trial", "camera_idx", "frame")}
+
+    def split_frame_positions(self) -> tuple[np.ndarray, int]:
+        """Per sample, the rank of its frame among the split's frames in the original table order (the rows of
+        the released results sorted by ``indexes``), and the number of such frames."""
+        return self._frame_code[self._starts].astype(np.int64), self._num_split_frames
+
+    # ------------------------------------------------------------------ items
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch of the (seed, epoch, index) generators (visible to running workers)."""
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def _views(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        start, count = int(self._starts[index]), int(self._counts[index])
+        rows = np.arange(start, start + count)
+        if self.max_n_views == 1 or not self.randomize_n_views:
+            return rows
+        epoch_rng = np.random.default_rng([self.seed, self.epoch, 2**31])
+        n = int(epoch_rng.integers(self.min_n_views, self.max_n_views + 1))
+        chosen = rng.permutation(rows)[:n]
+        return np.resize(chosen, n)  # a frame with fewer views than n repeats some (missing cameras)
+
+    def _load_view(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        path = self.root / str(self._rows["image"][row])
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DataError(f"{path}: image missing or unreadable")
+        K = self._rows["K"][row]
+        if self.format == "original":
+            image, K = T.crop_and_resize(image, K, self._rows["bbox"][row] if self.crop else None, self.image_shape)
+        elif image.shape[:2] != self.image_shape:
+            image, K = T.crop_and_resize(image, K, None, self.image_shape)
+        return T.image_to_tensor(T.normalize_image(image)), K
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rows = self._views(index, rng)
+        images, Ks = zip(*(self._load_view(r) for r in rows), strict=True)
+        K = np.stack(Ks)
+        R, t = self._rows["R"][rows], self._rows["t"][rows]
+        first = rows[0]
+        keypoints = self._rows["keypoints_3d"][first].astype(np.float32)
+        root = self._roots[index] if self._roots is not None else keypoints[get_skeleton().root]
+        rotation = rng.uniform(0.0, 2 * math.pi) if self.split == "train" else 0.0
+        return {
+            "images": np.stack(images), "proj_matrices": T.projection_matrix(K, R, t).astype(np.float32),
+            "K": K.astype(np.float32), "R": R.astype(np.float32), "t": t.astype(np.float32),
+            "camera_indices": self._rows["camera_idx"][rows].astype(np.int64),
+            "keypoints_3d": keypoints, "validity": np.ones(len(keypoints), np.float32),
+            "root": np.asarray(root, np.float32), "rotation": np.float32(rotation), "index": np.int64(index),
+            **{k: np.int64(self._rows[k][first]) for k in ("subject_idx", "action_idx", "trial", "camera_idx",
+                                                            "frame")},
+        }
+
+    @classmethod
+    def from_config(cls, config: ExperimentConfig, split: Literal["train", "val"],
+                    **kwargs: Any) -> Human36MDataset:
+        """The ``split`` dataset as ``config`` describes it (keyword arguments override)."""
+        return cls(None, split, config, **kwargs)
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
+                distributed: bool, drop_last: bool | None = None) -> DataLoader:
+    """DataLoader with the settings the trainer and evaluator use.
+
+    Args:
+        dataset: e.g. :class:`Human36MDataset`.
+        batch_size: samples per batch (per process when distributed).
+        shuffle: shuffle each epoch (through the sampler when distributed).
+        num_workers: worker processes; > 0 keeps them alive between epochs.
+        seed: seeds the shuffling generator / ``DistributedSampler``.
+        distributed: use a ``DistributedSampler`` (needs an initialised process group).
+        drop_last: default True for a training dataset, False otherwise (the evaluator de-duplicates the
+            ``DistributedSampler`` padding by ``index``).
+
+    Call :func:`set_loader_epoch` before each epoch.
+    """
+    if drop_last is None:
+        drop_last = getattr(dataset, "split", "val") == "train"
+    # Without DDP a one-replica DistributedSampler: the order is a function of (seed, epoch), so a resumed
+    # run sees the same permutation for an epoch as an uninterrupted one.
+    replicas = {} if distributed else {"num_replicas": 1, "rank": 0}
+    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last, **replicas)
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                      num_workers=num_workers, pin_memory=torch.cuda.is_available(), drop_last=drop_last,
+                      persistent_workers=num_workers > 0, generator=generator, worker_init_fn=worker_init_fn)
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Set the epoch of the loader's ``DistributedSampler`` (shuffling) and dataset (rotations, views)."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)

@@ -1,0 +1,167 @@
+"""Pure image and camera transforms: crop, resize, normalise, HWC -> CHW.
+
+These mirror what the original loader (learnable-triangulation / ContextPose ``Human36MMultiViewDataset``
+with ``mvn/utils/img.py`` and ``Camera.update_after_crop/resize``) does to each view, so that samples read
+from the original processed layout are the same as the original's:
+
+- images are read with OpenCV and therefore stay in **BGR** channel order; the original normalises them with
+  the ImageNet mean/std given in RGB order without converting. The released weights were trained on that, so
+  :func:`normalize_image` does the same by default (``channel_order="bgr_as_original"``).
+- crop: the box (left, top, right, bottom), right/bottom exclusive, zero-filled outside the image; the
+  intrinsics' principal point moves by (-left, -top).
+- resize: ``cv2.INTER_AREA``; fx, cx scale by new_w / w, fy, cy by new_h / h.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+#: ImageNet statistics in RGB order (as the original, which applies them to BGR images).
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+def normalize_image(image: np.ndarray, channel_order: str = "bgr_as_original") -> np.ndarray:
+    """ImageNet normalisation: ``(image / 255 - mean) / std``.
+
+    Args:
+        image: (H, W, 3) uint8 image as read by ``cv2.imread`` (BGR).
+        channel_order: ``"bgr_as_original"`` keeps BGR and applies the RGB-ordered statistics as the original
+            does; ``"rgb"`` converts to RGB first (a model trained on correctly ordered inputs).
+
+    Returns:
+        (H, W, 3) float32 normalised image.
+    """
+    if channel_order == "rgb":
+        image = image[..., ::-1]
+    elif channel_order != "bgr_as_original":
+        raise ValueError(f"channel_order must be 'bgr_as_original' or 'rgb', got {channel_order!r}")
+    out = (image.astype(np.float64) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return out.astype(np.float32)
+
+
+def denormalize_image(image: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normalize_image` (default order): (H, W, 3) float -> (H, W, 3) uint8, clipped."""
+    return np.clip(255.0 * (image * IMAGENET_STD + IMAGENET_MEAN), 0, 255).round().astype(np.uint8)
+
+
+def image_to_tensor(image: np.ndarray) -> np.ndarray:
+    """(H, W, C) -> (C, H, W) contiguous float32 (what the original's ``image_batch_to_torch`` does)."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+
+
+def scale_bbox(bbox: Sequence[int] | np.ndarray, scale: float) -> np.ndarray:
+    """Scale boxes about their centre with the original's integer arithmetic.
+
+    Args:
+        bbox: (..., 4) integer boxes (left, top, right, bottom), px.
+        scale: size factor.
+
+    Returns:
+        (..., 4) int64 boxes (left, top, right, bottom), px.
+    """
+    left, top, right, bottom = np.moveaxis(np.asarray(bbox, dtype=np.int64), -1, 0)
+    x_center, y_center = (right + left) // 2, (bottom + top) // 2
+    new_width = np.trunc(scale * (right - left)).astype(np.int64)
+    new_height = np.trunc(scale * (bottom - top)).astype(np.int64)
+    new_left, new_top = x_center - new_width // 2, y_center - new_height // 2
+    return np.stack([new_left, new_top, new_left + new_width, new_top + new_height], axis=-1)
+
+
+def crop_image(image: np.ndarray, bbox: Sequence[int]) -> np.ndarray:
+    """Crop a box; parts outside the image are zeros (the output always has the box's size).
+
+    Args:
+        image: (H, W, C) image.
+        bbox: (left, top, right, bottom) integers, px; right/bottom exclusive.
+
+    Returns:
+        (bottom - top, right - left, C) crop, same dtype.
+    """
+    left, top, right, bottom = (int(v) for v in bbox)
+    h, w = image.shape[:2]
+    out = np.zeros((bottom - top, right - left, *image.shape[2:]), dtype=image.dtype)
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, w), min(bottom, h)
+    if x1 > x0 and y1 > y0:
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
+    return out
+
+
+def resize_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Resize to ``shape`` = (H, W) with area interpolation (as the original)."""
+    height, width = int(shape[0]), int(shape[1])
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def crop_intrinsics(K: np.ndarray, bbox: Sequence[float]) -> np.ndarray:
+    """Intrinsics after cropping ``bbox`` = (left, top, right, bottom): the principal point moves.
+
+    Args:
+        K: (3, 3) intrinsics, px.
+        bbox: crop box in the image's px.
+
+    Returns:
+        (3, 3) new intrinsics (a copy).
+    """
+    K = np.array(K, dtype=np.float64, copy=True)
+    K[0, 2] -= bbox[0]
+    K[1, 2] -= bbox[1]
+    return K
+
+
+def resize_intrinsics(K: np.ndarray, shape: Sequence[int], new_shape: Sequence[int]) -> np.ndarray:
+    """Intrinsics after resizing an image from ``shape`` to ``new_shape`` (both (H, W)).
+
+    Returns:
+        (3, 3) new intrinsics (a copy); fx, cx scale with the width, fy, cy with the height.
+    """
+    K = np.array(K, dtype=np.float64, copy=True)
+    sx, sy = new_shape[1] / shape[1], new_shape[0] / shape[0]
+    K[0, 0] *= sx
+    K[0, 2] *= sx
+    K[1, 1] *= sy
+    K[1, 2] *= sy
+    return K
+
+
+def projection_matrix(K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``K [R | t]``.
+
+    Args:
+        K: (..., 3, 3) intrinsics, px.
+        R: (..., 3, 3) world -> camera rotation.
+        t: (..., 3) world -> camera translation, mm.
+
+    Returns:
+        (..., 3, 4) projection, world mm -> px.
+    """
+    t = np.asarray(t)[..., None]
+    return np.asarray(K) @ np.concatenate([np.asarray(R), t], axis=-1)
+
+
+def crop_and_resize(image: np.ndarray, K: np.ndarray, bbox: Sequence[int] | None,
+                    shape: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Crop to ``bbox`` (if given), then resize to ``shape`` (if given), updating the intrinsics.
+
+    Args:
+        image: (H, W, 3) full frame.
+        K: (3, 3) intrinsics of ``image``, px.
+        bbox: (left, top, right, bottom) integer box or None.
+        shape: output (H, W) or None.
+
+    Returns:
+        (image, K) for the output image.
+    """
+    if bbox is not None:
+        image = crop_image(image, bbox)
+        K = crop_intrinsics(K, bbox)
+    if shape is not None:
+        before = image.shape[:2]
+        image = resize_image(image, shape)
+        K = resize_intrinsics(K, before, shape)
+    return image, K

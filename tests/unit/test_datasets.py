@@ -1,0 +1,206 @@
+"""Human36MDataset on tiny folders written from the format contracts (ours and the original's layout)."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from ctxpose.config import load_config
+from ctxpose.data import transforms as T
+from ctxpose.data.datasets import Human36MDataset, make_loader, set_loader_epoch
+from ctxpose.errors import DataError
+from tests.unit import dataset_fixtures as F
+
+SK = F.SK
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory):
+    return F.write_ctxpose_folder(tmp_path_factory.mktemp("ours"))
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    return F.write_original_folder(tmp_path_factory.mktemp("orig"))
+
+
+def _project(P: np.ndarray, x: np.ndarray) -> np.ndarray:
+    h = P @ np.append(x, 1.0)
+    return h[:2] / h[2]
+
+
+def _disc_centre(image_chw: np.ndarray) -> np.ndarray:
+    """Centre (x, y) of the white disc in a normalised image (the brightest pixels)."""
+    img = T.denormalize_image(image_chw.transpose(1, 2, 0)).astype(float).sum(-1)
+    ys, xs = np.nonzero(img >= img.max() - 30)
+    return np.array([xs.mean(), ys.mean()])
+
+
+def _expected_rows(subjects, drop_damaged=False, ignore=()):
+    rows = []
+    for s, (subject, action, trial) in enumerate(F.SEQUENCES):
+        if subject not in subjects or (drop_damaged and (subject, action, trial) == ("S9", "Greeting", 2)):
+            continue
+        for frame in F.FRAMES:
+            for c in range(4):
+                if (subject == "S11" and c == 0) or c in ignore:
+                    continue
+                rows.append((s, subject, action, trial, frame, c))
+    return rows
+
+
+@pytest.mark.parametrize("layout", ["ours", "original"])
+def test_selection_and_order_match_the_original_rules(layout, ours, original):
+    root, labels = (ours, None) if layout == "ours" else original
+    kw = {"labels_path": labels, "image_shape": (32, 32)}
+    train = Human36MDataset(root, "train", **kw)
+    expected = _expected_rows(["S1"])
+    assert len(train) == len(expected)
+    ids = train.sample_ids()
+    for i, (_, subject, action, trial, frame, c) in enumerate(expected):  # frame-major, then camera
+        assert train.subject_names[ids["subject_idx"][i]] == subject
+        assert train.action_names[ids["action_idx"][i]] == action
+        assert (ids["trial"][i], ids["frame"][i], ids["camera_idx"][i]) == (trial, frame, c)
+    val = Human36MDataset(root, "val", with_damaged_actions=False, **kw)
+    assert len(val) == len(_expected_rows(["S9", "S11"], drop_damaged=True))
+    val_all = Human36MDataset(root, "val", with_damaged_actions=True, **kw)
+    assert len(val_all) == len(_expected_rows(["S9", "S11"]))
+    # every 2nd frame of the val split (counted over frames, all cameras of a kept frame stay)
+    thin = Human36MDataset(root, "val", with_damaged_actions=True, retain_every_n_frames_in_test=2, **kw)
+    frames = sorted({(r[0], r[4]) for r in _expected_rows(["S9", "S11"])})[::2]
+    assert len(thin) == len([r for r in _expected_rows(["S9", "S11"]) if (r[0], r[4]) in frames])
+    no_cam1 = Human36MDataset(root, "train", ignore_cameras=(1,), **kw)
+    assert len(no_cam1) == len(_expected_rows(["S1"], ignore=(1,)))
+    assert 1 not in no_cam1.sample_ids()["camera_idx"]
+
+
+def test_ours_item_is_the_normalised_crop_with_a_consistent_projection(ours):
+    ds = Human36MDataset(ours, "val", image_shape=(64, 64))
+    row = _expected_rows(["S9", "S11"])[7]
+    item = ds[7]
+    s, subject, action, trial, frame, c = row
+    path = ours / f"images/{subject}/{action}-{trial}/{F.CAMERAS[c]}/{frame:06d}.jpg"
+    raw = cv2.imread(str(path))  # BGR, normalised with the RGB-ordered ImageNet stats like the original
+    expected = ((raw / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)
+    np.testing.assert_allclose(item["images"][0], expected, atol=1e-5)  # float32 rounding
+    np.testing.assert_allclose(item["keypoints_3d"], F.pose(s, frame), atol=1e-3)
+    np.testing.assert_allclose(item["root"], F.pose(s, frame)[SK.root], atol=1e-3)
+    assert item["rotation"] == 0.0 and item["validity"].tolist() == [1.0] * SK.num_joints
+    R, t = F.camera(c)
+    P = item["K"][0].astype(float) @ np.hstack([R, t[:, None]])
+    np.testing.assert_allclose(item["proj_matrices"][0], P, rtol=1e-5, atol=1e-3)
+    # the disc drawn at the projected pelvis is where the returned projection puts the root (1 px)
+    np.testing.assert_allclose(_disc_centre(item["images"][0]), _project(P, item["root"]), atol=1.0)
+
+
+def test_ours_resizes_when_the_crop_size_differs(ours):
+    full = Human36MDataset(ours, "train", image_shape=(64, 64))[3]
+    half = Human36MDataset(ours, "train", image_shape=(32, 48))[3]
+    assert half["images"].shape == (1, 3, 32, 48)
+    np.testing.assert_allclose(half["K"][0], np.diag([0.75, 0.5, 1.0]) @ full["K"][0], rtol=1e-6)
+    uv = _project(half["proj_matrices"][0].astype(float), half["root"])
+    np.testing.assert_allclose(_disc_centre(half["images"][0]), uv, atol=1.0)
+
+
+def test_original_layout_crops_like_the_original(original):
+    pil = pytest.importorskip("PIL.Image")
+    root, labels = original
+    ds = Human36MDataset(root, "train", labels_path=labels, image_shape=(96, 96), scale_bbox=1.25)
+    i = 5
+    item = ds[i]
+    s, subject, action, trial, frame, c = _expected_rows(["S1"])[i]
+    table = np.load(labels, allow_pickle=True).item()["table"]  # test-side read of our own fixture
+    shot = table[(table["subject_idx"] == 0) & (table["action_idx"] == F.ORIGINAL_ACTIONS.index(f"{action}-{trial}"))
+                 & (table["frame_idx"] == frame)][0]
+    top, left, bottom, right = (int(v) for v in shot["bbox_by_camera_tlbr"][c])
+    # the original's scale_bbox, by hand: centre (integer), size int(1.25 * 120) = 150
+    xc, yc = (left + right) // 2, (top + bottom) // 2
+    box = (xc - 75, yc - 75, xc + 75, yc + 75)
+    frame_img = cv2.imread(str(root / subject / f"{action}-{trial}" / "imageSequence-undistorted" / F.CAMERAS[c]
+                               / f"img_{frame + 1:06d}.jpg"))
+    crop = np.asarray(pil.fromarray(frame_img).crop(box))  # PIL pads outside the frame with zeros
+    assert box[1] < 0  # part of this box is above the frame
+    expected = cv2.resize(crop, (96, 96), interpolation=cv2.INTER_AREA)
+    got = T.denormalize_image(item["images"][0].transpose(1, 2, 0))
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # float round trip
+    K = np.array([[300.0, 0, 100 + 3], [0, 310.0, 120 - 2], [0, 0, 1]])
+    K[0, 2] -= box[0]
+    K[1, 2] -= box[1]
+    K[:2] *= 96 / 150
+    np.testing.assert_allclose(item["K"][0], K, rtol=1e-5)
+    np.testing.assert_allclose(_disc_centre(item["images"][0]),
+                               _project(item["proj_matrices"][0].astype(float), item["root"]), atol=1.5)
+
+
+def test_collate_and_rotation_depend_only_on_seed_epoch_index(ours):
+    ds = Human36MDataset(ours, "train", image_shape=(32, 32), seed=7)
+    batch = default_collate([ds[i] for i in range(4)])
+    assert batch["images"].shape == (4, 1, 3, 32, 32) and batch["rotation"].shape == (4,)
+    assert batch["proj_matrices"].dtype == torch.float32 and batch["index"].tolist() == [0, 1, 2, 3]
+    r0 = np.array([ds[i]["rotation"] for i in range(len(ds))])
+    assert np.all((r0 >= 0) & (r0 < 2 * math.pi)) and len(np.unique(r0)) == len(ds)
+    assert np.array_equal(r0, [ds[i]["rotation"] for i in range(len(ds))])  # repeatable
+    ds.set_epoch(1)
+    assert not np.allclose(r0, [ds[i]["rotation"] for i in range(len(ds))])
+    other_seed = Human36MDataset(ours, "train", image_shape=(32, 32), seed=8)
+    assert not np.allclose(r0, [other_seed[i]["rotation"] for i in range(len(ds))])
+
+
+def test_loader_batches_do_not_depend_on_workers(ours):
+    def epoch_batches(workers):
+        ds = Human36MDataset(ours, "train", image_shape=(32, 32), seed=3)
+        loader = make_loader(ds, batch_size=8, shuffle=True, num_workers=workers, seed=3, distributed=False)
+        out = []
+        for epoch in (0, 1):
+            set_loader_epoch(loader, epoch)  # must reach persistent workers
+            out.append([(b["index"].clone(), b["rotation"].clone()) for b in loader])
+        return out, loader
+
+    (a, loader0), (b, loader2) = epoch_batches(0), epoch_batches(2)
+    assert loader2.persistent_workers and loader0.drop_last  # train: drop the incomplete batch
+    assert len(a[0]) == 60 // 8
+    for ea, eb in zip(a, b, strict=True):
+        for (ia, ra), (ib, rb) in zip(ea, eb, strict=True):
+            assert torch.equal(ia, ib) and torch.equal(ra, rb)
+    assert not torch.equal(a[0][0][0], a[1][0][0])  # a new permutation each epoch
+
+
+def test_multiview_grouping_and_random_view_subsets(ours):
+    ds = Human36MDataset(ours, "val", image_shape=(32, 32), max_n_views=4, randomize_n_views=False)
+    frames = {(r[0], r[4]) for r in _expected_rows(["S9", "S11"])}
+    assert len(ds) == len(frames)
+    sizes = {ds[i]["images"].shape[0] for i in range(len(ds))}
+    assert sizes == {3, 4}  # S11 misses camera 0
+    rnd = Human36MDataset(ours, "train", image_shape=(32, 32), max_n_views=3, min_n_views=2,
+                          randomize_n_views=True, seed=1)
+    subsets = set()
+    for epoch in range(6):
+        rnd.set_epoch(epoch)
+        items = [rnd[i] for i in range(6)]
+        assert len({it["images"].shape[0] for it in items}) == 1  # one V per epoch: batches collate
+        for it in items:
+            assert len(set(it["camera_indices"].tolist())) == len(it["camera_indices"]) <= 3
+        assert default_collate(items)["images"].shape[:2] == (6, len(items[0]["camera_indices"]))
+        subsets.add(tuple(rnd[0]["camera_indices"].tolist()))
+        assert tuple(rnd[0]["camera_indices"].tolist()) in subsets  # repeatable within an epoch
+    assert len(subsets) > 1  # views change with the epoch
+
+
+def test_from_config_uses_splits_and_errors_are_one_line(ours, tmp_path):
+    cfg = load_config(None, [f"dataset.root={ours}", "model.image_shape=[32,32]", "val.with_damaged_actions=false",
+                             "dataset.val_subjects=[S9]"])
+    ds = Human36MDataset.from_config(cfg, "val")
+    assert len(ds) == len(_expected_rows(["S9"], drop_damaged=True))
+    with pytest.raises(DataError, match="no labels.npz"):
+        Human36MDataset(tmp_path, "train")
+    with pytest.raises(DataError, match="none of the train subjects"):
+        Human36MDataset(ours, "train", subjects=("S2",))
+    with pytest.raises(DataError, match="image missing or unreadable"):
+        broken = Human36MDataset(ours, "val", image_shape=(32, 32))
+        broken.root = tmp_path  # images are read relative to root
+        broken[0]
