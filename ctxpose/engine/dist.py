@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from ctxpose.errors import CtxposeError
 
@@ -187,6 +188,68 @@ def _collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- synchronised batch norm
+
+
+class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics span all ranks; works on CPU (Gloo), unlike nn.SyncBatchNorm.
+
+    Two-pass statistics (global mean, then global mean squared deviation) through differentiable
+    all-reduces, so the backward pass sums the statistics' gradients over ranks exactly as one process
+    holding the whole global batch would. Same parameters and buffers as ``nn.BatchNorm*d`` (checkpoint
+    keys unchanged). Outside training or without a process group it is a plain batch norm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (N, C, ...), got {input.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not (self.training and is_distributed()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        count = torch.tensor([x.numel() // x.shape[1]], dtype=x.dtype, device=x.device)
+        sums = all_reduce(torch.cat([x.sum(dims), count]))
+        n = sums[-1]
+        mean = sums[:-1] / n
+        centred = x - mean.view(shape)
+        var = all_reduce((centred * centred).sum(dims)) / n
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
+                unbiased = var.detach() * (n / (n - 1).clamp(min=1))
+                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+        return y
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Batch norms -> synchronised ones: ``nn.SyncBatchNorm`` on CUDA, :class:`GlooSyncBatchNorm` otherwise."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlooSyncBatchNorm):
+        new = GlooSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        if module.track_running_stats:
+            new.running_mean, new.running_var = module.running_mean, module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, device))
+    return module
 
 
 # --------------------------------------------------------------------------- launching

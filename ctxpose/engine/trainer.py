@@ -257,7 +257,7 @@ def train(
         for p in unwrap(model).backbone.parameters():
             p.requires_grad_(False)
     if cfg.train.sync_bn and world > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = dist.convert_sync_batchnorm(model, device)
     model.to(device)
     optimizers, schedulers = build_optimizers(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
