@@ -204,3 +204,29 @@ def test_from_config_uses_splits_and_errors_are_one_line(ours, tmp_path):
         broken = Human36MDataset(ours, "val", image_shape=(32, 32))
         broken.root = tmp_path  # images are read relative to root
         broken[0]
+
+
+def test_scale_bbox_hand_worked():
+    # width 101, height 60, centre (50, 30) with floor division; int(1.5 * 101) = 151, int(1.5 * 60) = 90
+    np.testing.assert_array_equal(T.scale_bbox((0, 0, 101, 60), 1.5), (50 - 75, 30 - 45, 50 - 75 + 151, 30 + 45))
+    np.testing.assert_array_equal(T.scale_bbox([(3, 5, 13, 9), (1, 1, 2, 2)], 1.0), [(3, 5, 13, 9), (1, 1, 2, 2)])
+
+
+def test_crop_image_pads_with_zeros_like_pil():
+    pil = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    for box in [(-5, -4, 10, 12), (25, 15, 40, 26), (-3, -3, 33, 23), (40, 40, 45, 50), (2, 3, 9, 8)]:
+        np.testing.assert_array_equal(T.crop_image(image, box), np.asarray(pil.fromarray(image).crop(box)))
+
+
+def test_normalisation_channel_orders():
+    bgr = np.zeros((1, 1, 3), np.uint8)
+    bgr[..., 0] = 255  # pure blue in OpenCV's BGR
+    as_original = T.normalize_image(bgr)  # RGB statistics applied to BGR channels, like the original
+    np.testing.assert_allclose(as_original[0, 0], (np.array([1.0, 0, 0]) - T.IMAGENET_MEAN) / T.IMAGENET_STD,
+                               rtol=1e-6)
+    rgb = T.normalize_image(bgr, channel_order="rgb")
+    np.testing.assert_allclose(rgb[0, 0], (np.array([0, 0, 1.0]) - T.IMAGENET_MEAN) / T.IMAGENET_STD, rtol=1e-6)
+    chw = T.image_to_tensor(np.arange(24, dtype=np.float32).reshape(2, 4, 3))
+    assert chw.shape == (3, 2, 4) and chw.flags.c_contiguous and chw[2, 1, 3] == 1 * 12 + 3 * 3 + 2

@@ -1,0 +1,141 @@
+"""Restricted unpickling and root predictions (released results pickle, our predictions.npz)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from ctxpose.data.datasets import Human36MDataset
+from ctxpose.data.predictions import load_npy_object, load_pickle, load_root_predictions
+from ctxpose.errors import DataError
+from tests.unit import dataset_fixtures as F
+
+SK = F.SK
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory):
+    return F.write_ctxpose_folder(tmp_path_factory.mktemp("ours"))
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    return F.write_original_folder(tmp_path_factory.mktemp("orig"))
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "results.pkl"
+    path.write_bytes(pickle.dumps({"keypoints_3d": np.zeros((1, 2, 3)), "x": _Evil(str(marker))}))
+    with pytest.raises(DataError) as e:
+        load_pickle(path)
+    message = str(e.value)
+    assert "results.pkl" in message and "system" in message and "\n" not in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_numpy_pickle_loads(tmp_path, protocol):
+    data = {"keypoints_3d": np.arange(12.0).reshape(2, 2, 3), "indexes": np.array([1, 0]),
+            "names": ["a", ("b", 1)], "structured": np.zeros(2, dtype=[("k", np.float32, (2, 3))]),
+            "scalar": np.float32(1.5)}
+    path = tmp_path / "ok.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=protocol))
+    out = load_pickle(path)
+    np.testing.assert_array_equal(out["keypoints_3d"], data["keypoints_3d"])
+    assert out["names"] == ["a", ("b", 1)] and out["structured"].dtype == data["structured"].dtype
+    assert out["scalar"] == np.float32(1.5)
+
+
+def test_original_labels_npy_loads_without_unsafe_pickle(original):
+    _, labels_path = original
+    restricted = load_npy_object(labels_path)
+    reference = np.load(labels_path, allow_pickle=True).item()  # unsafe reader, for comparison only
+    assert restricted["subject_names"] == reference["subject_names"]
+    np.testing.assert_array_equal(restricted["table"], reference["table"])
+
+
+def _split_frames(subjects):
+    """(seq_idx, frame) of the split's frames in the original table order."""
+    return [(s, f) for s, (subj, _, _) in enumerate(F.SEQUENCES) if subj in subjects for f in F.FRAMES]
+
+
+def _released(path, subjects, rng, offset=np.array([10.0, -20.0, 5.0])):
+    frames = _split_frames(subjects)
+    kp = np.stack([F.pose(s, f) + offset for s, f in frames])
+    perm = rng.permutation(len(frames))  # stored in any order, sorted by 'indexes' on load
+    with open(path, "wb") as fh:
+        pickle.dump({"keypoints_3d": kp[perm], "indexes": np.arange(len(frames))[perm]}, fh)
+    return offset
+
+
+@pytest.mark.parametrize("layout", ["ours", "original"])
+def test_released_results_map_to_every_view_of_their_frame(layout, ours, original, tmp_path):
+    root, labels = (ours, None) if layout == "ours" else original
+    rng = np.random.default_rng(0)
+    offset = _released(tmp_path / "val.pkl", ["S9", "S11"], rng)
+    # filtering (damaged actions, every 2nd frame, a camera) happens after the file is indexed by frame
+    ds = Human36MDataset(root, "val", labels_path=labels, image_shape=(32, 32), with_damaged_actions=False,
+                         retain_every_n_frames_in_test=2, ignore_cameras=(2,),
+                         pred_results_path=tmp_path / "val.pkl")
+    ids = ds.sample_ids()
+    for i in range(len(ds)):
+        seq = next(s for s, (subj, act, tr) in enumerate(F.SEQUENCES)
+                   if subj == ds.subject_names[ids["subject_idx"][i]] and act == ds.action_names[ids["action_idx"][i]]
+                   and tr == ids["trial"][i])
+        np.testing.assert_allclose(ds[i]["root"], F.pose(seq, ids["frame"][i])[SK.root] + offset, atol=1e-3)
+    gt = Human36MDataset(root, "val", labels_path=labels, image_shape=(32, 32), with_damaged_actions=False,
+                         retain_every_n_frames_in_test=2, ignore_cameras=(2,))
+    np.testing.assert_allclose(gt[0]["root"] + offset, ds[0]["root"], atol=1e-3)
+
+
+def test_released_results_count_mismatch_is_one_clear_line(ours, tmp_path):
+    _released(tmp_path / "s9.pkl", ["S9"], np.random.default_rng(1))  # made without S11
+    with pytest.raises(DataError) as e:
+        Human36MDataset(ours, "val", image_shape=(32, 32), pred_results_path=tmp_path / "s9.pkl")
+    msg = str(e.value)
+    n_s9, n_val = len(_split_frames(["S9"])), len(_split_frames(["S9", "S11"]))
+    assert f"s9.pkl: has {n_s9} poses but the val split has {n_val} frames" in msg and "\n" not in msg
+    ds = Human36MDataset(ours, "val", subjects=("S9",), image_shape=(32, 32), pred_results_path=tmp_path / "s9.pkl")
+    assert len(ds) == 4 * n_s9
+    with open(tmp_path / "dup.pkl", "wb") as fh:
+        pickle.dump({"keypoints_3d": np.zeros((n_val, SK.num_joints, 3)), "indexes": np.zeros(n_val, int)}, fh)
+    with pytest.raises(DataError, match="not a permutation"):
+        Human36MDataset(ours, "val", image_shape=(32, 32), pred_results_path=tmp_path / "dup.pkl")
+
+
+def test_our_npz_predictions_are_matched_by_index_and_ids_checked(ours, tmp_path):
+    ds = Human36MDataset(ours, "val", image_shape=(32, 32))
+    n = len(ds)
+    rng = np.random.default_rng(2)
+    perm = rng.permutation(n)
+    kp = rng.normal(size=(n, SK.num_joints, 3)) * 100
+    ids = ds.sample_ids()
+    np.savez(tmp_path / "predictions.npz", index=perm, keypoints_3d=kp[perm],
+             **{k: v[perm] for k, v in ids.items()})
+    roots = load_root_predictions(tmp_path / "predictions.npz", ds)
+    np.testing.assert_allclose(roots, kp[:, SK.root])
+    bad = ids["frame"].copy()
+    bad[3] += 1
+    np.savez(tmp_path / "wrong_ids.npz", index=np.arange(n), keypoints_3d=kp, frame=bad)
+    with pytest.raises(DataError, match="frame of sample 3 is"):
+        load_root_predictions(tmp_path / "wrong_ids.npz", ds)
+    np.savez(tmp_path / "short.npz", index=np.arange(n - 1), keypoints_3d=kp[:-1])
+    with pytest.raises(DataError, match=f"has {n - 1} predictions .* has {n} samples"):
+        load_root_predictions(tmp_path / "short.npz", ds)
+    np.savez(tmp_path / "joints.npz", index=np.arange(n), keypoints_3d=kp[:, :5])
+    with pytest.raises(DataError, match="'keypoints_3d' has shape"):
+        load_root_predictions(tmp_path / "joints.npz", ds)
+    with pytest.raises(DataError, match="not found"):
+        load_root_predictions(tmp_path / "absent.npz", ds)
