@@ -11,6 +11,8 @@ from rich.logging import RichHandler
 
 from ctxpose import __version__
 from ctxpose.cli import config as config_cmd
+from ctxpose.cli import preprocess as preprocess_cmd
+from ctxpose.cli import synthesize as synthesize_cmd
 from ctxpose.errors import CtxposeError
 
 app = typer.Typer(
@@ -21,6 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(preprocess_cmd.app, name="preprocess")
+app.add_typer(synthesize_cmd.app, name="synthesize")
 
 err_console = Console(stderr=True)
 

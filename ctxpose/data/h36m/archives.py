@@ -114,5 +114,5 @@ def extract_members(archive: Path, dest: Path, wanted: set[str]) -> list[str]:
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{archive}: cannot read archive ({type(e).__name__}: {e})") from None
     if todo:
-        logger.warning("%s: %d wanted files not in the archive, e.g. %s", archive, len(todo), sorted(todo)[0])
+        logger.info("%s: %d wanted files not in the archive, e.g. %s", archive, len(todo), sorted(todo)[0])
     return written

@@ -1,0 +1,206 @@
+"""One Human3.6M sequence, all its cameras: raw files -> undistorted square crops + a label shard.
+
+Runs in a worker process of :func:`ctxpose.data.h36m.preprocess.preprocess_h36m`. Each crop is made by ONE
+``cv2.remap`` from the distorted video frame (undistortion, crop and resize folded into one map, see
+:func:`ctxpose.geometry.distortion.undistort_crop_maps`), so the crop is the image of the pinhole camera
+``crop_camera(camera, bbox, (S, S))`` whose intrinsics are stored with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ctxpose.data.h36m import metadata
+from ctxpose.data.h36m.raw import (
+    iter_video_frames,
+    read_cdf_poses,
+    read_mask_bboxes,
+    scale_square_bbox,
+    sphere_bboxes,
+    sphere_points,
+    square_bbox,
+)
+from ctxpose.data.labels import Labels
+from ctxpose.errors import DataError
+from ctxpose.geometry.cameras import Camera, crop_camera
+from ctxpose.geometry.distortion import undistort_crop_maps
+from ctxpose.skeleton import get_skeleton
+from ctxpose.utils.io import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SequenceJob:
+    """Everything a worker needs for one sequence (picklable).
+
+    Attributes:
+        seq: the sequence.
+        cameras: camera id -> full-frame camera (nominal video size).
+        nominal_hw: camera id -> (H, W) of the real videos.
+        files: kind ("D3_Positions", "Videos:<cam>", "ground_truth_bb:<cam>") -> path or None if absent.
+        frames: (F,) selected 0-based pose frames (may exceed the poses; clipped to them).
+        out_dir: processed folder root.
+        part_path: where the label shard goes.
+        image_size: crop side S, px.
+        jpeg_quality: 0..100.
+        bbox_source: "masks", "poses" or "auto" (masks if the file exists, else poses).
+        bbox_scale: scale of the squared box about its centre (ContextPose: 1.0).
+    """
+
+    seq: metadata.Sequence
+    cameras: dict[str, Camera]
+    nominal_hw: dict[str, tuple[int, int]]
+    files: dict[str, Path | None]
+    frames: tuple[int, ...]
+    out_dir: Path
+    part_path: Path
+    image_size: int
+    jpeg_quality: int
+    bbox_source: str
+    bbox_scale: float
+
+
+@dataclass
+class SequenceResult:
+    """What a worker did. ``error`` is None on success."""
+
+    key: str
+    rows: int = 0
+    frames_written: int = 0
+    bytes_written: int = 0
+    cameras: list[str] = field(default_factory=list)
+    bbox_sources: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+def image_relpath(subject: str, sequence: str, camera: str, frame: int) -> str:
+    """Path of a crop relative to the processed folder: ``images/S1/Directions-1/54138969/000005.jpg``."""
+    return f"images/{subject}/{sequence}/{camera}/{frame:06d}.jpg"
+
+
+def _video_hw(path: Path) -> tuple[int, int]:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise DataError(f"{path}: OpenCV cannot open this video (corrupt or unsupported)")
+        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+    finally:
+        cap.release()
+    if h <= 0 or w <= 0:
+        raise DataError(f"{path}: video reports size {w}x{h}; corrupt file?")
+    return h, w
+
+
+def _boxes(job: SequenceJob, cam: str, camera: Camera, hw: tuple[int, int], poses32: np.ndarray,
+           frames: np.ndarray) -> tuple[np.ndarray, str]:
+    """(F, 4) square boxes (left, top, right, bottom) in the distorted frame, and which source made them."""
+    mask_path = job.files.get(f"ground_truth_bb:{cam}")
+    use_masks = job.bbox_source == "masks" or (job.bbox_source == "auto" and mask_path is not None)
+    if use_masks:
+        if mask_path is None:
+            rel = metadata.raw_relpath("ground_truth_bb", job.seq.subject, job.seq.base_name, cam)
+            raise DataError(f"mask file {rel} not found (--bbox-source masks); use --bbox-source auto or poses")
+        raw = read_mask_bboxes(mask_path, frames)
+        source = "masks"
+    else:
+        raw = sphere_bboxes(camera.project(sphere_points(poses32[frames])), hw)
+        source = "poses"
+    boxes = np.array([scale_square_bbox(square_bbox(tuple(b)), job.bbox_scale) for b in raw], dtype=np.float64)
+    return boxes.reshape(-1, 4), source
+
+
+def _process_camera(job: SequenceJob, cam: str, poses32: np.ndarray, frames: np.ndarray,
+                    progress: Any) -> tuple[dict[str, np.ndarray], int, str]:
+    video = job.files.get(f"Videos:{cam}")
+    rel_video = metadata.raw_relpath("Videos", job.seq.subject, job.seq.base_name, cam)
+    if video is None:
+        raise DataError(f"video {rel_video} not found")
+    hw = _video_hw(video)
+    camera = job.cameras[cam]
+    if hw != job.nominal_hw[cam]:  # e.g. shrunk synthetic videos: scale the intrinsics to the real frames
+        camera = camera.resized(job.nominal_hw[cam], hw)
+    boxes, source = _boxes(job, cam, camera, hw, poses32, frames)
+    size = job.image_size
+    out_hw = (size, size)
+    Ks, paths, nbytes = [], [], 0
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(job.jpeg_quality)]
+    for i, (frame_index, image) in enumerate(iter_video_frames(video, frames)):
+        crop_cam = crop_camera(camera, boxes[i], out_hw)
+        map_x, map_y = undistort_crop_maps(camera.K, camera.dist, crop_cam.K, out_hw, camera.dist_model)
+        crop = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        ok, buf = cv2.imencode(".jpg", crop, params)
+        if not ok:
+            raise DataError(f"cannot JPEG-encode a crop of {video} frame {frame_index}")
+        rel = image_relpath(job.seq.subject, job.seq.name, cam, int(frame_index))
+        atomic_write_bytes(job.out_dir / rel, buf.tobytes())
+        nbytes += len(buf)
+        Ks.append(crop_cam.K)
+        paths.append(rel)
+        progress(1)
+    n = len(frames)
+    cols = {
+        "camera": np.full(n, cam), "camera_index": np.full(n, metadata.camera_ids().index(cam)),
+        "frame": frames.astype(np.int32), "bbox": boxes.astype(np.float32), "K": np.stack(Ks),
+        "R": np.repeat(camera.R[None], n, axis=0), "t": np.repeat(camera.t[None], n, axis=0),
+        "dist": np.zeros((n, 5)), "image": np.array(paths),
+    }
+    return cols, nbytes, source
+
+
+def process_sequence(job: SequenceJob, progress: Any = None) -> SequenceResult:
+    """Crop and label one sequence; failures become ``SequenceResult.error`` (one line naming the file).
+
+    Args:
+        job: the work.
+        progress: optional callable(n_frames_done_increment).
+
+    Returns:
+        The result; on success the label shard is at ``job.part_path`` (written atomically).
+    """
+    progress = progress or (lambda n: None)
+    seq = job.seq
+    result = SequenceResult(key=seq.key)
+    skeleton = get_skeleton()
+    try:
+        d3 = job.files.get("D3_Positions")
+        if d3 is None:
+            raise DataError(f"pose file {metadata.raw_relpath('D3_Positions', seq.subject, seq.base_name)} not found")
+        poses32 = read_cdf_poses(d3)
+        frames = np.array([f for f in job.frames if f < len(poses32)], dtype=np.int64)
+        if len(frames) == 0:
+            raise DataError(f"{d3}: {len(poses32)} pose frames, none selected")
+        parts = []
+        for cam in job.cameras:
+            cols, nbytes, source = _process_camera(job, cam, poses32, frames, progress)
+            result.cameras.append(cam)
+            result.bbox_sources[cam] = source
+            result.bytes_written += nbytes
+            parts.append(cols)
+        if not parts:
+            raise DataError(f"{seq.key}: no camera to process")
+        keypoints = skeleton.from_h36m32(poses32[frames]).astype(np.float64)
+        n = len(frames)
+        shard = Labels(
+            subject=np.full(n * len(parts), seq.subject), action=np.full(n * len(parts), seq.action),
+            trial=np.full(n * len(parts), seq.trial), keypoints_3d=np.concatenate([keypoints] * len(parts)),
+            **{k: np.concatenate([p[k] for p in parts]) for k in parts[0]},
+            meta={"format": "ctxpose-labels", "version": 1, "part": seq.key},
+        )
+        shard.save(job.part_path)
+        result.rows = len(shard)
+        result.frames_written = len(shard)
+        result.bytes_written += os.path.getsize(job.part_path)
+    except DataError as e:
+        result.error = str(e)
+    except Exception as e:  # keep the run going; report the sequence as failed
+        logger.debug("unexpected error in %s", seq.key, exc_info=True)
+        result.error = f"{seq.key}: {type(e).__name__}: {e}"
+    return result
