@@ -269,7 +269,7 @@ class Human36MDataset(Dataset):
             image, K = T.crop_and_resize(image, K, self._rows["bbox"][row] if self.crop else None, self.image_shape)
         elif image.shape[:2] != self.image_shape:
             image, K = T.crop_and_resize(image, K, None, self.image_shape)
-        return T.image_to_tensor(T.normalize_image(image)), K
+        return T.normalize_to_tensor(image), K
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = int(index)

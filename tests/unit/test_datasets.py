@@ -228,5 +228,10 @@ def test_normalisation_channel_orders():
                                rtol=1e-6)
     rgb = T.normalize_image(bgr, channel_order="rgb")
     np.testing.assert_allclose(rgb[0, 0], (np.array([0, 0, 1.0]) - T.IMAGENET_MEAN) / T.IMAGENET_STD, rtol=1e-6)
+    image = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    formula = ((image / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)
+    fused = T.normalize_to_tensor(image)
+    np.testing.assert_allclose(fused, formula, atol=1e-6)  # float32 arithmetic vs the float64 formula
+    np.testing.assert_array_equal(fused, T.image_to_tensor(T.normalize_image(image)))
     chw = T.image_to_tensor(np.arange(24, dtype=np.float32).reshape(2, 4, 3))
     assert chw.shape == (3, 2, 4) and chw.flags.c_contiguous and chw[2, 1, 3] == 1 * 12 + 3 * 3 + 2
