@@ -119,7 +119,9 @@ def procrustes_align(pred: Array, gt: Array, validity: Array | None = None, scal
     p, g, v = _to_torch(pred), _to_torch(gt), _to_torch(validity)
     _check(p, g, v)
     w = torch.ones(p.shape[:2], dtype=p.dtype, device=p.device) if v is None else v.to(p.dtype)
-    w = (w / w.sum(dim=-1, keepdim=True))[..., None]  # (B, J, 1), sums to 1
+    total = w.sum(dim=-1, keepdim=True)
+    # (B, J, 1) summing to 1; a pose without valid joints is aligned with uniform weights (its error is NaN)
+    w = torch.where(total > 0, w / total.clamp_min(1e-12), torch.full_like(w, 1.0 / w.shape[-1]))[..., None]
     mu_p, mu_g = (w * p).sum(1, keepdim=True), (w * g).sum(1, keepdim=True)
     p0, g0 = p - mu_p, g - mu_g
     cov = (w * g0).transpose(1, 2) @ p0  # (B, 3, 3) = sum_j w_j g_j p_j^T

@@ -226,6 +226,20 @@ def test_torch_and_numpy_agree_and_torch_is_differentiable():
     assert metrics.mpjpe(pt.float().detach(), gt_t.float()).dtype == torch.float32
 
 
+def test_weighted_procrustes_ignores_invalid_joints_and_empty_poses_give_nan():
+    rng = np.random.default_rng(10)
+    gt = _random_poses(rng, 3)
+    pred = np.stack([1.3 * gt[i] @ _random_rotation(rng).T + 40.0 for i in range(3)])
+    pred[:, 0] += 500.0  # a wild joint
+    validity = np.ones((3, J))
+    validity[:, 0] = 0
+    validity[2] = 0  # no valid joint at all
+    out = metrics.pa_mpjpe(pred, gt, validity)
+    np.testing.assert_allclose(out[:2], 0.0, atol=1e-8)  # the wild joint neither counts nor biases the fit
+    assert np.isnan(out[2])
+    assert metrics.pa_mpjpe(pred, gt)[0] > 1.0
+
+
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="same shape"):
         metrics.mpjpe(np.zeros((2, J, 3)), np.zeros((2, J - 1, 3)))
