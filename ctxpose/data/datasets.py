@@ -91,15 +91,18 @@ def _read_original(root: Path, labels_path: Path, undistort: bool, scale: float)
     bases = [n.rpartition("-")[0] or n for n in seq_names]
     actions = list(dict.fromkeys(bases))
     trials = np.array([int(n.rpartition("-")[2]) if n.rpartition("-")[2].isdigit() else 1 for n in seq_names])
+    if kp.ndim != 3 or kp.shape[1:] != (get_skeleton().num_joints, 3):
+        raise DataError(f"{labels_path}: table keypoints have shape {kp.shape[1:]}, expected "
+                        f"({get_skeleton().num_joints}, 3)")
+    # image paths are built per item (a path column for ~600k rows would cost ~150 MB)
     folder = "imageSequence" + "-undistorted" * undistort
-    image = np.array([f"{subjects[s]}/{seq_names[a]}/{folder}/{cam_names[c]}/img_{f + 1:06d}.jpg"
-                      for s, a, c, f in zip(s_idx, seq_idx, cams, frame, strict=True)])
+    template = [f"{{}}/{n}/{folder}/{{}}/img_{{:06d}}.jpg" for n in seq_names]
     bbox = T.scale_bbox(tlbr[:, [1, 0, 3, 2]], scale)  # TLBR -> LTRB, then scaled
     return {
         "subject_names": subjects, "action_names": actions, "camera_names": cam_names,
         "subject_idx": s_idx, "action_idx": np.array([actions.index(b) for b in bases])[seq_idx],
         "trial": trials[seq_idx], "camera_idx": cams.astype(np.int64), "frame": frame,
-        "keypoints_3d": kp, "bbox": bbox, "K": K, "R": R, "t": t, "image": image,
+        "keypoints_3d": kp, "bbox": bbox, "K": K, "R": R, "t": t, "seq_idx": seq_idx, "template": template,
     }
 
 
@@ -172,6 +175,7 @@ class Human36MDataset(Dataset):
         self.subject_names: list[str] = cols["subject_names"]
         self.action_names: list[str] = cols["action_names"]
         self.camera_names: list[str] = cols["camera_names"]
+        self._templates: list[str] = cols.get("template", [])
         self._select(cols, subjects, pick(with_damaged_actions, sc.with_damaged_actions),
                      int(pick(retain_every_n_frames_in_test, sc.retain_every_n_frames_in_test)), ignore)
         self._roots = None
@@ -260,7 +264,13 @@ class Human36MDataset(Dataset):
         return np.resize(chosen, n)  # a frame with fewer views than n repeats some (missing cameras)
 
     def _load_view(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        path = self.root / str(self._rows["image"][row])
+        if self._templates:
+            name = self._templates[self._rows["seq_idx"][row]].format(
+                self.subject_names[self._rows["subject_idx"][row]], self.camera_names[self._rows["camera_idx"][row]],
+                int(self._rows["frame"][row]) + 1)
+        else:
+            name = str(self._rows["image"][row])
+        path = self.root / name
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise DataError(f"{path}: image missing or unreadable")
