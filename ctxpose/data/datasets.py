@@ -176,6 +176,11 @@ class Human36MDataset(Dataset):
         self.action_names: list[str] = cols["action_names"]
         self.camera_names: list[str] = cols["camera_names"]
         self._templates: list[str] = cols.get("template", [])
+        bad = [c for c in ignore if not 0 <= c < len(self.camera_names)]
+        if bad:
+            raise DataError(f"{split}.ignore_cameras: {bad} are not camera indices 0..{len(self.camera_names) - 1}")
+        if sc.erase:
+            logger.warning("%s.erase is not supported (off in the paper setting); images are not erased", split)
         self._select(cols, subjects, pick(with_damaged_actions, sc.with_damaged_actions),
                      int(pick(retain_every_n_frames_in_test, sc.retain_every_n_frames_in_test)), ignore)
         self._roots = None

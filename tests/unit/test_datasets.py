@@ -198,6 +198,8 @@ def test_from_config_uses_splits_and_errors_are_one_line(ours, tmp_path):
     assert len(ds) == len(_expected_rows(["S9"], drop_damaged=True))
     with pytest.raises(DataError, match="no labels.npz"):
         Human36MDataset(tmp_path, "train")
+    with pytest.raises(DataError, match=r"val.ignore_cameras: \[7\] are not camera indices 0..3"):
+        Human36MDataset(ours, "val", ignore_cameras=(7,))
     with pytest.raises(DataError, match="none of the train subjects"):
         Human36MDataset(ours, "train", subjects=("S2",))
     with pytest.raises(DataError, match="image missing or unreadable"):
