@@ -178,7 +178,7 @@ class AttentionConv3D(nn.Module):
             with torch.no_grad():
                 kernel = pairwise_offset_kernel(shape, spacing, self.limb_mean.to(device), self.limb_std.to(device),
                                                 self.temperature)
-                weight = toeplitz_conv_weight(kernel, shape).to(torch.float32).contiguous()
+                weight = toeplitz_conv_weight(kernel.to(torch.float32), shape).contiguous()
             self._cache[key] = weight
             while len(self._cache) > 4:
                 self._cache.popitem(last=False)

@@ -1,0 +1,230 @@
+"""Speed and memory of the ContextPose network: ours vs the original's formulation.
+
+For the attention block alone and for the whole network, at the tiny setting (volume 16: N = 4^3 voxels in
+the attention) and the paper setting (ResNet-152, 384 px, volume 64: N = 16^3 = 4096), batch 1 and 4, it
+reports forward and forward+backward time (median of --repeats runs after a warm-up) and peak memory of
+one cold forward+backward (the pairwise prior built inside it), measured in a fresh subprocess:
+RSS high-water mark (reset just before the call) minus RSS before the call on CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
+
+"reference" is the original's formulation as written in tests/reference/original_ops.py (dense N x N
+pairwise matrices with (B, c, N, N) broadcast temporaries, per-sample/per-view unprojection loops).
+
+    python benchmarks/bench_model.py --out bench_model.json                # everything (slow on CPU)
+    python benchmarks/bench_model.py --settings tiny --batches 1 --repeats 5
+    python benchmarks/bench_model.py --device cuda --amp bf16 --channels-last
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ctxpose.config import load_config  # noqa: E402
+from ctxpose.data.limb_prior import LimbPrior  # noqa: E402
+from ctxpose.models import build_model  # noqa: E402
+from ctxpose.skeleton import get_skeleton  # noqa: E402
+from tests.reference.original_ops import reference_attention, reference_forward  # noqa: E402
+
+SETTINGS = {
+    "tiny": ["model.backbone.num_layers=18", "model.image_shape=[64, 64]", "model.heatmap_shape=[16, 16]",
+             "model.volume_net.volume_size=16"],
+    "paper": [],
+}
+
+
+def make_model(setting: str, device: torch.device):
+    cfg = load_config(ROOT / "configs" / "human36m_contextpose.yaml", SETTINGS[setting])
+    sk = get_skeleton()
+    prior = LimbPrior(torch.linspace(100, 450, sk.num_bones), torch.linspace(5, 30, sk.num_bones))
+    torch.manual_seed(0)
+    return cfg, build_model(cfg, prior).to(device).train()
+
+
+def make_inputs(cfg, batch: int, device: torch.device):
+    h, w = cfg.model.image_shape
+    images = torch.randn(batch, 1, 3, h, w, device=device)
+    f = 1.2 * w
+    K = torch.tensor([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+    rt = torch.cat([torch.eye(3), torch.tensor([[0.0], [0.0], [4500.0]])], dim=1)
+    proj = (K @ rt).expand(batch, 1, 3, 4).to(device)
+    return images, proj, torch.zeros(batch, 3, device=device), torch.linspace(0, 3, batch, device=device)
+
+
+def runner(part: str, impl: str, setting: str, batch: int, device: torch.device, amp: str | None,
+           channels_last: bool):
+    """A closure running one forward (and backward when asked)."""
+    cfg, model = make_model(setting, device)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+                if amp else nullcontext())
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if part == "attention":
+        block = model.attention_block
+        s = cfg.model.volume_net.volume_size // 4
+        x = torch.randn(batch, cfg.model.volume_net.att_channels, s, s, s, device=device, requires_grad=True)
+
+        def run(backward: bool) -> None:
+            with autocast:
+                out, att = block(x) if impl == "ours" else reference_attention(block, x)
+            if backward:
+                (out.float().sum() + att.float().sum()).backward()
+        return run
+
+    images, proj, roots, thetas = make_inputs(cfg, batch, device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last_3d) if images.dim() == 5 else images
+
+    def run(backward: bool) -> None:
+        with autocast:
+            if impl == "ours":
+                out = model(images, proj, roots, thetas)
+                loss = out.keypoints_3d.float().sum() + out.attention.float().sum()
+            else:
+                kp, _, _, _, _, att, _ = reference_forward(model, images, proj, roots, thetas)
+                loss = kp.sum() + att.sum()
+        if backward:
+            loss.backward()
+    return run
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_runs(run, backward: bool, repeats: int, device: torch.device) -> float:
+    run(backward)  # warm-up (builds caches)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        run(backward)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's RSS high-water mark (VmHWM) to the current RSS (Linux)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def memory_probe(args) -> None:
+    """Subprocess: peak extra memory of one cold forward+backward."""
+    device = torch.device(args.device)
+    run = runner(args.part, args.impl, args.setting, args.batch, device, args.amp, args.channels_last)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run(True)
+        sync(device)
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        reset_peak_rss()
+        base = current_rss_bytes()
+        run(True)
+        peak = peak_rss_bytes() - base
+    print(json.dumps({"peak_bytes": peak}))
+
+
+def measure_memory(args, part: str, impl: str, setting: str, batch: int) -> int:
+    cmd = [sys.executable, __file__, "--probe", "--part", part, "--impl", impl, "--settings", setting,
+           "--batches", str(batch), "--device", args.device]
+    if args.amp:
+        cmd += ["--amp", args.amp]
+    if args.channels_last:
+        cmd.append("--channels-last")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return int(json.loads(out)["peak_bytes"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", default="tiny,paper")
+    parser.add_argument("--batches", default="1,4")
+    parser.add_argument("--parts", default="attention,network")
+    parser.add_argument("--impls", default="ours,reference")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", choices=["bf16", "fp16"], default=None)
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--out", type=Path, default=Path("bench_model.json"))
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--part", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.probe:
+        args.setting, args.batch = args.settings, int(args.batches)
+        memory_probe(args)
+        return
+
+    device = torch.device(args.device)
+    rows = []
+    for setting in args.settings.split(","):
+        for part in args.parts.split(","):
+            for batch in map(int, args.batches.split(",")):
+                for impl in args.impls.split(","):
+                    run = runner(part, impl, setting, batch, device, args.amp, args.channels_last)
+                    side = 16 if setting == "paper" else 4
+                    row = {"setting": setting, "part": part, "batch": batch, "impl": impl, "device": str(device),
+                           "amp": args.amp, "channels_last": args.channels_last, "attention_voxels": side**3}
+                    with torch.no_grad():
+                        row["forward_s"] = time_runs(run, False, args.repeats, device)
+                    row["forward_backward_s"] = time_runs(run, True, args.repeats, device)
+                    del run
+                    row["peak_bytes"] = None if args.no_memory else measure_memory(args, part, impl, setting, batch)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    speedups = []
+    for r in rows:
+        if r["impl"] != "ours":
+            continue
+        ref = next((x for x in rows if x["impl"] == "reference" and all(
+            x[k] == r[k] for k in ("setting", "part", "batch"))), None)
+        if ref:
+            speedups.append({
+                "setting": r["setting"], "part": r["part"], "batch": r["batch"],
+                "forward_speedup": ref["forward_s"] / r["forward_s"],
+                "forward_backward_speedup": ref["forward_backward_s"] / r["forward_backward_s"],
+                "memory_ratio": (ref["peak_bytes"] / max(r["peak_bytes"], 1)) if r["peak_bytes"] else None,
+            })
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": args.repeats,
+              "rows": rows, "speedups": speedups}
+    args.out.write_text(json.dumps(result, indent=2))
+    for s in speedups:
+        mem = f"{s['memory_ratio']:.1f}x less memory" if s["memory_ratio"] else ""
+        print(f"{s['setting']:5s} {s['part']:9s} B={s['batch']}: forward {s['forward_speedup']:.1f}x, "
+              f"forward+backward {s['forward_backward_speedup']:.1f}x faster; {mem}")
+    print(f"wrote {args.out}; {len(rows)} rows")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""`ctxpose --version`, `ctxpose config show|check`: exit codes and one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from ctxpose import __version__
+from ctxpose.cli.app import app
+
+ROOT = Path(__file__).parents[2]
+runner = CliRunner()
+
+
+def run_main(*args):
+    """The installed entry point, as users run it (error handling lives in main())."""
+    return subprocess.run([sys.executable, "-m", "ctxpose", *args], capture_output=True, text=True)
+
+
+def test_version_and_help():
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"ctxpose {__version__}"
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0 and "config" in r.output
+
+
+def test_config_show_prints_resolved_yaml_with_overrides():
+    r = runner.invoke(app, ["config", "show", str(ROOT / "configs" / "tiny_cpu.yaml"), "--set",
+                            "train.batch_size=7", "--set", "model.volume_net.volume_size=32"])
+    assert r.exit_code == 0, r.output
+    shown = yaml.safe_load(r.output)
+    assert shown["train"]["batch_size"] == 7 and shown["model"]["volume_net"]["volume_size"] == 32
+    assert shown["model"]["backbone"]["num_layers"] == 18
+
+
+def test_config_check_ok_and_errors_are_one_red_line_with_exit_1(tmp_path):
+    r = run_main("config", "check", str(ROOT / "configs" / "human36m_contextpose.yaml"))
+    assert r.returncode == 0 and "ok" in r.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batch_sise: 3\n")
+    r = run_main("config", "check", str(bad))
+    assert r.returncode == 1
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "train.batch_sise: unknown key, did you mean train.batch_size?" in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_usage_error_exits_2():
+    r = run_main("config", "check")
+    assert r.returncode == 2
+
+
+def test_exit_code_of_a_command_reaches_the_shell(monkeypatch):
+    import pytest
+    import typer
+
+    from ctxpose.cli import app as app_module
+
+    probe = typer.Typer()
+
+    @probe.command()
+    def fail() -> None:
+        raise typer.Exit(code=3)
+
+    @probe.command()
+    def other() -> None:
+        pass
+
+    app_module.app.add_typer(probe, name="probe-exit")
+    try:
+        monkeypatch.setattr(sys, "argv", ["ctxpose", "probe-exit", "fail"])
+        with pytest.raises(SystemExit) as e:
+            app_module.main()
+        assert e.value.code == 3
+    finally:
+        app_module.app.registered_groups.pop()

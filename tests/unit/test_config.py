@@ -1,0 +1,199 @@
+"""Typed config: our YAML, the original ContextPose YAML, overrides and one-line errors."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctxpose.config import ExperimentConfig, config_to_dict, load_config, save_config
+from ctxpose.errors import ConfigError
+
+ROOT = Path(__file__).parents[2]
+
+# Structure of experiments/human36m/train/human36m_vol_softmax_single.yaml in ShirleyMaxx/ContextPose-PyTorch-release
+ORIGINAL_TRAIN_YAML = """
+title: "human36m_vol_softmax_single"
+kind: "human36m"
+azureroot: ""
+batch_output: true
+vis_freq: 1000
+vis_n_elements: 10
+
+model:
+  name: "vol"
+  kind: "mpii"
+  image_shape: [384, 384]
+  heatmap_shape: [96, 96]
+  heatmap_softmax: true
+  heatmap_multiplier: 100.0
+  init_weights: true
+  checkpoint: ""
+  backbone:
+    name: "resnet152"
+    style: "simple"
+    num_final_layer_channel: 17
+    num_joints: 17
+    num_layers: 152
+    init_weights: true
+    fix_weights: false
+    checkpoint: "data/pretrained/human36m/backbone_weights.pth"
+  volume_net:
+    volume_aggregation_method: "softmax"
+    use_gt_pelvis: false
+    cuboid_size: 2500.0
+    volume_size: 64
+    volume_multiplier: 1.0
+    volume_softmax: true
+    use_feature_v2v: true
+    temperature: 1500
+
+loss:
+  criterion: "MAE"
+  scale_keypoints_3d: 0.1
+  use_volumetric_ce_loss: true
+  volumetric_ce_loss_weight: 0.01
+  use_global_attention_loss: True
+  global_attention_loss_weight: 1000000
+
+dataset:
+  kind: "human36m"
+  data_format: ""
+  root: "data/human36m/processed"
+  extra_root: "data/human36m/extra"
+  train_labels_path: "data/human36m/extra/human36m-multiview-labels-GTbboxes.npy"
+
+train:
+  n_objects_per_epoch: 15000
+  n_epochs: 9999
+  batch_size: 4
+  optimizer: 'Adam'
+  backbone_lr: 0.0001
+  backbone_lr_step: [1000]
+  backbone_lr_factor: 0.1
+  process_features_lr: 0.001
+  volume_net_lr: 0.001
+  volume_net_lr_step: [1000]
+  volume_net_lr_factor: 0.5
+  with_damaged_actions: true
+  undistort_images: true
+  scale_bbox: 1.0
+  shuffle: true
+  randomize_n_views: true
+  min_n_views: 1
+  max_n_views: 1
+  num_workers: 8
+  limb_length_path: "data/human36m/extra/mean_and_std_limb_length.h5"
+  pred_results_path: "data/pretrained/human36m/human36m_alg_10-04-2019/checkpoints/0060/results/train.pkl"
+
+val:
+  batch_size: 8
+  with_damaged_actions: true
+  undistort_images: true
+  scale_bbox: 1.0
+  shuffle: false
+  randomize_n_views: true
+  min_n_views: 1
+  max_n_views: 1
+  num_workers: 10
+  retain_every_n_frames_in_test: 1
+  limb_length_path: "data/human36m/extra/mean_and_std_limb_length.h5"
+  pred_results_path: "data/pretrained/human36m/human36m_alg_10-04-2019/checkpoints/0060/results/val.pkl"
+"""
+
+
+def write(tmp_path, text, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_original_yaml_maps_onto_ours(tmp_path):
+    cfg = load_config(write(tmp_path, ORIGINAL_TRAIN_YAML))
+    assert cfg.model.backbone.num_layers == 152 and cfg.model.image_shape == (384, 384)
+    assert cfg.model.volume_net.temperature == 1500.0 and isinstance(cfg.model.volume_net.temperature, float)
+    assert cfg.model.volume_net.att_channels == 51  # not in the file: the original's default
+    assert cfg.model.checkpoint == ""
+    assert cfg.loss.global_attention_loss_weight == 1e6
+    assert cfg.dataset.limb_length_path == "data/human36m/extra/mean_and_std_limb_length.h5"  # from train.*
+    assert cfg.train.backbone_lr_step == (1000,) and cfg.train.vis_freq == 1000
+    assert cfg.val.pred_results_path.endswith("results/val.pkl")
+    assert cfg.val.num_workers == 10 and cfg.train.num_workers == 8
+
+
+def test_original_yaml_azureroot_prefixes_data_paths(tmp_path):
+    text = ORIGINAL_TRAIN_YAML.replace('azureroot: ""', 'azureroot: "/mnt/blob"')
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.dataset.root == "/mnt/blob/data/human36m/processed"
+    assert cfg.model.backbone.checkpoint == "/mnt/blob/data/pretrained/human36m/backbone_weights.pth"
+
+
+def test_paper_config_equals_original_setting(tmp_path):
+    ours = load_config(ROOT / "configs" / "human36m_contextpose.yaml")
+    orig = load_config(write(tmp_path, ORIGINAL_TRAIN_YAML))
+    assert ours.model.volume_net == orig.model.volume_net
+    assert ours.loss == orig.loss
+    assert ours.model.backbone.num_layers == orig.model.backbone.num_layers
+
+
+@pytest.mark.parametrize("name", ["human36m_contextpose.yaml", "tiny_cpu.yaml"])
+def test_shipped_configs_load_and_round_trip(tmp_path, name):
+    cfg = load_config(ROOT / "configs" / name)
+    save_config(cfg, tmp_path / "out.yaml")
+    assert load_config(tmp_path / "out.yaml") == cfg
+    assert yaml.safe_load((tmp_path / "out.yaml").read_text()) == config_to_dict(cfg)
+
+
+def test_overrides_return_new_object_and_parse_yaml_values():
+    base = ExperimentConfig()
+    cfg = load_config(None, ["train.batch_size=8", "model.image_shape=[256, 256]", "model.checkpoint=null"])
+    assert cfg.train.batch_size == 8 and cfg.model.image_shape == (256, 256) and cfg.model.checkpoint is None
+    assert base.train.batch_size == 4
+    assert cfg.model.volume_net == base.model.volume_net
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.batch_sise=3", "train.batch_sise: unknown key, did you mean train.batch_size?"),
+        ("model.volume_net.temprature=3", "did you mean model.volume_net.temperature?"),
+        ("train.batch_size=four", "train.batch_size: expected an integer, got 'four'"),
+        ("train.batch_size=2.5", "train.batch_size: expected an integer"),
+        ("model.volume_net.use_feature_v2v=3", "expected true or false"),
+        ("loss.criterion=L3", "loss.criterion: 'L3' is not one of 'MAE', 'MSE', 'MSESmooth'"),
+        ("model.image_shape=[1, 2, 3]", "model.image_shape: expected a list of 2 items"),
+        ("train", "expected key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    p = write(tmp_path, "model:\n  volume_net:\n    cuboid_sise: 2000\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: model\.volume_net\.cuboid_sise: unknown key, did you mean "
+                                          r"model\.volume_net\.cuboid_size\?"):
+        load_config(p)
+
+
+def test_unknown_key_in_original_yaml(tmp_path):
+    p = write(tmp_path, ORIGINAL_TRAIN_YAML.replace("  num_workers: 8", "  num_wrokers: 8"))
+    with pytest.raises(ConfigError, match="train.num_wrokers: unknown key in original ContextPose config, did you "
+                                          "mean train.num_workers"):
+        load_config(p)
+
+
+def test_inconsistent_original_backbone_name(tmp_path):
+    p = write(tmp_path, ORIGINAL_TRAIN_YAML.replace('name: "resnet152"', 'name: "resnet50"'))
+    with pytest.raises(ConfigError, match="model.backbone.name: 'resnet50' disagrees"):
+        load_config(p)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "model: [unclosed"))
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
