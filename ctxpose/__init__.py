@@ -1,14 +1,39 @@
 """ctxpose: ContextPose (Ma et al., CVPR 2021) for 3D human pose estimation.
 
-Public API::
+Public API (heavy modules are imported on first use, so ``ctxpose --version`` stays fast)::
 
-    cfg = ctxpose.load_config("configs/human36m_contextpose.yaml", ["train.batch_size=8"])
-    model = ctxpose.build_model(cfg, limb_prior)
-    ctxpose.load_checkpoint(model, "weights.pth")
+    import ctxpose
+    cfg = ctxpose.load_config("configs/human36m_contextpose.yaml", ["val.batch_size=4"])
+    prior = ctxpose.load_limb_prior(cfg.dataset.limb_length_path)
+    model = ctxpose.build_model(cfg, prior)
+    ctxpose.load_checkpoint(model, "weights.pth")   # ours or the original's released weights
+    out = model(images, proj_matrices, root_points)  # see README, "Python API"
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
 from ctxpose.config import ExperimentConfig, load_config  # noqa: E402
 
-__all__ = ["ExperimentConfig", "__version__", "load_config"]
+_LAZY = {
+    "build_model": "ctxpose.models.build",
+    "load_checkpoint": "ctxpose.models.build",
+    "load_backbone_checkpoint": "ctxpose.models.build",
+    "ContextPoseNet": "ctxpose.models.contextpose",
+    "ContextPoseOutput": "ctxpose.models.contextpose",
+    "LimbPrior": "ctxpose.data.limb_prior",
+    "load_limb_prior": "ctxpose.data.limb_prior",
+    "compute_losses": "ctxpose.losses",
+}
+
+__all__ = ["ExperimentConfig", "__version__", "load_config", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ctxpose' has no attribute {name!r}")
