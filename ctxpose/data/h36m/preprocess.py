@@ -141,6 +141,13 @@ def _locate(raw_dir: Path, extract_dir: Path, rel: str) -> Path | None:
     return None
 
 
+def _any_present(raw_dir: Path, extract_dir: Path, seq: metadata.Sequence, cams: list[str]) -> bool:
+    """Whether the pose file or any video of the sequence exists (loose or already extracted)."""
+    need = _needed_files(seq, cams)
+    return any(_locate(raw_dir, extract_dir, rel) is not None for key, (kind, rel) in need.items()
+               if kind in ("D3_Positions", "Videos"))
+
+
 def _needed_files(seq: metadata.Sequence, cams: list[str]) -> dict[str, tuple[str, str]]:
     """key -> (raw kind, relative path) of the files one sequence needs."""
     need = {"D3_Positions": ("D3_Positions", metadata.raw_relpath("D3_Positions", seq.subject, seq.base_name))}
@@ -242,17 +249,14 @@ def _plan(raw_dir: Path, out: Path, extract_dir: Path, opts: PreprocessOptions, 
             report.skipped.append(seq.key)
             continue
         todo.append((seq, cams))
-    if not opts.subjects and not opts.actions:  # nothing named: process what is there
-        archived = {s for kind, s in list_archives(raw_dir) if kind == "D3_Positions"}
-        present = []
-        for seq, cams in todo:
-            d3 = metadata.raw_relpath("D3_Positions", seq.subject, seq.base_name)
-            if seq.subject in archived or _locate(raw_dir, extract_dir, d3) is not None:
-                present.append((seq, cams))
-            else:
-                report.absent.append(seq.key)
-        todo = present
-    return todo
+    archived = {s for kind, s in list_archives(raw_dir) if kind in ("D3_Positions", "Videos")}
+    present = []
+    for seq, cams in todo:  # a sequence none of whose files exist is not in this download: not a failure
+        if seq.subject in archived or _any_present(raw_dir, extract_dir, seq, cams):
+            present.append((seq, cams))
+        else:
+            report.absent.append(seq.key)
+    return present
 
 
 def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: PreprocessOptions | None = None,
@@ -296,10 +300,9 @@ def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: Preproces
     _extract_archives(raw_dir, extract_dir, todo, opts, report)
     cameras = load_h36m_cameras(opts.cameras_file)
     jobs = []
-    named = bool(opts.subjects or opts.actions)
     for seq, cams in todo:
         files = {k: _locate(raw_dir, extract_dir, rel) for k, (_, rel) in _needed_files(seq, cams).items()}
-        if not named and files["D3_Positions"] is None:  # not in this (partial) download
+        if not _any_present(raw_dir, extract_dir, seq, cams):  # not in these archives either
             report.absent.append(seq.key)
             continue
         jobs.append(SequenceJob(

@@ -125,10 +125,13 @@ def write_mask_mat(path: Path, bboxes: np.ndarray, image_hw: tuple[int, int]) ->
 
 
 def _scaled_camera(camera: Camera, full_hw: tuple[int, int], size: int | None) -> tuple[Camera, tuple[int, int]]:
-    """Camera and frame size when the frames are shrunk to ``size`` px wide (None = real size)."""
+    """Camera and frame size when the frames are shrunk to about ``size`` px wide (None = real size).
+
+    Both sides are rounded to even numbers: MP4 (4:2:0) frames must have even sides.
+    """
     if size is None or size == full_hw[1]:
         return camera, full_hw
-    hw = (max(1, int(round(full_hw[0] * size / full_hw[1]))), int(size))
+    hw = (max(2, 2 * int(round(full_hw[0] * size / full_hw[1] / 2))), max(2, 2 * int(round(size / 2))))
     return camera.resized(full_hw, hw), hw
 
 
@@ -214,7 +217,8 @@ def synthesize_h36m(
         subjects: e.g. ("S1", "S9").
         actions: sequence names ("Walking-1") or base actions ("Walking" = both trials).
         n_frames: pose frames per sequence (videos get 1-5 more, like the real ones).
-        size: frame width in px (height scaled to keep the real aspect); None = real 1000 x 1002/1000.
+        size: frame width in px (height scaled to keep the real aspect, both rounded to even numbers);
+            None = the real 1000 x 1002 / 1000 x 1000.
         seed: motion and texture seed.
         archives: pack into the official ``.tgz`` names instead of loose folders.
         progress: called with each finished sequence key.

@@ -46,13 +46,14 @@ _LEFT_ARM, _RIGHT_ARM = (17, (18, 19, 20, 21, 22, 23)), (25, (26, 27, 28, 29, 30
 _LEFT_FOREARM, _RIGHT_FOREARM = (18, (19, 20, 21, 22, 23)), (26, (27, 28, 29, 30, 31))
 
 #: Limb radius (mm) per bone of the contextpose17 skeleton, in ``skeleton.bones`` order.
-BONE_RADII_MM = (62, 72, 70, 62, 72, 70, 105, 105, 48, 88, 55, 46, 42, 55, 46, 42)
+BONE_RADII_MM = (60, 70, 55, 60, 70, 55, 85, 85, 40, 75, 45, 45, 40, 45, 45, 40)
 
-#: One distinct, saturated BGR colour per bone (``skeleton.bones`` order): the core colour of the limb.
+#: One distinct BGR colour per bone (``skeleton.bones`` order), the bright core of the limb: 12 hues at full
+#: saturation and value plus 4 pastels, so darker shading of one never comes near another's core.
 BONE_COLORS_BGR = (
-    (0, 0, 255), (0, 128, 255), (0, 255, 255), (255, 0, 0), (255, 128, 0), (255, 255, 0),
-    (0, 255, 0), (128, 255, 0), (255, 0, 255), (128, 0, 255), (0, 0, 128), (0, 128, 128),
-    (0, 255, 128), (128, 0, 0), (128, 128, 0), (255, 0, 128),
+    (0, 0, 255), (0, 255, 255), (255, 128, 0), (255, 0, 0), (128, 255, 0), (128, 128, 255),
+    (0, 255, 0), (128, 255, 255), (255, 0, 255), (255, 255, 0), (0, 128, 255), (128, 0, 255),
+    (255, 128, 128), (0, 255, 128), (255, 0, 128), (128, 255, 128),
 )
 
 # Extra raw segments drawn in the colour of a bone: (joint_a_32, joint_b_32, bone_index).
