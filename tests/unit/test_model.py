@@ -202,3 +202,16 @@ def test_cuda_matches_cpu():
         cpu = model(images, proj, roots).keypoints_3d
         gpu = model.cuda()(images.cuda(), proj.cuda(), roots.cuda()).keypoints_3d.cpu()
     torch.testing.assert_close(gpu, cpu, rtol=0, atol=0.05)
+
+
+def test_bf16_autocast_forward_runs_and_stays_close():
+    _, model = tiny_model()
+    images = torch.randn(1, 1, 3, 32, 32)
+    proj = camera_proj(1, 1, f=40.0, size=32)
+    with torch.no_grad():
+        ref = model(images, proj, torch.zeros(1, 3)).keypoints_3d
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(images, proj, torch.zeros(1, 3))
+    assert torch.isfinite(out.keypoints_3d).all() and torch.isfinite(out.attention).all()
+    # bf16 has 8 mantissa bits; the joints move by well under a voxel (2500/15 mm)
+    assert (out.keypoints_3d.float() - ref).abs().max() < 2500 / 15
