@@ -121,7 +121,8 @@ def evaluate(
         for i, batch in enumerate(loader):
             batch = move_batch(batch, device)
             with autocast_context(device, amp):
-                out = model(batch["images"], batch["proj_matrices"], batch["root"], batch.get("rotation"))
+                # no cuboid rotation at evaluation (the original's eval mode), whatever the split draws
+                out = model(batch["images"], batch["proj_matrices"], batch["root"], None)
             parts["keypoints_3d"].append(out.keypoints_3d.float().cpu().numpy())
             parts["keypoints_3d_gt"].append(batch["keypoints_3d"].float().cpu().numpy())
             parts["validity"].append(batch["validity"].float().cpu().numpy())
@@ -181,3 +182,50 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
             np.savez(f, **result.arrays)
     logger.info("wrote %s and %s", metrics_path, pred_path)
     return metrics_path, pred_path
+
+
+def evaluate_checkpoint(
+    cfg: Any,
+    checkpoint: str | Path,
+    device: str | torch.device = "cpu",
+    split: str = "val",
+    out_dir: str | Path | None = None,
+    amp: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    components: Any = None,
+) -> EvalResult:
+    """Build the model and ``split`` dataset from ``cfg``, load weights, evaluate (all ranks), save (rank 0).
+
+    Args:
+        cfg: experiment config.
+        checkpoint: our run checkpoint, our weights, or the original's released ``weights.pth``.
+        device: ``cpu``, ``cuda`` (-> ``cuda:LOCAL_RANK``) or an explicit device.
+        split: ``"val"`` or ``"train"`` (evaluated without cuboid rotation either way).
+        out_dir: where ``metrics.json`` and ``predictions.npz`` go (rank 0); ``None`` writes nothing.
+        amp: ``None``, ``"bf16"`` or ``"fp16"``.
+        progress: ``progress(batches_done, batches_total)`` on rank 0.
+        components: :class:`ctxpose.engine.trainer.Components` (default: the real pieces).
+    """
+    from ctxpose.engine.trainer import Components, resolve_device
+
+    comps = components or Components()
+    env = dist.init_distributed(torch.device(device))
+    device = resolve_device(device, env.local_rank)
+    model = comps.build_model(cfg)
+    _load_weights(model, Path(checkpoint))
+    model.to(device)
+    dataset = comps.build_dataset(cfg, split)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(0)
+    loader = make_eval_loader(dataset, cfg.val.batch_size, cfg.val.num_workers)
+    result = evaluate(model, loader, device, amp=amp, progress=progress)
+    if out_dir is not None and dist.is_main_process():
+        save_eval(result, out_dir)
+    dist.barrier()
+    return result
+
+
+def _load_weights(model: nn.Module, path: Path) -> None:
+    from ctxpose.models import load_checkpoint
+
+    load_checkpoint(model, path)  # handles our run checkpoints ({"model": ...}), plain and original weights

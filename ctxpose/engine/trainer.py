@@ -98,9 +98,9 @@ def _default_init_weights(model: nn.Module, cfg: ExperimentConfig) -> None:
 
 
 def _default_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
-    from ctxpose.data.datasets import build_dataset
+    from ctxpose.data.datasets import Human36MDataset
 
-    return build_dataset(cfg, split)
+    return Human36MDataset.from_config(cfg, split)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
