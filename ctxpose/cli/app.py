@@ -14,11 +14,8 @@ from ctxpose import __version__
 from ctxpose.cli import config as config_cmd
 from ctxpose.cli import demo as demo_cmd
 from ctxpose.cli import eval as eval_cmd
-from ctxpose.cli import demo as demo_cmd
-from ctxpose.cli import eval as eval_cmd
 from ctxpose.cli import preprocess as preprocess_cmd
 from ctxpose.cli import synthesize as synthesize_cmd
-from ctxpose.cli import train as train_cmd
 from ctxpose.cli import train as train_cmd
 from ctxpose.errors import CtxposeError
 
@@ -32,9 +29,6 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(preprocess_cmd.app, name="preprocess")
 app.add_typer(synthesize_cmd.app, name="synthesize")
-app.command("train")(train_cmd.main)
-app.command("eval")(eval_cmd.main)
-app.command("demo")(demo_cmd.main)
 app.command("train")(train_cmd.main)
 app.command("eval")(eval_cmd.main)
 app.command("demo")(demo_cmd.main)
