@@ -301,3 +301,16 @@ def test_interrupted_run_leaves_no_partial_files(raw, tmp_path, monkeypatch):
     done = preprocess_h36m(root, out, PreprocessOptions(image_size=64))
     assert [r.key for r in done.done] == ["S9/TakingPhoto-2"]
     assert Path(out / "manifest.json").is_file()
+
+
+def test_parallel_workers_give_the_same_labels(raw, processed, tmp_path):
+    root, _ = raw
+    out_serial, _, _ = processed
+    report = preprocess_h36m(root, tmp_path / "par", PreprocessOptions(image_size=CROP, train_every=1, test_every=2,
+                                                                      workers=2))
+    assert report.ok and sorted(r.key for r in report.done) == sorted(SEQS)
+    serial, parallel = load_labels(out_serial / "labels.npz"), load_labels(tmp_path / "par" / "labels.npz")
+    for name, column in serial.columns().items():
+        np.testing.assert_array_equal(parallel.columns()[name], column, err_msg=name)
+    for rel in serial.image[:8]:
+        assert (tmp_path / "par" / rel).read_bytes() == (out_serial / rel).read_bytes()
