@@ -1,10 +1,12 @@
 """Speed and memory of the ContextPose network: ours vs the original's formulation.
 
-For the attention block alone and for the whole network, at the tiny setting (volume 16: N = 4^3 voxels in
+For the attention block alone and for a training step of the whole network (forward with the paper's losses,
+backward), at the tiny setting (volume 16: N = 4^3 voxels in
 the attention) and the paper setting (ResNet-152, 384 px, volume 64: N = 16^3 = 4096), batch 1 and 4, it
 reports forward and forward+backward time (median of --repeats runs after a warm-up) and peak memory of
 one cold forward+backward (the pairwise prior built inside it), measured in a fresh subprocess:
-RSS high-water mark (reset just before the call) minus RSS before the call on CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
+RSS high-water mark (reset just before the call) minus RSS before the call on CPU,
+``torch.cuda.max_memory_allocated`` on CUDA.
 
 "reference" is the original's formulation as written in tests/reference/original_ops.py (dense N x N
 pairwise matrices with (B, c, N, N) broadcast temporaries, per-sample/per-view unprojection loops).
@@ -27,15 +29,22 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ctxpose.config import load_config  # noqa: E402
 from ctxpose.data.limb_prior import LimbPrior  # noqa: E402
+from ctxpose.losses import compute_losses, keypoints_loss  # noqa: E402
 from ctxpose.models import build_model  # noqa: E402
 from ctxpose.skeleton import get_skeleton  # noqa: E402
-from tests.reference.original_ops import reference_attention, reference_forward  # noqa: E402
+from tests.reference.original_ops import (  # noqa: E402
+    reference_attention,
+    reference_forward,
+    reference_ga_mask,
+    reference_volumetric_ce,
+)
 
 SETTINGS = {
     "tiny": ["model.backbone.num_layers=18", "model.image_shape=[64, 64]", "model.heatmap_shape=[16, 16]",
@@ -83,17 +92,21 @@ def runner(part: str, impl: str, setting: str, batch: int, device: torch.device,
         return run
 
     images, proj, roots, thetas = make_inputs(cfg, batch, device)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last_3d) if images.dim() == 5 else images
+    gt = roots[:, None] + torch.randn(batch, get_skeleton().num_joints, 3, device=device) * 300
+    validity = torch.ones(batch, gt.shape[1], device=device)
+    lc, vc = cfg.loss, cfg.model.volume_net
 
     def run(backward: bool) -> None:
+        """A training step's forward (network + the paper's losses) and backward."""
         with autocast:
             if impl == "ours":
                 out = model(images, proj, roots, thetas)
-                loss = out.keypoints_3d.float().sum() + out.attention.float().sum()
+                loss = compute_losses(out, gt, validity, lc, vc)["total"]
             else:
-                kp, _, _, _, _, att, _ = reference_forward(model, images, proj, roots, thetas)
-                loss = kp.sum() + att.sum()
+                kp, _, _, probs, coords, att, aux = reference_forward(model, images, proj, roots, thetas)
+                loss = (keypoints_loss(kp * lc.scale_keypoints_3d, gt * lc.scale_keypoints_3d, validity)
+                        + lc.volumetric_ce_loss_weight * reference_volumetric_ce(coords, probs, gt, validity)
+                        + lc.global_attention_loss_weight * F.mse_loss(att, reference_ga_mask(gt, aux)))
         if backward:
             loss.backward()
     return run
