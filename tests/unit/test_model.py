@@ -59,6 +59,22 @@ def test_unproject_matches_loop_reference(aggregation):
     assert out.abs().sum() > 0
 
 
+@pytest.mark.parametrize("aggregation", ["conf", "conf_norm"])
+def test_confidence_aggregation_weights_views(aggregation):
+    torch.manual_seed(4)
+    feats = torch.randn(2, 3, 5, 12, 12)
+    proj = camera_proj(2, 3, f=20.0, size=12)
+    coords = build_coord_volumes(torch.randn(2, 3) * 100, 2500.0, 8)
+    conf = torch.rand(2, 3, 5) + 0.1
+    out = unproject_features(feats, proj, coords, aggregation, conf)
+    per_view = [reference_unproject(feats[:, k:k + 1], proj[:, k:k + 1], coords, "sum") for k in range(3)]
+    weights = conf / conf.sum(1, keepdim=True) if aggregation == "conf_norm" else conf
+    ref = sum(weights[:, k, :, None, None, None] * per_view[k] for k in range(3))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="needs per-view confidences"):
+        unproject_features(feats, proj, coords, aggregation)
+
+
 def test_coord_volume_matches_original_rotation_formula():
     roots = torch.tensor([[10.0, -200.0, 900.0], [0.0, 0.0, 0.0]])
     thetas = [1.1, 4.0]
