@@ -197,6 +197,13 @@ def test_training_step_reaches_every_trainable_parameter():
             assert name.startswith("backbone.final_layer"), name
 
 
+def test_multi_view_confidence_model_runs():
+    _, model = tiny_model(aggregation="conf_norm")
+    # the confidence head pools layer4 twice: 128 px is the smallest input it takes
+    out = model(torch.randn(2, 3, 3, 128, 128), camera_proj(2, 3, f=160.0, size=128), torch.zeros(2, 3))
+    assert out.vol_confidences.shape == (2, 3, 32) and torch.isfinite(out.keypoints_3d).all()
+
+
 def test_eval_forward_is_repeatable_and_needs_no_ground_truth():
     _, model = tiny_model()
     images = torch.randn(1, 1, 3, 32, 32)
