@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ctxpose.data.h36m.preprocess import PreprocessOptions, PreprocessReport, preprocess_h36m
+from ctxpose.data.h36m.preprocess import PreprocessOptions, PreprocessReport, check_options, preprocess_h36m
 from ctxpose.utils.io import atomic_write_text
 
 app = typer.Typer(help="Turn raw datasets into processed folders (crops + labels).", no_args_is_help=True)
@@ -59,7 +59,11 @@ def h36m(
         bbox_source=bbox_source, bbox_scale=bbox_scale, subjects=_split(subjects), actions=_split(actions),
         cameras=_split(cameras), workers=workers, cameras_file=cameras_file, extract_dir=extract_dir,
         keep_extracted=keep_extracted, dry_run=dry_run)
+    check_options(opts)
     console = Console()
+    if dry_run:
+        _print_report(console, preprocess_h36m(raw, out, opts), dry_run=True)
+        return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
@@ -81,16 +85,15 @@ def h36m(
                     console.print(f"[red]failed[/red] {info['key']}: {info['error']}", highlight=False)
 
         report = preprocess_h36m(raw, out, opts, progress=on_event)
-    _print_report(console, report, dry_run)
-    if not dry_run:
-        atomic_write_text(out / "preprocess_report.json", json.dumps(report.to_dict(), indent=1))
+    _print_report(console, report, dry_run=False)
+    atomic_write_text(out / "preprocess_report.json", json.dumps(report.to_dict(), indent=1))
     if not report.ok:
         raise typer.Exit(code=1)
 
 
 def _print_report(console: Console, report: PreprocessReport, dry_run: bool) -> None:
     if dry_run:
-        table = Table(title="would process")
+        table = Table(title="would process", caption="frames from the official counts; archives are not opened")
         for col in ("sequence", "cameras", "frames", "crops"):
             table.add_column(col)
         for p in report.planned:

@@ -121,7 +121,8 @@ class PreprocessReport:
         }
 
 
-def _check_options(opts: PreprocessOptions) -> None:
+def check_options(opts: PreprocessOptions) -> None:
+    """Raise :class:`DataError` (one line naming the option) for invalid settings."""
     if opts.bbox_source not in BBOX_SOURCES:
         raise DataError(f"--bbox-source {opts.bbox_source!r}: expected one of {BBOX_SOURCES}")
     if opts.image_size < 8 or not 0 <= opts.jpeg_quality <= 100:
@@ -279,7 +280,7 @@ def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: Preproces
         DataError: bad options, or ``out_dir`` was made with other settings.
     """
     opts = options or PreprocessOptions()
-    _check_options(opts)
+    check_options(opts)
     raw_dir, out = Path(raw_dir), Path(out_dir)
     if not raw_dir.is_dir():
         raise DataError(f"raw folder {raw_dir} does not exist")
