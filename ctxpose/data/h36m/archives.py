@@ -104,9 +104,13 @@ def extract_members(archive: Path, dest: Path, wanted: set[str]) -> list[str]:
                 src = tar.extractfile(member)
                 if src is None:
                     raise DataError(f"{archive}: cannot read member {member.name!r}")
-                with src, open(tmp, "wb") as out:
-                    shutil.copyfileobj(src, out, length=1 << 20)
-                os.replace(tmp, target)
+                try:
+                    with src, open(tmp, "wb") as out:
+                        shutil.copyfileobj(src, out, length=1 << 20)
+                    os.replace(tmp, target)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
                 todo.discard(path.name)
                 written.append(str(target.relative_to(dest)))
                 if not todo:
