@@ -3,7 +3,8 @@
 For the attention block alone and for a training step of the whole network (forward with the paper's losses,
 backward), at the tiny setting (volume 16: N = 4^3 voxels in
 the attention) and the paper setting (ResNet-152, 384 px, volume 64: N = 16^3 = 4096), batch 1 and 4, it
-reports forward and forward+backward time (median of --repeats runs after a warm-up) and peak memory of
+reports forward and forward+backward time (median of --repeats runs after a warm-up, ours and the
+reference alternating) and peak memory of
 one cold forward+backward (the pairwise prior built inside it), measured in a fresh subprocess:
 RSS high-water mark (reset just before the call) minus RSS before the call on CPU,
 ``torch.cuda.max_memory_allocated`` on CUDA.
@@ -117,16 +118,21 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_runs(run, backward: bool, repeats: int, device: torch.device) -> float:
-    run(backward)  # warm-up (builds caches)
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        run(backward)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def time_interleaved(runs: dict, backward: bool, repeats: int, device: torch.device) -> dict[str, float]:
+    """Median time of each runner; runners alternate so that machine load drifts affect them alike."""
+    ctx = nullcontext() if backward else torch.no_grad()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with ctx:
+        for run in runs.values():
+            run(backward)  # warm-up (builds caches)
+        for _ in range(repeats):
+            for name, run in runs.items():
+                sync(device)
+                t0 = time.perf_counter()
+                run(backward)
+                sync(device)
+                times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def current_rss_bytes() -> int:
@@ -201,19 +207,21 @@ def main() -> None:
 
     device = torch.device(args.device)
     rows = []
+    impls = args.impls.split(",")
     for setting in args.settings.split(","):
         for part in args.parts.split(","):
             for batch in map(int, args.batches.split(",")):
-                for impl in args.impls.split(","):
-                    run = runner(part, impl, setting, batch, device, args.amp, args.channels_last)
-                    side = 16 if setting == "paper" else 4
+                runs = {impl: runner(part, impl, setting, batch, device, args.amp, args.channels_last)
+                        for impl in impls}
+                fwd = time_interleaved(runs, False, args.repeats, device)
+                fwd_bwd = time_interleaved(runs, True, args.repeats, device)
+                del runs
+                side = 16 if setting == "paper" else 4
+                for impl in impls:
                     row = {"setting": setting, "part": part, "batch": batch, "impl": impl, "device": str(device),
-                           "amp": args.amp, "channels_last": args.channels_last, "attention_voxels": side**3}
-                    with torch.no_grad():
-                        row["forward_s"] = time_runs(run, False, args.repeats, device)
-                    row["forward_backward_s"] = time_runs(run, True, args.repeats, device)
-                    del run
-                    row["peak_bytes"] = None if args.no_memory else measure_memory(args, part, impl, setting, batch)
+                           "amp": args.amp, "channels_last": args.channels_last, "attention_voxels": side**3,
+                           "forward_s": fwd[impl], "forward_backward_s": fwd_bwd[impl],
+                           "peak_bytes": None if args.no_memory else measure_memory(args, part, impl, setting, batch)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     speedups = []
