@@ -77,14 +77,14 @@ def make_eval_loader(dataset: Dataset, batch_size: int, num_workers: int) -> Dat
                       num_workers=num_workers, drop_last=False)
 
 
-def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Tensors to ``device``; floating tensors as float32 (numpy float64 labels included)."""
+def move_batch(batch: dict[str, Any], device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Tensors to ``device``; floating tensors as ``dtype`` (the model's; float32 normally)."""
     moved = {}
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):
             value = value.to(device, non_blocking=True)
             if value.is_floating_point():
-                value = value.float()
+                value = value.to(dtype)
         moved[key] = value
     return moved
 
@@ -119,7 +119,7 @@ def evaluate(
     image_height = None
     try:
         for i, batch in enumerate(loader):
-            batch = move_batch(batch, device)
+            batch = move_batch(batch, device, next(model.parameters()).dtype)
             with autocast_context(device, amp):
                 # no cuboid rotation at evaluation (the original's eval mode), whatever the split draws
                 out = model(batch["images"], batch["proj_matrices"], batch["root"], None)

@@ -268,7 +268,7 @@ def train(
         seed_everything(cfg.train.seed, rank)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
 
     train_set = comps.build_dataset(cfg, "train")
     val_loader = make_eval_loader(comps.build_dataset(cfg, "val"), cfg.val.batch_size,
@@ -333,6 +333,7 @@ class TrainLoop:
         self.cfg, self.model, self.optimizers, self.scaler = cfg, model, optimizers, scaler
         self.device, self.amp, self.comps, self.writer = device, amp, comps, writer
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.dtype = self.params[0].dtype if self.params else torch.float32  # batches follow the model
         self.nan_in_a_row = 0
         self.skeleton = get_skeleton(cfg.model.skeleton)
 
@@ -373,7 +374,7 @@ class TrainLoop:
         for batch in loader:
             if state.epoch_step >= steps_per_epoch or (max_steps is not None and state.step >= max_steps):
                 break
-            batch = move_batch(batch, self.device)
+            batch = move_batch(batch, self.device, self.dtype)
             losses, out = self.step(batch)
             state.epoch_step += 1
             state.step += 1
