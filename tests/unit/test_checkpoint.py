@@ -117,3 +117,22 @@ def test_resume_mid_epoch_is_bit_for_bit(tmp_path: Path) -> None:
     # and resuming really mattered: a fresh 2-step run lands elsewhere
     assert not torch.equal(_state(part.checkpoint)["model"]["volume_net.1.weight"],
                            b["model"]["volume_net.1.weight"])
+
+
+def test_ctrl_c_writes_a_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
+    cfg = _cfg()
+    comps = standin_components(dropout=True)
+
+    def interrupt_at_2(step: int, total: int, scalars: dict) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", "cpu", validate=False, components=comps, progress=interrupt_at_2)
+    saved = _state(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (0, 2, 2)
+    resumed = train(cfg, tmp_path / "run", "cpu", max_steps=4, validate=False, components=comps,
+                    resume=tmp_path / "run" / "checkpoints" / "last.pt")
+    full = train(cfg, tmp_path / "full", "cpu", max_steps=4, validate=False, components=comps)
+    for key, value in _state(full.checkpoint)["model"].items():
+        torch.testing.assert_close(_state(resumed.checkpoint)["model"][key], value, rtol=0, atol=0)
