@@ -32,9 +32,9 @@ DEMO_CONFIG: dict[str, Any] = {
              "volumetric_ce_loss_weight": 0.01, "use_global_attention_loss": True,
              "global_attention_loss_weight": 1e6},
     "dataset": {"train_subjects": ["S1"], "val_subjects": ["S9"]},
-    "train": {"batch_size": 8, "n_objects_per_epoch": 240, "n_epochs": 6, "backbone_lr": 1e-3,
-              "process_features_lr": 1e-3, "volume_net_lr": 1e-3, "backbone_lr_step": [4],
-              "volume_net_lr_step": [4], "num_workers": 0, "vis_freq": 30, "vis_n_elements": 4},
+    "train": {"batch_size": 8, "n_objects_per_epoch": 480, "n_epochs": 10, "backbone_lr": 1e-3,
+              "process_features_lr": 1e-3, "volume_net_lr": 1e-3, "backbone_lr_step": [8],
+              "volume_net_lr_step": [8], "num_workers": 0, "vis_freq": 60, "vis_n_elements": 4},
     "val": {"batch_size": 16, "num_workers": 0, "retain_every_n_frames_in_test": 4},
 }
 DEMO_ACTIONS = ("Walking-1", "Walking-2", "TakingPhoto-1", "TakingPhoto-2")
@@ -68,7 +68,7 @@ def prepare_demo_data(out: Path, frames: int = 60, image_size: int = 64) -> Path
 
 def main(
     out: Annotated[Path, typer.Option(help="Folder for data, run and results.")] = Path("ctxpose-demo"),
-    epochs: Annotated[int, typer.Option(help="Training epochs (30 steps each).")] = 6,
+    epochs: Annotated[int, typer.Option(help="Training epochs (60 steps of 8 samples each).")] = 10,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Config override, e.g. train.n_epochs=2.")] = None,
 ) -> None:
     """Synthesize a small Human3.6M, preprocess, train the tiny model on CPU, evaluate, show the files."""
