@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ctxpose.errors import CtxposeError
+from ctxpose.errors import ConfigError, CtxposeError
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,17 @@ def _first_slurm_host() -> str:
         prefix, rng = head.split("[", 1)
         head = prefix + rng.split("-")[0].split(",")[0].rstrip("]")
     return head
+
+
+def resolve_device(device: str | torch.device, local_rank: int) -> torch.device:
+    """``cuda`` -> ``cuda:LOCAL_RANK``; anything else as given."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: CUDA is not available on this machine")
+        if device.index is None:
+            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    return device
 
 
 def cleanup() -> None:
@@ -316,10 +327,14 @@ def launch(
         monitor_interval=0.1,
         start_method="spawn",
     )
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
     try:
         return elastic_launch(config, _worker_main)(entrypoint, *args)
     except ChildFailedError as e:
         raise DistributedError(_describe_failure(e)) from None
+    except SignalException as e:  # Ctrl-C / SIGTERM reached the agent; workers checkpoint on their own
+        raise KeyboardInterrupt(str(e)) from None
 
 
 def _worker_main(entrypoint: Callable[..., Any], *args: Any) -> Any:

@@ -206,11 +206,11 @@ def evaluate_checkpoint(
         progress: ``progress(batches_done, batches_total)`` on rank 0.
         components: :class:`ctxpose.engine.trainer.Components` (default: the real pieces).
     """
-    from ctxpose.engine.trainer import Components, resolve_device
+    from ctxpose.engine.trainer import Components
 
     comps = components or Components()
     env = dist.init_distributed(torch.device(device))
-    device = resolve_device(device, env.local_rank)
+    device = dist.resolve_device(device, env.local_rank)
     model = comps.build_model(cfg)
     _load_weights(model, Path(checkpoint))
     model.to(device)

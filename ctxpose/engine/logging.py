@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ctxpose.skeleton import Skeleton
+from ctxpose.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def draw_keypoints(image_chw: np.ndarray, proj_matrix: np.ndarray, pred_3d: np.n
     """Input crop with the projected prediction (red) and ground truth (green) skeletons.
 
     Args:
-        image_chw: (3, H, W) normalised network input (any affine normalisation; rescaled to 0..255).
+        image_chw: (3, H, W) normalised BGR network input (any affine normalisation; rescaled to 0..255).
         proj_matrix: (3, 4) world mm -> crop px.
         pred_3d, gt_3d: (J, 3) world coordinates, mm.
         scale: upsampling factor so that small crops stay readable.
@@ -108,7 +109,7 @@ def draw_keypoints(image_chw: np.ndarray, proj_matrix: np.ndarray, pred_3d: np.n
     lo, hi = float(img.min()), float(img.max())
     img = ((img - lo) / max(hi - lo, 1e-6) * 255.0).astype(np.uint8)
     img = cv2.resize(img, (img.shape[1] * scale, img.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
-    img = np.ascontiguousarray(img[:, :, ::-1])  # RGB -> BGR for cv2 colours
+    img = np.ascontiguousarray(img)  # the network input is BGR, as cv2 draws
     for pts_3d, color in ((gt_3d, GT_COLOR), (pred_3d, PRED_COLOR)):
         pts = project_points(proj_matrix, pts_3d) * scale
         if not np.isfinite(pts).all():
@@ -118,7 +119,7 @@ def draw_keypoints(image_chw: np.ndarray, proj_matrix: np.ndarray, pred_3d: np.n
             cv2.line(img, tuple(pts[a]), tuple(pts[b]), color, 1, cv2.LINE_AA)
         for p in pts:
             cv2.circle(img, tuple(p), 2, color, -1, cv2.LINE_AA)
-    return np.ascontiguousarray(img[:, :, ::-1])
+    return np.ascontiguousarray(img[:, :, ::-1])  # BGR -> RGB for TensorBoard
 
 
 def batch_visualization(batch: dict[str, Any], pred_3d: torch.Tensor, skeleton: Skeleton,
@@ -136,3 +137,22 @@ def batch_visualization(batch: dict[str, Any], pred_3d: torch.Tensor, skeleton: 
         for i in range(n)
     ]
     return np.concatenate(tiles, axis=1)
+
+
+def write_run_info(run_dir: Path, world: int, device: torch.device, amp: str | None) -> None:
+    """``run_info.json``: package versions, git commit, world size, device, amp, start time."""
+    import platform
+    import subprocess
+    import time
+
+    from ctxpose import __version__
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        git = None
+    info = {"ctxpose": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "git": git, "world_size": world, "device": str(device), "amp": amp, "time": time.time()}
+    atomic_write_text(run_dir / "run_info.json", json.dumps(info, indent=2))
+

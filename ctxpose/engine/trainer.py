@@ -40,7 +40,7 @@ from ctxpose.engine.checkpoint import (
     unwrap,
 )
 from ctxpose.engine.evaluator import evaluate, make_eval_loader, move_batch
-from ctxpose.engine.logging import RunLogger, batch_visualization
+from ctxpose.engine.logging import RunLogger, batch_visualization, write_run_info
 from ctxpose.errors import ConfigError, CtxposeError
 from ctxpose.skeleton import get_skeleton
 from ctxpose.utils.io import atomic_write_text
@@ -182,17 +182,6 @@ def autocast_context(device: torch.device, amp: str | None) -> contextlib.Abstra
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-def resolve_device(device: str | torch.device, local_rank: int) -> torch.device:
-    """``cuda`` -> ``cuda:LOCAL_RANK``; anything else as given."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: CUDA is not available on this machine")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return device
-
-
 def _make_train_loader(dataset: Dataset, cfg: ExperimentConfig, world: int, rank: int) -> DataLoader:
     t = cfg.train
     sampler = ResumableSampler(dataset, world, rank, t.seed, t.shuffle, t.batch_size)
@@ -241,7 +230,8 @@ def train(
     """
     comps = components or Components()
     env = dist.init_distributed(torch.device(device))
-    device = resolve_device(device, env.local_rank)
+    device = dist.resolve_device(device, env.local_rank)
+    autocast_context(device, amp)  # checks the amp mode before anything is built
     rank, world = dist.get_rank(), dist.get_world_size()
     run_dir = Path(run_dir)
     payload = read_run_checkpoint(resume) if resume is not None else None
@@ -279,7 +269,7 @@ def train(
     writer = RunLogger(run_dir if rank == 0 else None)
     if rank == 0:
         save_config(cfg, run_dir / "config.yaml")
-        _write_run_info(run_dir, world, device, amp)
+        write_run_info(run_dir, world, device, amp)
     metrics = _load_metrics(run_dir, state.epoch) if rank == 0 else []
     loop = TrainLoop(cfg, model, optimizers, scaler, device, amp, comps, writer)
     total = cfg.train.n_epochs * steps_per_epoch if max_steps is None else min(
@@ -413,20 +403,3 @@ def _load_metrics(run_dir: Path, epoch: int) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [m for m in json.loads(path.read_text()) if m.get("epoch", 0) < epoch]
-
-
-def _write_run_info(run_dir: Path, world: int, device: torch.device, amp: str | None) -> None:
-    import platform
-    import subprocess
-
-    from ctxpose import __version__
-
-    try:
-        git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        git = None
-    info = {"ctxpose": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "git": git, "world_size": world, "device": str(device), "amp": amp, "time": time.time()}
-    atomic_write_text(run_dir / "run_info.json", json.dumps(info, indent=2))
-

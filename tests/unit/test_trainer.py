@@ -1,0 +1,109 @@
+"""Trainer behaviour on CPU with the stand-in model: optimiser groups, frozen backbone, gradient clipping,
+non-finite steps, bf16 autocast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctxpose.config import load_config
+from ctxpose.engine.trainer import Components, TrainingDivergedError, build_optimizers, train
+from ctxpose.errors import ConfigError
+from tests.unit.engine_standins import (
+    StandinModel,
+    build_standin_no_dropout,
+    no_init,
+    standin_components,
+    standin_dataset,
+    standin_losses,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cfg(*extra: str):
+    return load_config(ROOT / "configs/tiny_cpu.yaml", [
+        "train.n_objects_per_epoch=8", "train.n_epochs=1", "train.batch_size=4", "train.vis_freq=0", *extra])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def _init() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)  # train.seed: the runs' initial weights
+    return build_standin_no_dropout(None).state_dict()
+
+
+def test_optimizer_groups_follow_the_paper() -> None:
+    cfg = _cfg("train.backbone_lr=0.1", "train.volume_net_lr=0.2", "train.process_features_lr=0.3",
+               "train.backbone_lr_step=[2]", "train.backbone_lr_factor=0.5")
+    model = StandinModel()
+    opts, scheds = build_optimizers(model, cfg)
+    assert sorted(opts) == ["backbone", "volume"] and isinstance(opts["volume"], torch.optim.Adam)
+    ids = lambda m: {id(p) for p in m.parameters()}  # noqa: E731
+    assert {id(p) for p in opts["backbone"].param_groups[0]["params"]} == ids(model.backbone)
+    vol = opts["volume"].param_groups
+    assert ({id(p) for p in vol[0]["params"]}, vol[0]["lr"]) == (ids(model.volume_net), 0.2)
+    assert ({id(p) for p in vol[1]["params"]}, vol[1]["lr"]) == (ids(model.process_features), 0.3)
+    for _ in range(2):
+        opts["backbone"].step()  # no gradients: a no-op that keeps the optimiser-then-scheduler order
+        scheds["backbone"].step()
+    assert opts["backbone"].param_groups[0]["lr"] == pytest.approx(0.05)
+    frozen = build_optimizers(model, _cfg("model.backbone.fix_weights=true"))[0]
+    assert sorted(frozen) == ["volume"]
+
+
+def test_frozen_backbone_does_not_move(tmp_path: Path) -> None:
+    res = train(_cfg("model.backbone.fix_weights=true"), tmp_path, "cpu", validate=False,
+                components=standin_components(dropout=False))
+    after, before = _weights(res.checkpoint), _init()
+    assert torch.equal(after["backbone.0.weight"], before["backbone.0.weight"])
+    assert not torch.equal(after["volume_net.1.weight"], before["volume_net.1.weight"])
+
+
+def test_gradient_clipping_bounds_the_step(tmp_path: Path) -> None:
+    # SGD with every lr = 0.1 and clip = grad_clip / volume_net_lr: the update norm is at most grad_clip
+    cfg = _cfg("train.optimizer=SGD", "train.backbone_lr=0.1", "train.volume_net_lr=0.1",
+               "train.process_features_lr=0.1", "loss.grad_clip=0.001", "train.n_objects_per_epoch=4")
+    res = train(cfg, tmp_path / "clip", "cpu", validate=False, components=standin_components(dropout=False))
+    after, before = _weights(res.checkpoint), _init()
+    step = torch.sqrt(sum(((after[k] - before[k]).double() ** 2).sum() for k in before if k.endswith(("weight",
+                                                                                                          "bias"))))
+    assert 0.0009 < float(step) <= 0.001 + 1e-6  # the raw gradient is far larger, so clipping is active
+
+
+def nan_at_second_call(out, keypoints_3d, validity, cfg) -> dict[str, torch.Tensor]:
+    nan_at_second_call.calls += 1
+    losses = standin_losses(out, keypoints_3d, validity, cfg)
+    if nan_at_second_call.calls == 2:
+        losses["total"] = losses["total"] * float("inf")
+    return losses
+
+
+def test_non_finite_step_is_skipped_and_counted(tmp_path: Path) -> None:
+    nan_at_second_call.calls = 0
+    comps = Components(build_standin_no_dropout, nan_at_second_call, standin_dataset, no_init)
+    res = train(_cfg("train.n_objects_per_epoch=12"), tmp_path, "cpu", validate=False, components=comps)
+    assert (res.steps, res.nan_steps) == (3, 1)
+    lines = (tmp_path / "scalars.jsonl").read_text().splitlines()
+    assert sum('"train/loss/total"' in line for line in lines) == 2  # the skipped step logs no loss
+
+
+def test_abort_after_max_nan_steps(tmp_path: Path) -> None:
+    def always_nan(out, k, v, cfg):
+        return {"total": standin_losses(out, k, v, cfg)["total"] * float("nan")}
+
+    comps = Components(build_standin_no_dropout, always_nan, standin_dataset, no_init)
+    with pytest.raises(TrainingDivergedError, match="not finite for 2 steps in a row"):
+        train(_cfg("train.max_nan_steps=2", "train.n_objects_per_epoch=16"), tmp_path, "cpu", validate=False,
+              components=comps)
+
+
+def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
+    res = train(_cfg(), tmp_path, "cpu", amp="bf16", validate=True, components=standin_components())
+    assert res.steps == 2 and torch.isfinite(torch.tensor(res.metrics[0]["val"]["mpjpe"]))
+    with pytest.raises(ConfigError, match="fp16: needs a CUDA device"):
+        train(_cfg(), tmp_path / "fp16", "cpu", amp="fp16", validate=False, components=standin_components())
