@@ -89,12 +89,13 @@ def main(
     console.print("[bold]4/4[/bold] evaluating the trained model")
     result = evaluate_checkpoint(cfg, summary["checkpoint"], "cpu", "val", out / "eval")
     print_table({"overall": result.metrics, "per_action": result.per_action})
+    overlay = _save_overlay(cfg, result, out / "eval" / "overlay.png")
     after = result.metrics["mpjpe"]
     console.print(f"val MPJPE: untrained {untrained:.1f} mm -> trained {after:.1f} mm "
                   f"({100 * after / untrained:.0f}%), {time.perf_counter() - start:.0f} s in total")
     for label, path in (("config", out / "config.yaml"), ("run folder", run_dir),
                         ("checkpoint", summary["checkpoint"]), ("metrics", out / "eval" / "metrics.json"),
-                        ("predictions", out / "eval" / "predictions.npz"),
+                        ("predictions", out / "eval" / "predictions.npz"), ("overlay", overlay),
                         ("tensorboard", f"tensorboard --logdir {run_dir}")):
         console.print(f"  {label:12s} {path}")
 
@@ -110,3 +111,25 @@ def _evaluate_untrained(cfg: ExperimentConfig, path: Path) -> float:
     seed_everything(cfg.train.seed)  # the same initial weights the training run starts from
     torch_save_atomic(Components().build_model(cfg).state_dict(), path)
     return evaluate_checkpoint(cfg, path, torch.device("cpu"), "val").metrics["mpjpe"]
+
+
+def _save_overlay(cfg: ExperimentConfig, result: Any, path: Path) -> Path:
+    """Four validation crops with the projected prediction (red) and ground truth (green), as a PNG."""
+    import cv2
+    import numpy as np
+
+    from ctxpose.data.datasets import Human36MDataset
+    from ctxpose.engine.logging import draw_keypoints
+    from ctxpose.skeleton import get_skeleton
+
+    arrays, dataset = result.arrays, Human36MDataset.from_config(cfg, "val")
+    rows = np.linspace(0, len(arrays["index"]) - 1, 4).round().astype(int)
+    tiles = [draw_keypoints(dataset[int(arrays["index"][r])]["images"][0], arrays["proj_matrices"][r],
+                            arrays["keypoints_3d"][r], arrays["keypoints_3d_gt"][r], get_skeleton(cfg.model.skeleton))
+             for r in rows]
+    from ctxpose.utils.io import atomic_path
+
+    with atomic_path(path.with_suffix(".png")) as tmp:
+        ok, data = cv2.imencode(".png", np.concatenate(tiles, axis=1)[:, :, ::-1])
+        tmp.write_bytes(data.tobytes())
+    return path
