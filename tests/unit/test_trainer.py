@@ -107,3 +107,35 @@ def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
     assert res.steps == 2 and torch.isfinite(torch.tensor(res.metrics[0]["val"]["mpjpe"]))
     with pytest.raises(ConfigError, match="fp16: needs a CUDA device"):
         train(_cfg(), tmp_path / "fp16", "cpu", amp="fp16", validate=False, components=standin_components())
+
+
+def test_initial_weights_from_full_or_backbone_checkpoint(tmp_path: Path) -> None:
+    from ctxpose.data.limb_prior import LimbPrior
+    from ctxpose.engine.trainer import _default_init_weights
+    from ctxpose.models import build_model
+    from ctxpose.skeleton import get_skeleton
+
+    n = get_skeleton().num_bones
+    prior = LimbPrior(torch.full((n,), 300.0), torch.full((n,), 20.0))
+    small = ["model.image_shape=[32,32]", "model.heatmap_shape=[8,8]"]
+    torch.manual_seed(1)
+    source = build_model(_cfg(*small).model, prior)
+    full = tmp_path / "weights.pth"  # the original's released layout: DataParallel "module." keys
+    torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()}}, full)
+    backbone = tmp_path / "backbone.pth"
+    torch.save({f"backbone.{k}": v for k, v in source.backbone.state_dict().items()}, backbone)
+
+    torch.manual_seed(2)
+    target = build_model(_cfg(*small).model, prior)
+    _default_init_weights(target, _cfg(*small, "model.init_weights=true", f"model.checkpoint={full}"))
+    for k, v in source.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v), k
+
+    torch.manual_seed(2)
+    target = build_model(_cfg(*small).model, prior)
+    before = {k: v.clone() for k, v in target.volume_net.state_dict().items()}
+    _default_init_weights(target, _cfg(*small, "model.backbone.init_weights=true",
+                                       f"model.backbone.checkpoint={backbone}"))
+    for k, v in source.backbone.state_dict().items():
+        assert torch.equal(target.backbone.state_dict()[k], v), k
+    assert all(torch.equal(target.volume_net.state_dict()[k], v) for k, v in before.items())
