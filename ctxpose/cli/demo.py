@@ -55,14 +55,22 @@ def prepare_demo_data(out: Path, frames: int = 60, image_size: int = 64) -> Path
     from ctxpose.data.h36m.preprocess import PreprocessOptions, preprocess_h36m
     from ctxpose.data.h36m.synthesize import synthesize_h36m
     from ctxpose.errors import DataError
+    from ctxpose.utils.io import atomic_write_text
 
-    processed = out / "processed"
-    if not (processed / "labels.npz").is_file():
-        synthesize_h36m(out / "raw", subjects=("S1", "S9"), actions=DEMO_ACTIONS, n_frames=frames, size=320)
-        report = preprocess_h36m(out / "raw", processed,
-                                 PreprocessOptions(image_size=image_size, train_every=1, test_every=1))
-        if not report.ok:
-            raise DataError(f"{processed}: preprocessing failed for {sorted(report.failed)}")
+    processed, marker = out / "processed", out / "demo_data.json"
+    settings = json.dumps({"subjects": ["S1", "S9"], "actions": list(DEMO_ACTIONS), "frames": frames,
+                           "size": 320, "image_size": image_size})
+    if marker.is_file() and marker.read_text() == settings and (processed / "labels.npz").is_file():
+        return processed  # made by an earlier demo with the same settings
+    if (out / "raw").exists() or processed.exists():
+        raise DataError(f"{out}: holds data that the demo did not make with these settings "
+                        f"(no matching {marker.name}); use an empty --out folder")
+    synthesize_h36m(out / "raw", subjects=("S1", "S9"), actions=DEMO_ACTIONS, n_frames=frames, size=320)
+    report = preprocess_h36m(out / "raw", processed,
+                             PreprocessOptions(image_size=image_size, train_every=1, test_every=1))
+    if not report.ok:
+        raise DataError(f"{processed}: preprocessing failed for {sorted(report.failed)}")
+    atomic_write_text(marker, settings)
     return processed
 
 
