@@ -58,7 +58,10 @@ class TrainingDivergedError(CtxposeError):
 
 @dataclass
 class TrainResult:
-    """Outcome of :func:`train` (identical on every rank except ``run_dir`` writes happen on rank 0)."""
+    """Outcome of :func:`train`; ``interrupted``: stopped by ``max_steps`` before ``train.n_epochs``.
+
+    ``metrics`` (the per-epoch entries of ``metrics.json``) is filled on rank 0 only.
+    """
 
     run_dir: Path
     checkpoint: Path
@@ -275,7 +278,7 @@ def train(
     total = cfg.train.n_epochs * steps_per_epoch if max_steps is None else min(
         max_steps, cfg.train.n_epochs * steps_per_epoch)
     checkpoint = run_dir / "checkpoints" / LAST
-    interrupted = False
+    saved_step = -1
 
     def save(tag: str) -> None:
         if rank == 0:
@@ -291,22 +294,24 @@ def train(
             train_means = loop.run_epoch(loader, state, steps_per_epoch, max_steps, total, progress)
             if state.epoch_step < steps_per_epoch:  # stopped by max_steps inside the epoch
                 break
-            for sched in schedulers.values():
-                sched.step()
             entry: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "train": train_means}
-            if val_loader is not None:
+            if val_loader is not None:  # interrupted here, a resumed run re-validates this epoch
                 result = evaluate(unwrap(model), val_loader, device, amp=amp)
                 entry["val"] = result.metrics
                 writer.scalars(state.step, result.metrics, prefix="val")
+            for sched in schedulers.values():  # once per epoch, as the original
+                sched.step()
             state.epoch, state.epoch_step = state.epoch + 1, 0
             if rank == 0:
                 metrics.append(entry)
                 atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-            if (state.epoch % cfg.train.checkpoint_every_epochs == 0 or state.epoch == cfg.train.n_epochs):
+            if state.epoch % cfg.train.checkpoint_every_epochs == 0:
                 save("epoch")
-        save("end" if state.epoch >= cfg.train.n_epochs else "stop")
+                saved_step = state.step
+        interrupted = state.epoch < cfg.train.n_epochs
+        if saved_step != state.step:
+            save("stop" if interrupted else "end")
     except KeyboardInterrupt:
-        interrupted = True
         save("interrupted")
         raise
     finally:
