@@ -149,7 +149,8 @@ def build_optimizers(model: nn.Module, cfg: ExperimentConfig) -> tuple[dict[str,
 
     ``backbone``: the backbone at ``train.backbone_lr`` (absent when the backbone is frozen);
     ``volume``: ``volume_net`` at ``train.volume_net_lr`` plus ``process_features`` at
-    ``train.process_features_lr``. Each gets a MultiStepLR (epochs) with its step list and factor.
+    ``train.process_features_lr`` (when the model has it, i.e. ``use_feature_v2v``). Each gets a
+    MultiStepLR (stepped per epoch) with its step list and factor.
 
     Returns:
         (optimizers, schedulers), both keyed by group name.
@@ -157,7 +158,7 @@ def build_optimizers(model: nn.Module, cfg: ExperimentConfig) -> tuple[dict[str,
     t = cfg.train
     opt_cls = torch.optim.Adam if t.optimizer == "Adam" else torch.optim.SGD
     net = unwrap(model)
-    for name in ("backbone", "process_features", "volume_net"):
+    for name in ("backbone", "volume_net"):
         if not isinstance(getattr(net, name, None), nn.Module):
             raise ConfigError(f"model: has no submodule {name!r}; the optimiser groups need it")
     optimizers: dict[str, Any] = {}
@@ -166,8 +167,9 @@ def build_optimizers(model: nn.Module, cfg: ExperimentConfig) -> tuple[dict[str,
         optimizers["backbone"] = opt_cls([{"params": list(net.backbone.parameters()), "lr": t.backbone_lr}])
         schedulers["backbone"] = torch.optim.lr_scheduler.MultiStepLR(
             optimizers["backbone"], list(t.backbone_lr_step), t.backbone_lr_factor)
-    groups = [{"params": list(net.volume_net.parameters()), "lr": t.volume_net_lr},
-              {"params": list(net.process_features.parameters()), "lr": t.process_features_lr}]
+    groups = [{"params": list(net.volume_net.parameters()), "lr": t.volume_net_lr}]
+    if isinstance(getattr(net, "process_features", None), nn.Module):  # absent when heatmaps are unprojected
+        groups.append({"params": list(net.process_features.parameters()), "lr": t.process_features_lr})
     optimizers["volume"] = opt_cls(groups)
     schedulers["volume"] = torch.optim.lr_scheduler.MultiStepLR(
         optimizers["volume"], list(t.volume_net_lr_step), t.volume_net_lr_factor)
