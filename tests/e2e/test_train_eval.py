@@ -84,3 +84,22 @@ def test_train_resume_eval(processed: Path, tmp_path: Path) -> None:
         out3 = model(*(torch.as_tensor(item[k])[None] for k in ("images", "proj_matrices", "root")))
     np.testing.assert_allclose(out3.keypoints_3d[0].numpy(), pred["keypoints_3d"][3], atol=1e-3)
     np.testing.assert_allclose(item["keypoints_3d"], pred["keypoints_3d_gt"][3], atol=1e-4)
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    import cv2
+
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(app, ["demo", "--out", str(out), "--epochs", "1", "--set", "train.n_objects_per_epoch=16",
+                                 "--set", "val.retain_every_n_frames_in_test=12"])
+    assert r.exit_code == 0, r.output
+    payload = json.loads((out / "eval" / "metrics.json").read_text())
+    mpjpe = payload["overall"]["mpjpe"]
+    assert f"trained {mpjpe:.1f} mm" in r.output and payload["overall"]["n_samples"] == 80
+    image = cv2.imread(str(out / "eval" / "overlay.png"))
+    assert image is not None and image.shape == (256, 4 * 256, 3)  # 4 crops of 64 px drawn at 4x
+    assert json.loads((out / "run" / "metrics.json").read_text())[0]["step"] == 2
+    # a second demo into the same folder reuses the data; a folder with foreign data is refused
+    (tmp_path / "other" / "raw").mkdir(parents=True)
+    r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "other")])
+    assert r.exit_code != 0 and "use an empty --out folder" in str(r.exception)
