@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -187,13 +188,14 @@ def autocast_context(device: torch.device, amp: str | None) -> contextlib.Abstra
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-def _make_train_loader(dataset: Dataset, cfg: ExperimentConfig, world: int, rank: int) -> DataLoader:
+def _make_train_loader(dataset: Dataset, cfg: ExperimentConfig, world: int, rank: int,
+                       pin_memory: bool = False) -> DataLoader:
     t = cfg.train
     sampler = ResumableSampler(dataset, world, rank, t.seed, t.shuffle, t.batch_size)
     generator = torch.Generator().manual_seed(t.seed + rank)
     return DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
                       drop_last=True, worker_init_fn=worker_init_fn, generator=generator,
-                      pin_memory=False, persistent_workers=False)
+                      pin_memory=pin_memory, persistent_workers=False)
 
 
 def _steps_per_epoch(cfg: ExperimentConfig, dataset_len: int, world: int) -> int:
@@ -241,6 +243,7 @@ def train(
     run_dir = Path(run_dir)
     payload = read_run_checkpoint(resume) if resume is not None else None
     if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
 
@@ -268,7 +271,7 @@ def train(
     train_set = comps.build_dataset(cfg, "train")
     val_loader = make_eval_loader(comps.build_dataset(cfg, "val"), cfg.val.batch_size,
                                   cfg.val.num_workers) if validate else None
-    loader = _make_train_loader(train_set, cfg, world, rank)
+    loader = _make_train_loader(train_set, cfg, world, rank, pin_memory=device.type == "cuda")
     steps_per_epoch = _steps_per_epoch(cfg, len(train_set), world)
 
     writer = RunLogger(run_dir if rank == 0 else None)
