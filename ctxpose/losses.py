@@ -17,9 +17,9 @@ from ctxpose.geometry.volumes import build_coord_volumes
 from ctxpose.models.contextpose import ContextPoseOutput
 
 
-def _validity(validity: torch.Tensor) -> torch.Tensor:
-    """(B, J) or (B, J, 1) -> (B, J, 1) float."""
-    return (validity if validity.dim() == 3 else validity[..., None]).to(torch.float32)
+def _validity(validity: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B, J) or (B, J, 1) -> (B, J, 1) in ``like``'s floating dtype."""
+    return (validity if validity.dim() == 3 else validity[..., None]).to(like.dtype)
 
 
 def keypoints_loss(pred: torch.Tensor, gt: torch.Tensor, validity: torch.Tensor, criterion: str = "MAE",
@@ -31,7 +31,7 @@ def keypoints_loss(pred: torch.Tensor, gt: torch.Tensor, validity: torch.Tensor,
         validity: (B, J) or (B, J, 1), 1 for valid joints.
         criterion: "MAE", "MSE" or "MSESmooth" (squared errors above ``smooth_threshold`` grow as x^0.1).
     """
-    v = _validity(validity)
+    v = _validity(validity, pred)
     dim = pred.shape[-1]
     denom = dim * v.sum().clamp(min=1.0)
     if criterion == "MAE":
@@ -57,12 +57,12 @@ def volumetric_ce_loss(coord_volumes: torch.Tensor, volumes: torch.Tensor, keypo
         denominator: "original" (B*J) or "valid" (number of valid joints).
     """
     b, j = volumes.shape[:2]
-    points = coord_volumes.reshape(b, -1, 3).to(torch.float32)
+    points = coord_volumes.reshape(b, -1, 3)
     with torch.no_grad():
-        dist = torch.cdist(keypoints_gt.to(torch.float32), points, compute_mode="donot_use_mm_for_euclid_dist")
+        dist = torch.cdist(keypoints_gt.to(points.dtype), points, compute_mode="donot_use_mm_for_euclid_dist")
         nearest = dist.argmin(dim=-1, keepdim=True)  # (B, J, 1)
     prob = volumes.reshape(b, j, -1).gather(2, nearest)  # (B, J, 1)
-    v = _validity(validity)
+    v = _validity(validity, prob)
     total = (v * -torch.log(prob + 1e-6)).sum()
     if denominator == "original":
         return total / (b * j)
@@ -134,7 +134,7 @@ def compute_losses(out: ContextPoseOutput, keypoints_gt: torch.Tensor, validity:
         target = global_attention_target(keypoints_gt, out.base_points, out.rotation_angles, volume_cfg.cuboid_size,
                                          volume_cfg.volume_size, rotation_axis, volume_cfg.ga_mask_sigma,
                                          volume_cfg.ga_mask_grid)
-        losses["global_attention"] = F.mse_loss(out.attention.float(), target)
+        losses["global_attention"] = F.mse_loss(out.attention.to(target.dtype), target)
         total = total + loss_cfg.global_attention_loss_weight * losses["global_attention"]
     losses["total"] = total
     return losses

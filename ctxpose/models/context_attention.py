@@ -24,7 +24,8 @@ How this differs from the original (results are the same):
   grid spacing, device, dtype), never only per shape, and never on a hard-coded device.
 * The 17 per-joint 1x1 convs are applied as one batched product over the pairwise features and the
   shared vector; ``convlist.{j}.weight`` keys are kept through state_dict hooks.
-* The prior is evaluated in float32 even under autocast (its smallest values underflow in half precision).
+* The prior is evaluated in float32 (float64 for a float64 model) even under autocast: its smallest values
+  underflow in half precision.
 """
 
 from __future__ import annotations
@@ -169,16 +170,17 @@ class AttentionConv3D(nn.Module):
         pool = [self.full_size / n for n in shape]
         return tuple(p * self.cuboid_size / (self.full_size - 1) for p in pool)  # type: ignore[return-value]
 
-    def prior_weight(self, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
-        """Cached conv weight of the pairwise prior, see :func:`toeplitz_conv_weight` (float32, no grad)."""
+    def prior_weight(self, shape: tuple[int, int, int], device: torch.device,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Cached conv weight of the pairwise prior, see :func:`toeplitz_conv_weight` (no grad)."""
         spacing = self.grid_spacing(shape)
-        key = (shape, spacing, self.cuboid_size, self.temperature, self._prior_key, str(device))
+        key = (shape, spacing, self.cuboid_size, self.temperature, self._prior_key, str(device), dtype)
         weight = self._cache.get(key)
         if weight is None:
             with torch.no_grad():
                 kernel = pairwise_offset_kernel(shape, spacing, self.limb_mean.to(device), self.limb_std.to(device),
                                                 self.temperature)
-                weight = toeplitz_conv_weight(kernel.to(torch.float32), shape).contiguous()
+                weight = toeplitz_conv_weight(kernel.to(dtype), shape).contiguous()
             self._cache[key] = weight
             while len(self._cache) > 4:
                 self._cache.popitem(last=False)
@@ -200,12 +202,13 @@ class AttentionConv3D(nn.Module):
         b, _, c, n = g.shape
         d, h, w = shape
         nb = self.bones.shape[0]
+        dtype = torch.promote_types(g.dtype, torch.float32)  # never half precision: the prior underflows
         with torch.autocast(device_type=g.device.type, enabled=False):
-            x = torch.cat([g, att[:, :, None]], dim=2).float()  # (B, J, c+1, N)
+            x = torch.cat([g, att[:, :, None]], dim=2).to(dtype)  # (B, J, c+1, N)
             x = x[:, self.edge_src]  # (B, 2L, c+1, N)
             x = x.view(b, nb, 2, c + 1, d, h * w).permute(0, 2, 3, 1, 5, 4)  # (B, 2, c+1, L, hw, d)
             x = x.reshape(b * 2 * (c + 1), nb * h * w, d)
-            y = F.conv1d(x, self.prior_weight(shape, g.device), padding=d - 1, groups=nb)
+            y = F.conv1d(x, self.prior_weight(shape, g.device, dtype), padding=d - 1, groups=nb)
             y = y.view(b, 2, c + 1, nb, h * w, d).permute(0, 3, 1, 2, 5, 4).reshape(b, 2 * nb, c + 1, n)
             return y[:, :, :c] / y[:, :, c:]
 

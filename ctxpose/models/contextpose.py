@@ -150,11 +150,12 @@ class ContextPoseNet(nn.Module):
         # intrinsics rescaled from the image to the heatmap: K' = diag(w'/w, h'/h, 1) K
         scale = torch.tensor([heatmap_hw[1] / image_hw[1], heatmap_hw[0] / image_hw[0], 1.0],
                              dtype=torch.float64, device=proj_matrices.device)
-        proj_heatmap = (proj_matrices.to(torch.float64) * scale[:, None]).to(torch.float32)
+        dtype = images.dtype if images.is_floating_point() else torch.float32
+        proj_heatmap = (proj_matrices.to(torch.float64) * scale[:, None]).to(dtype)
 
         if rotation_angles is None and self.training:
             rotation_angles = torch.rand(b, device=root_points.device) * (2 * torch.pi)
-        base_points = root_points.to(torch.float32)
+        base_points = root_points.to(dtype)
         coord_volumes = self.build_coord_volumes(base_points, rotation_angles)
 
         if self.use_feature_v2v:

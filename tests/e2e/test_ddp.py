@@ -135,16 +135,14 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _real_cfg(processed: Path, batch: int):
     from tests.e2e.engine_data import tiny_overrides
 
-    # Keypoint loss only, SGD, synchronised BN; the model runs in float64 (below). At this tiny size the
+    # The paper's losses, SGD, synchronised BN; the model runs in float64 (below). At this tiny size the
     # gradients are ill-conditioned in float32 (BN over ResNet layer4's 1x1 maps of 2-4 samples): float32
     # and float64 gradients of the same batch differ by up to 25%, so summation order alone (one batch of
-    # 4 vs all-reduced halves) would decide the outcome; the volumetric CE and attention losses compute
-    # parts in float32 by design, so they are off here (the stand-in test above covers fp32 end to end).
+    # 4 vs all-reduced halves) would decide the outcome (the stand-in test above covers fp32 end to end).
     return load_config(ROOT / "configs/tiny_cpu.yaml", [
         *tiny_overrides(processed), f"train.batch_size={batch}", "train.n_objects_per_epoch=12",
         "train.n_epochs=1", "train.optimizer=SGD", "train.sync_bn=true", "train.backbone_lr=0.01",
-        "train.volume_net_lr=0.01", "train.process_features_lr=0.01", "loss.use_volumetric_ce_loss=false",
-        "loss.use_global_attention_loss=false", "train.vis_freq=0"])
+        "train.volume_net_lr=0.01", "train.process_features_lr=0.01", "train.vis_freq=0"])
 
 
 def build_real_float64(cfg) -> torch.nn.Module:
