@@ -29,7 +29,7 @@ class BackboneConfig:
 
     num_layers: int = 152  # 18, 34, 50, 101 or 152
     style: Literal["simple", "caffe"] = "simple"
-    num_final_layer_channel: int = 17  # heatmap channels, one per joint
+    num_final_layer_channel: int | None = None  # heatmap channels, one per joint; None: the skeleton's count
     init_weights: bool = True
     fix_weights: bool = False
     checkpoint: str | None = None  # backbone-only weights (original: data/pretrained/human36m/backbone_weights.pth)

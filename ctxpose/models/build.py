@@ -32,7 +32,7 @@ def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior) -
     mc = config.model if isinstance(config, ExperimentConfig) else config
     skeleton = get_skeleton(mc.skeleton)
     vn, bb = mc.volume_net, mc.backbone
-    if bb.num_final_layer_channel != skeleton.num_joints:
+    if bb.num_final_layer_channel not in (None, skeleton.num_joints):
         raise ConfigError(f"model.backbone.num_final_layer_channel: {bb.num_final_layer_channel}, expected "
                           f"{skeleton.num_joints} (joints of skeleton {skeleton.name})")
     if vn.att_channels % skeleton.num_joints:
