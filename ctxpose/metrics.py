@@ -415,9 +415,13 @@ class MetricAccumulator:
             return MetricSummary(0, {k: float("nan") for k in POSE_METRICS}, {}, {})
         data = self._gathered()
 
+        def nanmean(values: np.ndarray) -> float:
+            values = values[~np.isnan(values)]
+            return float(values.mean()) if values.size else float("nan")  # all-NaN: NaN, without a warning
+
         def means(mask: np.ndarray) -> dict[str, float]:
             keys = [k for k in (*POSE_METRICS, *(f"pck2d@{t}" for t in PCK_2D_THRESHOLDS)) if k in data]
-            return {k: float(np.nanmean(data[k][mask])) if mask.any() else float("nan") for k in keys}
+            return {k: nanmean(data[k][mask]) for k in keys}
 
         actions = np.array([base_action_name(self.action_names[i]) for i in data["action_idx"]])
         subjects = np.array([self.subject_names[i] for i in data["subject_idx"]])
