@@ -19,16 +19,6 @@ from tests.unit import dataset_fixtures as F
 SK = F.SK
 
 
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory):
-    return F.write_ctxpose_folder(tmp_path_factory.mktemp("ours"))
-
-
-@pytest.fixture(scope="module")
-def original(tmp_path_factory):
-    return F.write_original_folder(tmp_path_factory.mktemp("orig"))
-
-
 def _project(P: np.ndarray, x: np.ndarray) -> np.ndarray:
     h = P @ np.append(x, 1.0)
     return h[:2] / h[2]

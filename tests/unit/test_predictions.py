@@ -16,16 +16,6 @@ from tests.unit import dataset_fixtures as F
 SK = F.SK
 
 
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory):
-    return F.write_ctxpose_folder(tmp_path_factory.mktemp("ours"))
-
-
-@pytest.fixture(scope="module")
-def original(tmp_path_factory):
-    return F.write_original_folder(tmp_path_factory.mktemp("orig"))
-
-
 class _Evil:
     def __init__(self, marker: str) -> None:
         self.marker = marker
