@@ -37,6 +37,7 @@ from ctxpose.data import transforms as T
 from ctxpose.data.h36m.metadata import damaged_ground_truth
 from ctxpose.data.predictions import load_npy_object, load_root_predictions
 from ctxpose.errors import DataError
+from ctxpose.geometry.cameras import projection_matrix
 from ctxpose.skeleton import get_skeleton
 from ctxpose.utils.seed import worker_init_fn
 
@@ -300,7 +301,7 @@ class Human36MDataset(Dataset):
         root = self._roots[index] if self._roots is not None else keypoints[get_skeleton().root]
         rotation = rng.uniform(0.0, 2 * math.pi) if self.split == "train" else 0.0
         return {
-            "images": np.stack(images), "proj_matrices": T.projection_matrix(K, R, t).astype(np.float32),
+            "images": np.stack(images), "proj_matrices": projection_matrix(K, R, t).astype(np.float32),
             "K": K.astype(np.float32), "R": R.astype(np.float32), "t": t.astype(np.float32),
             "camera_indices": self._rows["camera_idx"][rows].astype(np.int64),
             "keypoints_3d": keypoints, "validity": np.ones(len(keypoints), np.float32),

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ctxpose.geometry.cameras import crop_intrinsics, scale_intrinsics
+
 #: ImageNet statistics in RGB order (as the original, which applies them to BGR images).
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -119,52 +121,6 @@ def resize_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def crop_intrinsics(K: np.ndarray, bbox: Sequence[float]) -> np.ndarray:
-    """Intrinsics after cropping ``bbox`` = (left, top, right, bottom): the principal point moves.
-
-    Args:
-        K: (3, 3) intrinsics, px.
-        bbox: crop box in the image's px.
-
-    Returns:
-        (3, 3) new intrinsics (a copy).
-    """
-    K = np.array(K, dtype=np.float64, copy=True)
-    K[0, 2] -= bbox[0]
-    K[1, 2] -= bbox[1]
-    return K
-
-
-def resize_intrinsics(K: np.ndarray, shape: Sequence[int], new_shape: Sequence[int]) -> np.ndarray:
-    """Intrinsics after resizing an image from ``shape`` to ``new_shape`` (both (H, W)).
-
-    Returns:
-        (3, 3) new intrinsics (a copy); fx, cx scale with the width, fy, cy with the height.
-    """
-    K = np.array(K, dtype=np.float64, copy=True)
-    sx, sy = new_shape[1] / shape[1], new_shape[0] / shape[0]
-    K[0, 0] *= sx
-    K[0, 2] *= sx
-    K[1, 1] *= sy
-    K[1, 2] *= sy
-    return K
-
-
-def projection_matrix(K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``K [R | t]``.
-
-    Args:
-        K: (..., 3, 3) intrinsics, px.
-        R: (..., 3, 3) world -> camera rotation.
-        t: (..., 3) world -> camera translation, mm.
-
-    Returns:
-        (..., 3, 4) projection, world mm -> px.
-    """
-    t = np.asarray(t)[..., None]
-    return np.asarray(K) @ np.concatenate([np.asarray(R), t], axis=-1)
-
-
 def crop_and_resize(image: np.ndarray, K: np.ndarray, bbox: Sequence[int] | None,
                     shape: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
     """Crop to ``bbox`` (if given), then resize to ``shape`` (if given), updating the intrinsics.
@@ -178,11 +134,12 @@ def crop_and_resize(image: np.ndarray, K: np.ndarray, bbox: Sequence[int] | None
     Returns:
         (image, K) for the output image.
     """
+    K = np.asarray(K, dtype=np.float64)
     if bbox is not None:
         image = crop_image(image, bbox)
         K = crop_intrinsics(K, bbox)
     if shape is not None:
         before = image.shape[:2]
         image = resize_image(image, shape)
-        K = resize_intrinsics(K, before, shape)
+        K = scale_intrinsics(K, before, shape)
     return image, K
