@@ -316,6 +316,33 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return apply_overrides(config, overrides)
 
 
+def missing_paths(config: ExperimentConfig) -> list[str]:
+    """The files and folders this config will read that do not exist, as ``"key: path"`` strings.
+
+    Only paths the settings use are checked: the model checkpoint when ``model.init_weights``, else the
+    backbone checkpoint when ``model.backbone.init_weights``; pelvis estimates when ``use_gt_pelvis`` is off.
+    """
+    m, d = config.model, config.dataset
+    wanted: list[tuple[str, str | None, bool]] = [
+        ("dataset.root", d.root, True),
+        ("dataset.limb_length_path", d.limb_length_path, False),
+        ("dataset.train_labels_path", d.train_labels_path, False),
+        ("dataset.val_labels_path", d.val_labels_path, False),
+    ]
+    if m.init_weights and m.checkpoint:
+        wanted.append(("model.checkpoint", m.checkpoint, False))
+    elif m.backbone.init_weights and m.backbone.checkpoint:
+        wanted.append(("model.backbone.checkpoint", m.backbone.checkpoint, False))
+    if not m.volume_net.use_gt_pelvis:
+        wanted += [("train.pred_results_path", config.train.pred_results_path, False),
+                   ("val.pred_results_path", config.val.pred_results_path, False)]
+    out = []
+    for key, value, is_dir in wanted:
+        if value and not (Path(value).is_dir() if is_dir else Path(value).is_file()):
+            out.append(f"{key}: {'folder' if is_dir else 'file'} not found: {value}")
+    return out
+
+
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
     from ctxpose.utils.io import atomic_write_text

@@ -10,7 +10,8 @@ import yaml
 from rich.console import Console
 from rich.syntax import Syntax
 
-from ctxpose.config import config_to_dict, load_config
+from ctxpose.config import config_to_dict, load_config, missing_paths
+from ctxpose.errors import ConfigError
 
 app = typer.Typer(help="Show or check an experiment config (ours or the original ContextPose YAML).",
                   no_args_is_help=True)
@@ -31,10 +32,16 @@ def show(config: ConfigArg, set_: SetOpt = None) -> None:
 
 
 @app.command()
-def check(config: ConfigArg, set_: SetOpt = None) -> None:
+def check(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    paths: Annotated[bool, typer.Option("--paths", help="Also check that the files it reads exist.")] = False,
+) -> None:
     """Validate a config; exit 1 with the offending key if it is invalid.
 
-    Example: ctxpose config check experiments/human36m/train/human36m_vol_softmax_single.yaml
+    Example: ctxpose config check experiments/human36m/train/human36m_vol_softmax_single.yaml --paths
     """
-    load_config(config, set_ or [])
+    cfg = load_config(config, set_ or [])
+    if paths and (missing := missing_paths(cfg)):
+        raise ConfigError(f"{config}: " + "; ".join(missing))
     Console().print(f"[green]ok[/green] {config}")

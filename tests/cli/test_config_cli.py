@@ -76,3 +76,22 @@ def test_exit_code_of_a_command_reaches_the_shell(monkeypatch):
         assert e.value.code == 3
     finally:
         app_module.app.registered_groups.pop()
+
+
+def test_config_check_paths_names_every_missing_file(tmp_path):
+    root = tmp_path / "processed"
+    root.mkdir()
+    prior = tmp_path / "prior.h5"
+    prior.write_bytes(b"x")
+    base = ["--set", f"dataset.root={root}", "--set", f"dataset.limb_length_path={prior}",
+            "--set", "model.backbone.init_weights=false"]
+    cfg = str(ROOT / "configs" / "human36m_contextpose.yaml")
+    r = run_main("config", "check", cfg, "--paths", *base, "--set", "model.volume_net.use_gt_pelvis=true")
+    assert r.returncode == 0, r.stderr
+    r = run_main("config", "check", cfg, "--paths", *base, "--set", "model.backbone.init_weights=true",
+                 "--set", f"model.backbone.checkpoint={tmp_path / 'nope.pth'}")
+    assert r.returncode == 1
+    line = " ".join(r.stderr.split())  # rich may wrap the one logical line
+    assert "model.backbone.checkpoint: file not found:" in line and "nope.pth" in line
+    assert "train.pred_results_path: file not found" in line  # use_gt_pelvis is off in the paper setting
+    assert "dataset.root" not in line
