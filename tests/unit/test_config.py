@@ -197,3 +197,13 @@ def test_missing_and_invalid_files(tmp_path):
         load_config(write(tmp_path, "model: [unclosed"))
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_demo_uses_the_tiny_cpu_model_and_losses():
+    """The demo's built-in config (usable without the repository's configs/) is the tiny setting's model."""
+    from ctxpose.engine.demo import demo_config
+
+    demo = demo_config(Path("processed"))
+    tiny = load_config(ROOT / "configs" / "tiny_cpu.yaml")
+    assert demo.model == tiny.model and demo.loss == tiny.loss
+    assert demo.dataset.root == "processed"
