@@ -65,7 +65,6 @@ def main(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. --set val.batch_size=16.")] = None,
 ) -> None:
     """Evaluate: MPJPE, PA-MPJPE, N-MPJPE... overall, per action and per subject."""
-    import torch
 
     if split not in ("val", "train"):
         raise ConfigError(f"--split {split}: expected val or train")
@@ -73,7 +72,7 @@ def main(
     if not ckpt.is_file():
         raise ConfigError(f"--checkpoint {ckpt}: file not found")
     cfg = load_config(cfg_path, set_ or [])
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = dist.default_device(device)
     if gpus is not None and device != "cuda":
         raise ConfigError("--gpus: needs --device cuda (use --procs N for CPU processes)")
     out = out or ((target / f"eval_{split}") if target.is_dir() else Path("eval"))

@@ -82,12 +82,9 @@ def main(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. --set train.batch_size=8.")] = None,
 ) -> None:
     """Train; writes config.yaml, checkpoints/last.pt, metrics.json and TensorBoard events to the run folder."""
-    import torch
 
     cfg = load_config(config, set_ or [])
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {device}: expected cpu or cuda")
+    device = dist.default_device(device)
     if gpus is not None and procs is not None:
         raise ConfigError("--gpus and --procs: give one of them")
     if gpus is not None and device != "cuda":

@@ -112,6 +112,14 @@ def _first_slurm_host() -> str:
     return head
 
 
+def default_device(device: str | None) -> str:
+    """The ``--device`` choice: ``cuda`` when available unless one is given; only ``cpu`` or ``cuda``."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device}: expected cpu or cuda")
+    return device
+
+
 def resolve_device(device: str | torch.device, local_rank: int) -> torch.device:
     """``cuda`` -> ``cuda:LOCAL_RANK``; anything else as given."""
     device = torch.device(device)

@@ -101,6 +101,14 @@ def test_user_errors_are_one_red_line_exit_1(args: list[str], message: str, tmp_
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
 
 
+def test_eval_rejects_an_unknown_device_in_one_line(tmp_path: Path) -> None:
+    ckpt = tmp_path / "w.pth"
+    ckpt.write_bytes(b"x")
+    r = run_main("eval", CFG, "--checkpoint", str(ckpt), "--device", "tpu", cwd=tmp_path)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and "--device tpu: expected cpu or cuda" in lines[0]
+
+
 def test_eval_needs_a_checkpoint_or_a_run_folder(tmp_path: Path) -> None:
     r = run_main("eval", CFG, cwd=tmp_path)
     assert r.returncode == 1 and "needs --checkpoint PATH" in r.stderr
