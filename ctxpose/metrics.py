@@ -25,6 +25,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from ctxpose.geometry.cameras import project_points
 from ctxpose.skeleton import get_skeleton
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
@@ -204,21 +205,6 @@ def limb_length_error(pred: Array, gt: Array, bones: Sequence[tuple[int, int]] |
     return _back((len_p - len_g).abs().mean(dim=-1), pred)
 
 
-def project_points(proj_matrices: Array, points_3d: Array) -> Array:
-    """Pinhole projection without distortion.
-
-    Args:
-        proj_matrices: (B, 3, 4) projection matrices, world mm -> px.
-        points_3d: (B, J, 3) points, world mm.
-
-    Returns:
-        (B, J, 2) image points, px.
-    """
-    m, x = _to_torch(proj_matrices), _to_torch(points_3d)
-    hom = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1) @ m.to(x.dtype).transpose(1, 2)
-    return _back(hom[..., :2] / hom[..., 2:], points_3d)
-
-
 def pck_2d_detections(pred_2d: Array, gt_2d: Array, threshold_px: float) -> Array:
     """Which joints lie within ``threshold_px`` of the ground truth.
 
@@ -258,8 +244,8 @@ def pck_2d_original(
     m = _to_torch(proj_matrices)
     if m.ndim == 4:
         m = m[:, 0]
-    gt_2d = project_points(m, _to_torch(gt_3d))
-    pred_2d = project_points(m, _to_torch(pred_3d))
+    gt_2d = project_points(_to_torch(gt_3d), m)
+    pred_2d = project_points(_to_torch(pred_3d), m)
     head = image_height / 10.0
     out = {}
     for thr in thresholds:
@@ -391,7 +377,7 @@ class MetricAccumulator:
             if proj_matrices is not None and self.image_height is not None:
                 m = _to_torch(proj_matrices).detach().double().cpu()
                 m = m[:, 0] if m.ndim == 4 else m
-                gt_2d, pred_2d = project_points(m, g), project_points(m, p)
+                gt_2d, pred_2d = project_points(g, m), project_points(p, m)
                 for thr in PCK_2D_THRESHOLDS:
                     det = pck_2d_detections(pred_2d, gt_2d, self.image_height / 10.0 * thr)
                     chunk[f"pck2d@{thr}"] = det.numpy()
