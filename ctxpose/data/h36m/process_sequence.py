@@ -22,12 +22,12 @@ from ctxpose.data.h36m.raw import (
     iter_video_frames,
     read_cdf_poses,
     read_mask_bboxes,
-    scale_square_bbox,
     sphere_bboxes,
     sphere_points,
     square_bbox,
 )
 from ctxpose.data.labels import Labels
+from ctxpose.data.transforms import scale_bbox
 from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import Camera, crop_camera
 from ctxpose.geometry.distortion import undistort_crop_maps
@@ -113,7 +113,8 @@ def _boxes(job: SequenceJob, cam: str, camera: Camera, hw: tuple[int, int], pose
     else:
         raw = sphere_bboxes(camera.project(sphere_points(poses32[frames])), hw)
         source = "poses"
-    boxes = np.array([scale_square_bbox(square_bbox(tuple(b)), job.bbox_scale) for b in raw], dtype=np.float64)
+    squares = np.array([square_bbox(tuple(b)) for b in raw], dtype=np.int64).reshape(-1, 4)
+    boxes = scale_bbox(squares, job.bbox_scale).astype(np.float64)
     return boxes.reshape(-1, 4), source
 
 

@@ -140,16 +140,6 @@ def square_bbox(bbox: tuple[float, float, float, float]) -> tuple[int, int, int,
     return left, top, right, bottom
 
 
-def scale_square_bbox(bbox: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
-    """Scale a square box about its centre (the original's ``scale_bbox``; ContextPose uses 1.0)."""
-    if scale == 1.0:
-        return bbox
-    left, top, right, bottom = bbox
-    size = int(scale * (right - left))
-    cx, cy = (left + right) // 2, (top + bottom) // 2
-    return cx - size // 2, cy - size // 2, cx - size // 2 + size, cy - size // 2 + size
-
-
 def read_mask_bboxes(path: Path, frames: np.ndarray) -> np.ndarray:
     """Bounding boxes of the ground-truth masks of some frames (only those frames are read).
 
