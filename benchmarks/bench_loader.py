@@ -19,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ctxpose.data.datasets import Human36MDataset, make_loader
+from ctxpose.data.datasets import Human36MDataset
+from ctxpose.data.loaders import make_eval_loader
 from ctxpose.skeleton import get_skeleton
 from ctxpose.utils.io import atomic_write_text
 
@@ -95,8 +96,7 @@ def time_dataset(ds: Human36MDataset, n: int, workers: int) -> float:
         for i in range(n):
             ds[i % len(ds)]
         return n / (time.perf_counter() - start)
-    loader = make_loader(ds, batch_size=4, shuffle=False, num_workers=workers, seed=0, distributed=False,
-                         drop_last=False)
+    loader = make_eval_loader(ds, 4, num_workers=workers)
     next(iter(loader))  # start the workers
     start, count = time.perf_counter(), 0
     while count < n:

@@ -48,7 +48,7 @@ from tests.reference.original_ops import (  # noqa: E402
 )
 
 SETTINGS = {
-    "tiny": ["model.backbone.num_layers=18", "model.image_shape=[64, 64]", "model.heatmap_shape=[16, 16]",
+    "tiny": ["model.backbone.num_layers=18", "model.image_shape=[64, 64]",
              "model.volume_net.volume_size=16"],
     "paper": [],
 }

@@ -1,4 +1,4 @@
-"""Throughput and peak memory of one training step of the engine (``TrainLoop.step``).
+"""Throughput and peak memory of one training step of the engine (``Trainer.step``).
 
 A step is exactly what ``ctxpose train`` does per batch: forward, the paper's losses, the all-rank
 non-finite check, backward, (clipping,) the two Adam optimisers. Inputs are random crops with a valid
@@ -59,45 +59,61 @@ def _batch(cfg, batch_size: int, device: torch.device) -> dict[str, torch.Tensor
     }
 
 
+class _OneBatch(torch.utils.data.Dataset):
+    """Just enough dataset for the trainer's setup (the timed steps reuse one prepared batch)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict:
+        raise RuntimeError("the benchmark feeds prepared batches")
+
+
 def measure(setting: str, batch_size: int, device_name: str, amp: str | None, steps: int, warmup: int) -> dict:
     """Run in a subprocess: time ``steps`` training steps and record peak memory."""
+    import functools
+    import tempfile
+
     from ctxpose.config import load_config
-    from ctxpose.engine.logging import RunLogger
-    from ctxpose.engine.trainer import Components, TrainLoop, build_optimizers
+    from ctxpose.engine.components import Components
+    from ctxpose.engine.trainer import Trainer
+    from ctxpose.models import build_model
+    from ctxpose.skeleton import LimbPrior, get_skeleton
 
     device = torch.device(device_name)
     path, _ = SETTINGS[setting]
     cfg = load_config(ROOT / path, ["model.init_weights=false", "model.backbone.init_weights=false",
-                                    "model.backbone.checkpoint=null", f"train.batch_size={batch_size}"])
-    from ctxpose.data.limb_prior import LimbPrior
-    from ctxpose.models import build_model
-    from ctxpose.skeleton import get_skeleton
-
+                                    "model.backbone.checkpoint=null", f"train.batch_size={batch_size}",
+                                    "model.volume_net.use_gt_pelvis=true", "train.pred_results_path=null",
+                                    "val.pred_results_path=null", "train.vis_freq=0"])
     n_bones = get_skeleton(cfg.model.skeleton).num_bones
     prior = LimbPrior(torch.full((n_bones,), 300.0), torch.full((n_bones,), 30.0))
-    comps = Components(build_model=lambda c: build_model(c.model, prior))
-    model = comps.build_model(cfg).to(device)
-    optimizers, _ = build_optimizers(model, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-    loop = TrainLoop(cfg, model, optimizers, scaler, device, amp, comps, RunLogger(None))
-    model.train()
-    batch = _batch(cfg, batch_size, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the RSS high-water mark
-    rss_before = _rss_mb()
-    times = []
-    for i in range(warmup + steps):
+    comps = Components(build_model=lambda c: build_model(c.model, prior),
+                       build_dataset=functools.partial(lambda n, c, split: _OneBatch(n), batch_size))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(cfg, run_dir, device, amp=amp, validate=False, components=comps)
+        trainer.model.train()
+        batch = _batch(cfg, batch_size, device)
         if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        losses, _ = loop.step(batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the RSS high-water mark
+        rss_before = _rss_mb()
+        times = []
+        for i in range(warmup + steps):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            losses, _, _ = trainer.step(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+        trainer.writer.close()
     step_s = statistics.median(times)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _rss_mb())
     return {"setting": setting, "batch_size": batch_size, "device": device_name, "amp": amp,

@@ -21,9 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ctxpose.engine.components import Components  # noqa: E402
 from ctxpose.engine.demo import demo_config, prepare_demo_data  # noqa: E402
 from ctxpose.engine.evaluator import evaluate_checkpoint  # noqa: E402
-from ctxpose.engine.trainer import Components, train  # noqa: E402
+from ctxpose.engine.trainer import train  # noqa: E402
 from ctxpose.utils.io import torch_save_atomic  # noqa: E402
 from ctxpose.utils.seed import seed_everything  # noqa: E402
 

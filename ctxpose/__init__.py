@@ -1,6 +1,6 @@
 """ctxpose: ContextPose (Ma et al., CVPR 2021) for 3D human pose estimation.
 
-Public API (heavy modules are imported on first use, so ``ctxpose --version`` stays fast)::
+Public API (every module is imported on first use, so ``ctxpose --version`` stays fast)::
 
     import ctxpose
     cfg = ctxpose.load_config("configs/human36m_contextpose.yaml", ["val.batch_size=4"])
@@ -15,22 +15,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
-from ctxpose.config import ExperimentConfig, load_config  # noqa: E402
+from ctxpose._version import __version__
 
 _LAZY = {
+    "ExperimentConfig": "ctxpose.config",
+    "load_config": "ctxpose.config",
     "build_model": "ctxpose.models.build",
     "load_checkpoint": "ctxpose.models.build",
     "load_backbone_checkpoint": "ctxpose.models.build",
     "ContextPoseNet": "ctxpose.models.contextpose",
     "ContextPoseOutput": "ctxpose.models.contextpose",
-    "LimbPrior": "ctxpose.data.limb_prior",
+    "LimbPrior": "ctxpose.skeleton",
     "load_limb_prior": "ctxpose.data.limb_prior",
     "compute_losses": "ctxpose.losses",
 }
 
-__all__ = ["ExperimentConfig", "__version__", "load_config", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,3 +1,3 @@
-from ctxpose.cli.app import main
+from ctxpose.cli import main
 
 main()

@@ -2,36 +2,74 @@
 
 Frozen dataclasses, loaded from our YAML or from the original ContextPose experiment YAML
 (see :mod:`ctxpose.config_compat`). Overrides (``a.b=value``) return a new object; nothing
-is global or mutable. Unknown keys and wrong types raise :class:`~ctxpose.errors.ConfigError`
-naming the key, with the closest valid key for typos.
+is global or mutable. Every config that :func:`load_config`, :func:`config_from_dict` or
+:func:`apply_overrides` returns has passed :func:`validate_config`: types, ranges, choices and the
+cross-field rules (joint counts, volume sizes, the pelvis source). Errors are one
+:class:`~ctxpose.errors.ConfigError` line listing every offending key, with the closest valid key
+for typos.
+
+Run options that are not part of an experiment (device, mixed precision, split) are the enums
+:class:`DeviceKind`, :class:`Amp` and :class:`Split`, shared by the engine and the command line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from ctxpose.config_compat import convert_original_config, is_original_config
+from ctxpose.config_compat import IGNORED, convert_original_config, is_original_config
 from ctxpose.errors import ConfigError
+from ctxpose.skeleton import SKELETONS
+
+logger = logging.getLogger(__name__)
+
+#: Largest config file read (a real one is a few kB).
+MAX_CONFIG_BYTES = 1 << 20
+#: Largest number of YAML nodes after alias expansion (a real config has a few hundred).
+MAX_CONFIG_NODES = 20_000
+
+
+class Split(str, Enum):
+    """A dataset split."""
+
+    TRAIN = "train"
+    VAL = "val"
+
+
+class Amp(str, Enum):
+    """Mixed precision mode (``None`` means float32)."""
+
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class DeviceKind(str, Enum):
+    """Where a run computes; ``cuda`` becomes ``cuda:LOCAL_RANK`` in each process."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
     """Pose-ResNet backbone (Xiao et al. 2018) with a 3-layer deconv head."""
 
-    num_layers: int = 152  # 18, 34, 50, 101 or 152
+    num_layers: Literal[18, 34, 50, 101, 152] = 152
     style: Literal["simple", "caffe"] = "simple"
     num_final_layer_channel: int | None = None  # heatmap channels, one per joint; None: the skeleton's count
     init_weights: bool = True
-    fix_weights: bool = False
+    fix_weights: bool = False  # frozen backbone: not trained, batch norm in eval mode (as the original)
     checkpoint: str | None = None  # backbone-only weights (original: data/pretrained/human36m/backbone_weights.pth)
 
 
@@ -40,7 +78,9 @@ class VolumeNetConfig:
     """Unprojection, V2V network with the limb-length-prior attention, soft-argmax."""
 
     volume_aggregation_method: Literal["softmax", "sum", "max", "conf", "conf_norm"] = "softmax"
-    use_gt_pelvis: bool = False
+    # Cuboid centre: the ground-truth pelvis (true) or estimates from train/val.pred_results_path (false, the
+    # paper's protocol with the released algebraic-model results).
+    use_gt_pelvis: bool = True
     cuboid_size: float = 2500.0  # side of the cuboid around the pelvis, mm
     volume_size: int = 64  # voxels per side
     volume_multiplier: float = 1.0
@@ -62,12 +102,9 @@ class VolumeNetConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: Literal["vol"] = "vol"
-    kind: Literal["mpii", "coco"] = "mpii"  # joint order; selects the root joint and the rotation axis
+    kind: Literal["mpii"] = "mpii"  # joint-order family (the original's "coco" is CMU Panoptic's, not supported)
     skeleton: str = "contextpose17"
-    image_shape: tuple[int, int] = (384, 384)  # (H, W) of the input crop, px
-    heatmap_shape: tuple[int, int] = (96, 96)  # (H, W); the original always uses a quarter of the input
-    heatmap_softmax: bool = True
-    heatmap_multiplier: float = 100.0
+    image_shape: tuple[int, int] = (384, 384)  # (H, W) of the input crop, px; heatmaps are a quarter of it
     init_weights: bool = True
     checkpoint: str | None = None  # full model weights (ours or the original's)
     transfer_cmu_to_human36m: bool = False
@@ -95,7 +132,6 @@ class DatasetConfig:
     root: str = "data/human36m/processed"  # processed folder (ours or the original's layout)
     # layout of root: "ctxpose" (labels.npz + crops), "original" (the original repository's), "auto": detect
     format: Literal["auto", "ctxpose", "original"] = "auto"
-    extra_root: str = "data/human36m/extra"
     train_labels_path: str | None = None  # original layout only: human36m-multiview-labels-GTbboxes.npy
     val_labels_path: str | None = None
     limb_length_path: str = "data/human36m/extra/mean_and_std_limb_length.h5"
@@ -140,7 +176,7 @@ class TrainConfig(SplitConfig):
     deterministic: bool = False
     max_nan_steps: int = 10  # abort after this many consecutive non-finite losses
     checkpoint_every_epochs: int = 1
-    vis_freq: int = 1000  # steps between TensorBoard image summaries
+    vis_freq: int = 1000  # steps between TensorBoard image summaries; 0 disables them
     vis_n_elements: int = 10
 
 
@@ -164,6 +200,12 @@ class ExperimentConfig:
 # --------------------------------------------------------------------------- building from mappings
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value for an error message, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -172,10 +214,6 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert lists to tuples, ints to floats."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping of {_type_name(tp)} fields, got {value!r}")
-        return _build(tp, value, key + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -187,69 +225,89 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, arg, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} does not match {tp}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {_show(value)} does not match {tp}")
     if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(a) for a in args)}")
+        if isinstance(value, bool) or value not in args or type(value) not in {type(a) for a in args}:
+            raise ConfigError(f"{key}: {_show(value)} is not one of {', '.join(repr(a) for a in args)}")
         return value
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, Sequence):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {_show(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} items, got {value!r}")
+            raise ConfigError(f"{key}: expected a list of {len(args)} items, got {_show(value)}")
         return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {_show(value)}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {_show(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {_show(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {_show(value)}")
         return value
     raise TypeError(f"unsupported config annotation {tp} for {key}")  # a bug in this module
 
 
-def _unknown_key(cls: type, key: str, prefix: str) -> ConfigError:
+def _unknown_key(cls: type, key: str, prefix: str) -> str:
+    path = f"{prefix}{key}"
+    if path in IGNORED:
+        return f"{path}: not a ctxpose setting (a key of the original's, ignored there because: {IGNORED[path]})"
     names = [f.name for f in dataclasses.fields(cls)]
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     hint = f", did you mean {prefix}{close[0]}?" if close else f" (valid: {', '.join(names)})"
-    return ConfigError(f"{prefix}{key}: unknown key{hint}")
+    return f"{path}: unknown key{hint}"
 
 
-def _build(cls: type, data: Mapping[str, Any], prefix: str = "", base: Any = None) -> Any:
+def _build(cls: type, data: Mapping[str, Any], prefix: str, base: Any, errors: list[str]) -> Any:
+    """``cls(**data)`` with types checked; problems are appended to ``errors`` (all of them, not the first)."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            raise _unknown_key(cls, str(key), prefix)
+    errors.extend(_unknown_key(cls, _show(k, 40) if not isinstance(k, str) else k, prefix)
+                  for k in data if k not in known)
     kwargs = {}
     for name in known:
+        sub_base = getattr(base, name) if base is not None else None
         if name in data:
-            sub_base = getattr(base, name) if base is not None else None
-            if dataclasses.is_dataclass(hints[name]) and isinstance(data[name], Mapping):
-                kwargs[name] = _build(hints[name], data[name], f"{prefix}{name}.", sub_base)
+            value = data[name]
+            if dataclasses.is_dataclass(hints[name]):
+                if not isinstance(value, Mapping):
+                    errors.append(f"{prefix}{name}: expected a mapping of {_type_name(hints[name])} fields, "
+                                  f"got {_show(value)}")
+                    continue
+                kwargs[name] = _build(hints[name], value, f"{prefix}{name}.", sub_base, errors)
             else:
-                kwargs[name] = _convert(data[name], hints[name], prefix + name)
+                try:
+                    kwargs[name] = _convert(value, hints[name], prefix + name)
+                except ConfigError as e:
+                    errors.append(str(e))
         elif base is not None:
-            kwargs[name] = getattr(base, name)
-    return cls(**kwargs)
+            kwargs[name] = sub_base
+    return cls(**kwargs)  # every field has a default: one that failed its check above keeps it
 
 
 def config_from_dict(data: Mapping[str, Any], base: ExperimentConfig | None = None) -> ExperimentConfig:
-    """Build an :class:`ExperimentConfig` from a nested mapping; missing keys keep ``base``'s values."""
+    """Build and validate an :class:`ExperimentConfig` from a nested mapping; missing keys keep ``base``'s values.
+
+    Raises:
+        ConfigError: every unknown key, wrong type and broken rule, in one line.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(data).__name__}")
-    return _build(ExperimentConfig, data, "", base)
+    errors: list[str] = []
+    config = _build(ExperimentConfig, data, "", base, errors)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    validate_config(config)
+    return config
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -265,16 +323,181 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
+def leaf_paths(cls: type = ExperimentConfig, prefix: str = "") -> set[str]:
+    """Dotted paths of every setting of ``cls`` (``"model.volume_net.cuboid_size"``, ...)."""
+    hints = typing.get_type_hints(cls)
+    out: set[str] = set()
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out |= leaf_paths(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.add(prefix + f.name)
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _positive(errors: list[str], key: str, value: float, minimum: float = 0.0, strict: bool = True) -> None:
+    if (value <= minimum) if strict else (value < minimum):
+        errors.append(f"{key}: {value!r}, expected {'>' if strict else '>='} {minimum:g}")
+
+
+def _split_rules(errors: list[str], name: str, s: SplitConfig) -> None:
+    _positive(errors, f"{name}.batch_size", s.batch_size)
+    _positive(errors, f"{name}.num_workers", s.num_workers, strict=False)
+    _positive(errors, f"{name}.scale_bbox", s.scale_bbox)
+    _positive(errors, f"{name}.min_n_views", s.min_n_views)
+    if s.max_n_views < s.min_n_views:
+        errors.append(f"{name}.max_n_views: {s.max_n_views}, expected >= min_n_views ({s.min_n_views})")
+    if any(c < 0 for c in s.ignore_cameras):
+        errors.append(f"{name}.ignore_cameras: {list(s.ignore_cameras)}, expected camera indices >= 0")
+    _positive(errors, f"{name}.retain_every_n_frames_in_test", s.retain_every_n_frames_in_test)
+    if s.erase:
+        errors.append(f"{name}.erase: random erasing is not implemented (it is off in the paper setting)")
+
+
+def validate_config(config: ExperimentConfig) -> None:
+    """Check ranges, choices and cross-field rules; the one place a config's values are judged.
+
+    Raises:
+        ConfigError: one line listing every broken rule.
+    """
+    errors: list[str] = []
+    m, vn, bb, loss, t, v = (config.model, config.model.volume_net, config.model.backbone, config.loss,
+                             config.train, config.val)
+    skeleton = SKELETONS.get(m.skeleton)
+    if skeleton is None:
+        errors.append(f"model.skeleton: {_show(m.skeleton)} is not one of {', '.join(map(repr, SKELETONS))}")
+    joints = skeleton.num_joints if skeleton else None
+    if any(d <= 0 or d % 32 for d in m.image_shape):
+        errors.append(f"model.image_shape: {list(m.image_shape)}, expected positive multiples of 32 (the backbone's "
+                      "heatmaps are exactly a quarter of the input only then)")
+    if joints and bb.num_final_layer_channel not in (None, joints):
+        errors.append(f"model.backbone.num_final_layer_channel: {bb.num_final_layer_channel}, expected {joints} "
+                      f"(joints of skeleton {m.skeleton})")
+    if vn.volume_size < 8 or vn.volume_size % 4:
+        errors.append(f"model.volume_net.volume_size: {vn.volume_size}, expected a multiple of 4, >= 8 (the V2V "
+                      "network pools twice by 2)")
+    if joints and (vn.att_channels <= 0 or vn.att_channels % joints):
+        errors.append(f"model.volume_net.att_channels: {vn.att_channels}, expected a positive multiple of the "
+                      f"joint count {joints}")
+    for key in ("cuboid_size", "temperature", "ga_mask_sigma", "volume_multiplier"):
+        _positive(errors, f"model.volume_net.{key}", getattr(vn, key))
+    if vn.normalize_relu_volumes and vn.volume_softmax:
+        errors.append("model.volume_net.normalize_relu_volumes: acts only with volume_softmax: false")
+
+    for key in ("mse_smooth_threshold", "scale_keypoints_3d"):
+        _positive(errors, f"loss.{key}", getattr(loss, key))
+    for key in ("volumetric_ce_loss_weight", "global_attention_loss_weight", "grad_clip"):
+        _positive(errors, f"loss.{key}", getattr(loss, key), strict=False)
+
+    if not config.dataset.train_subjects:
+        errors.append("dataset.train_subjects: empty, expected at least one subject")
+    if not config.dataset.val_subjects:
+        errors.append("dataset.val_subjects: empty, expected at least one subject")
+
+    _split_rules(errors, "train", t)
+    _split_rules(errors, "val", v)
+    if t.retain_every_n_frames_in_test != 1:
+        errors.append("train.retain_every_n_frames_in_test: acts only on the val split; leave it at 1")
+    if v.shuffle:
+        errors.append("val.shuffle: validation always runs in dataset order; set it to false")
+    for key in ("n_objects_per_epoch", "n_epochs", "max_nan_steps", "checkpoint_every_epochs", "vis_n_elements"):
+        _positive(errors, f"train.{key}", getattr(t, key))
+    for key in ("backbone_lr", "process_features_lr", "volume_net_lr", "backbone_lr_factor", "volume_net_lr_factor"):
+        _positive(errors, f"train.{key}", getattr(t, key))
+    for key in ("seed", "vis_freq"):
+        _positive(errors, f"train.{key}", getattr(t, key), strict=False)
+    for key in ("backbone_lr_step", "volume_net_lr_step"):
+        steps = getattr(t, key)
+        if any(s < 1 for s in steps) or list(steps) != sorted(steps):
+            errors.append(f"train.{key}: {list(steps)}, expected epochs >= 1 in increasing order")
+
+    if not vn.use_gt_pelvis:
+        for split in ("train", "val"):
+            if not getattr(config, split).pred_results_path:
+                errors.append(f"{split}.pred_results_path: not set, but model.volume_net.use_gt_pelvis is false "
+                              "(the cuboid root must come from estimates); set the path or use_gt_pelvis: true")
+    if errors:
+        raise ConfigError("; ".join(errors))
+    if vn.use_gt_pelvis:
+        unused = [f"{s}.pred_results_path" for s in ("train", "val") if getattr(config, s).pred_results_path]
+        if unused:
+            logger.warning("%s: unused, model.volume_net.use_gt_pelvis is true (the ground-truth pelvis is the "
+                           "cuboid root)", " and ".join(unused))
+
+
+# --------------------------------------------------------------------------- files and overrides
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses documents expanding to more than :data:`MAX_CONFIG_NODES` nodes.
+
+    Aliases are not copied when loaded, but everything that walks the result (type checks, ``repr`` in
+    errors) expands them, so an alias bomb of a few hundred bytes would cost gigabytes.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        sizes: dict[int, int] = {}
+
+        def expanded(n: yaml.Node, depth: int = 0) -> int:
+            if id(n) in sizes:
+                return sizes[id(n)]
+            if depth > 100:
+                raise ConfigError("nested more than 100 levels deep")
+            size = 1
+            if isinstance(n, yaml.SequenceNode):
+                size += sum(expanded(c, depth + 1) for c in n.value)
+            elif isinstance(n, yaml.MappingNode):
+                size += sum(expanded(k, depth + 1) + expanded(c, depth + 1) for k, c in n.value)
+            sizes[id(n)] = size
+            if size > MAX_CONFIG_NODES:
+                raise ConfigError(f"expands to more than {MAX_CONFIG_NODES} values (YAML aliases?); a config has a "
+                                  "few hundred")
+            return size
+
+        expanded(node)
+        return super().construct_document(node)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size} bytes, too large for a config file (at most {MAX_CONFIG_BYTES})")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); expected a YAML file") from None
+    try:
+        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({_show(str(e).splitlines()[0], 200)})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply for a config file") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty config file; expected a YAML mapping (see configs/tiny_cpu.yaml)")
+    return data
+
+
 def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) and return a new config."""
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) and return a new, validated config."""
     data: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.batch_size=8")
+            raise ConfigError(f"--set {_show(item)}: expected key=value, e.g. train.batch_size=8")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.load(raw, Loader=_BoundedLoader) if raw.strip() else ""  # noqa: S506
+        except ConfigError as e:
+            raise ConfigError(f"--set {key}: {e}") from None
         except yaml.YAMLError:
             value = raw
         node = data
@@ -282,34 +505,53 @@ def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> Exper
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part} is set both as a value and as a section")
+                raise ConfigError(f"--set {_show(item)}: {part} is set both as a value and as a section")
         node[parts[-1]] = value
     return config_from_dict(data, base=config) if data else config
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The configs shipped with the package, by name (``{"tiny_cpu": .../tiny_cpu.yaml, ...}``)."""
+    folder = resources.files("ctxpose") / "configs"
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file: the path as given, or a shipped config's name (``tiny_cpu``, ``human36m_contextpose``).
+
+    Raises:
+        ConfigError: neither a file nor a shipped config's name.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = shipped_configs()
+    if p.suffix == "" and len(p.parts) == 1 and p.name in shipped:
+        return shipped[p.name]
+    hint = f" (shipped configs: {', '.join(sorted(shipped))})" if shipped else ""
+    what = "is a folder, not a config file" if p.is_dir() else "config file not found"
+    raise ConfigError(f"{path}: {what}{hint}")
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Load a config file (ours or the original ContextPose YAML) and apply overrides.
+    """Load a config file (ours or the original ContextPose YAML), apply overrides, validate.
 
     Args:
-        path: YAML file; ``None`` gives the defaults (the paper setting).
+        path: YAML file or a shipped config's name; ``None`` gives the defaults (the paper's model and
+            schedule with the ground-truth pelvis).
         overrides: ``key=value`` strings, e.g. ``["train.batch_size=8"]``.
 
     Raises:
-        ConfigError: missing or unreadable file, unknown key, wrong type.
+        ConfigError: missing, unreadable or oversized file, unknown key, wrong type, broken rule.
     """
-    config = ExperimentConfig()
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        data = data or {}
+    if path is None:
+        config = ExperimentConfig()
+    else:
+        path = resolve_config_path(path)
+        data = _read_yaml(path)
         try:
             if is_original_config(data):
-                data = convert_original_config(data)
+                data = convert_original_config(data, leaf_paths())
             config = config_from_dict(data)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None

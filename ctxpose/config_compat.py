@@ -31,17 +31,18 @@ IGNORED = {
     "batch_output": "debug printing in the original",
     "model.backbone.name": "derived from model.backbone.num_layers (checked to agree)",
     "model.backbone.num_joints": "derived from the skeleton (checked to agree)",
+    "model.heatmap_shape": "the volumetric model's heatmaps are always a quarter of model.image_shape (the "
+                           "backbone's output size)",
+    "model.heatmap_softmax": "read only by the original's algebraic model",
+    "model.heatmap_multiplier": "read only by the original's algebraic model",
     "dataset.data_format": "unused by the original",
+    "dataset.extra_root": "unused by the original (the extra files are named by their own paths)",
     "dataset.train_dataset": "dataset class name; ours is chosen from the processed folder",
     "dataset.val_dataset": "dataset class name; ours is chosen from the processed folder",
     "train.n_iters_per_epoch": "unused by the original (n_objects_per_epoch rules)",
     "val.limb_length_path": "the prior is the training one (dataset.limb_length_path)",
     "val.n_objects_per_epoch": "validation always runs the whole split",
 }
-
-#: keys of our schema that the original YAML may set at the same path
-_SECTIONS = ("model", "loss", "dataset", "train", "val")
-
 
 def is_original_config(data: Any) -> bool:
     """True for a YAML mapping in the original's layout (it has ``azureroot`` or ``model.name``)."""
@@ -70,12 +71,12 @@ def _set(tree: dict[str, Any], path: str, value: Any) -> None:
     tree[parts[-1]] = value
 
 
-def convert_original_config(data: Mapping[str, Any], known_paths: set[str] | None = None) -> dict[str, Any]:
+def convert_original_config(data: Mapping[str, Any], known_paths: set[str]) -> dict[str, Any]:
     """Map an original experiment YAML mapping onto our config layout.
 
     Args:
         data: the parsed original YAML.
-        known_paths: our schema's leaf key paths (defaults to :class:`ctxpose.config.ExperimentConfig`'s).
+        known_paths: our schema's leaf key paths (:func:`ctxpose.config.leaf_paths`).
 
     Returns:
         A nested mapping for :func:`ctxpose.config.config_from_dict`.
@@ -83,13 +84,10 @@ def convert_original_config(data: Mapping[str, Any], known_paths: set[str] | Non
     Raises:
         ConfigError: a key the original does not have either, or inconsistent backbone settings.
     """
-    if known_paths is None:
-        from ctxpose.config import ExperimentConfig, config_to_dict
-
-        known_paths = set(_flatten(config_to_dict(ExperimentConfig())))
     flat = _flatten(copy.deepcopy(dict(data)))
     azureroot = flat.get("azureroot") or ""
     out: dict[str, Any] = {}
+    unknown = []
     for path, value in flat.items():
         if path in IGNORED:
             continue
@@ -98,11 +96,14 @@ def convert_original_config(data: Mapping[str, Any], known_paths: set[str] | Non
             candidates = sorted(known_paths | set(RENAMED) | set(IGNORED))
             close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.75)
             hint = f", did you mean {close[0]}?" if close else ""
-            raise ConfigError(f"{path}: unknown key in original ContextPose config{hint}")
+            unknown.append(f"{path[:80]}: unknown key in original ContextPose config{hint}")
+            continue
         if azureroot and isinstance(value, str) and value.startswith("data/"):
             value = posixpath.join(azureroot, value)
         _set(out, target, value)
 
+    if unknown:
+        raise ConfigError("; ".join(unknown))
     backbone = data.get("model", {}).get("backbone", {}) if isinstance(data.get("model"), Mapping) else {}
     name, layers = backbone.get("name"), backbone.get("num_layers")
     if name is not None and layers is not None and name != f"resnet{layers}":

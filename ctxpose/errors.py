@@ -15,3 +15,7 @@ class DataError(CtxposeError):
 
 class CheckpointError(CtxposeError):
     """A checkpoint cannot be read or does not fit the model."""
+
+
+class OutputError(CtxposeError):
+    """An output path cannot be written (read-only, full, not a folder, no permission)."""

@@ -1,4 +1,4 @@
-"""Joint orders, bones and the Human3.6M 32 -> 17 joint mapping.
+"""Joint orders, bones, the Human3.6M 32 -> 17 joint mapping and the bone-length prior's type.
 
 This module is the only place that spells out how many joints a skeleton has; everything else
 reads ``len(skeleton.names)`` or ``skeleton.num_joints``.
@@ -10,8 +10,12 @@ skeleton tree and ContextPose / learnable-triangulation ``generate-labels-npy-mu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,39 @@ def get_skeleton(name: str = H36M_CONTEXTPOSE.name) -> Skeleton:
         return SKELETONS[name]
     except KeyError:
         raise KeyError(f"unknown skeleton {name!r}; known: {sorted(SKELETONS)}") from None
+
+
+@dataclass(frozen=True)
+class LimbPrior:
+    """Bone-length statistics in a skeleton's ``bones`` order (read by :mod:`ctxpose.data.limb_prior`).
+
+    Attributes:
+        mean: (L,) float32 tensor, mean bone length, mm.
+        std: (L,) float32 tensor, standard deviation of the bone length, mm.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.mean.shape != self.std.shape or self.mean.ndim != 1:
+            raise ValueError(f"limb prior mean/std must be matching (L,) tensors, got {self.mean.shape} and "
+                             f"{self.std.shape}")
+
+    @property
+    def num_bones(self) -> int:
+        return int(self.mean.shape[0])
+
+    @classmethod
+    def from_keypoints(cls, keypoints_3d: np.ndarray, skeleton: Skeleton | None = None) -> LimbPrior:
+        """Statistics over poses, as the original ``limb_length.py`` (population std).
+
+        Args:
+            keypoints_3d: (N, J, 3) world coordinates, mm.
+            skeleton: whose bones; default the ContextPose skeleton.
+        """
+        import torch
+
+        skeleton = skeleton or get_skeleton()
+        lengths = skeleton.bone_lengths(np.asarray(keypoints_3d, dtype=np.float64))
+        return cls(torch.from_numpy(lengths.mean(0)).float(), torch.from_numpy(lengths.std(0)).float())

@@ -1,23 +1,26 @@
-"""The ``ctxpose`` command: one Typer app, one module per subcommand."""
+"""The ``ctxpose`` Typer app: one module per subcommand, each importing its library only when it runs, so
+``ctxpose --help`` and ``ctxpose --version`` stay fast.
+
+Exit statuses: 0 ok; 1 a user error or an OS error (one red line naming the file or key); 2 a usage error;
+130 interrupted (Ctrl-C, SIGTERM).
+"""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sys
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 
-from ctxpose import __version__
+from ctxpose._version import __version__
 from ctxpose.cli import config as config_cmd
 from ctxpose.cli import demo as demo_cmd
 from ctxpose.cli import eval as eval_cmd
 from ctxpose.cli import preprocess as preprocess_cmd
 from ctxpose.cli import synthesize as synthesize_cmd
 from ctxpose.cli import train as train_cmd
-from ctxpose.errors import CtxposeError
 
 app = typer.Typer(
     name="ctxpose",
@@ -33,8 +36,6 @@ app.command("train")(train_cmd.main)
 app.command("eval")(eval_cmd.main)
 app.command("demo")(demo_cmd.main)
 
-err_console = Console(stderr=True)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -44,13 +45,18 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    version: bool = typer.Option(False, "--version", metavar="", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", metavar="", help="Debug logging."),
 ) -> None:
+    from rich.logging import RichHandler
+
+    from ctxpose.engine.progress import stderr_console
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
+        handlers=[RichHandler(console=stderr_console(), show_path=False)],
         force=True,
     )
 
@@ -66,16 +72,37 @@ def _click_exception_types() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def main() -> None:
-    """Entry point: user errors print one red line and exit 1; usage errors exit 2; Ctrl-C exits 130."""
+def describe_os_error(e: OSError) -> str:
+    """One line for an OS error: the path and the reason in words."""
+    reasons = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
+               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+               errno.ENOTDIR: "a path component is a file, not a folder", errno.EISDIR: "is a folder, not a file",
+               errno.ENOENT: "no such file or folder", errno.EDQUOT: "disk quota exceeded"}
+    reason = reasons.get(e.errno, e.strerror or type(e).__name__)
+    where = e.filename if e.filename is not None else ""
+    return f"{where}: {reason}" if where else reason
+
+
+def _error(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+
+
+def run() -> None:
+    """Run the app: user and OS errors print one red line and exit 1; usage errors exit 2."""
+    from ctxpose.errors import CtxposeError
+
     try:
         code = app(standalone_mode=False)  # non-standalone click returns typer.Exit's code instead of exiting
     except CtxposeError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        _error(_escape(str(e)))
         sys.exit(1)
-    except (KeyboardInterrupt, typer.Abort):
-        err_console.print("[yellow]interrupted[/yellow]")
-        sys.exit(130)
+    except OSError as e:
+        _error(_escape(describe_os_error(e)))
+        sys.exit(1)
+    except typer.Abort:
+        raise KeyboardInterrupt from None
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except _click_exception_types() as e:
@@ -83,3 +110,10 @@ def main() -> None:
         sys.exit(e.exit_code)  # type: ignore[attr-defined]
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+

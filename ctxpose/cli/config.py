@@ -1,31 +1,49 @@
-"""``ctxpose config show|check``: print or validate a resolved config."""
+"""``ctxpose config list|show|check``: the shipped configs, a resolved config, a validation."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
-from rich.console import Console
-from rich.syntax import Syntax
 
-from ctxpose.config import config_to_dict, load_config, missing_paths
-from ctxpose.errors import ConfigError
+from ctxpose.cli.options import ConfigArg, SetOpt
 
-app = typer.Typer(help="Show or check an experiment config (ours or the original ContextPose YAML).",
+app = typer.Typer(help="List, show or check experiment configs (ours or the original ContextPose YAML).",
                   no_args_is_help=True)
 
-ConfigArg = Annotated[Path, typer.Argument(help="Experiment YAML (ours or the original's).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. --set train.batch_size=8.")]
+
+@app.command("list")
+def list_() -> None:
+    """The configs shipped with ctxpose, usable by name wherever a config is asked for.
+
+    Example: ctxpose config list
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from ctxpose.config import shipped_configs
+
+    table = Table(title="shipped configs")
+    table.add_column("name")
+    table.add_column("what")
+    for name, path in sorted(shipped_configs().items()):
+        first = path.read_text().splitlines()[0].lstrip("# ") if path.stat().st_size else ""
+        table.add_row(name, first)
+    Console().print(table)
 
 
 @app.command()
 def show(config: ConfigArg, set_: SetOpt = None) -> None:
-    """Print the fully resolved config.
+    """Print the fully resolved config (every setting, defaults included).
 
     Example: ctxpose config show configs/human36m_contextpose.yaml --set model.volume_net.volume_size=32
     """
+    import yaml
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    from ctxpose.config import config_to_dict, load_config
+
     cfg = load_config(config, set_ or [])
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     Console().print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
@@ -35,12 +53,18 @@ def show(config: ConfigArg, set_: SetOpt = None) -> None:
 def check(
     config: ConfigArg,
     set_: SetOpt = None,
-    paths: Annotated[bool, typer.Option("--paths", help="Also check that the files it reads exist.")] = False,
+    paths: Annotated[bool, typer.Option("--paths", metavar="", help="Also check that the files it reads exist.")
+                     ] = False,
 ) -> None:
-    """Validate a config; exit 1 with the offending key if it is invalid.
+    """Validate a config: types, ranges, choices and cross-field rules; exit 1 naming every offending key.
 
-    Example: ctxpose config check experiments/human36m/train/human36m_vol_softmax_single.yaml --paths
+    Example: ctxpose config check configs/human36m_contextpose.yaml --paths
     """
+    from rich.console import Console
+
+    from ctxpose.config import load_config, missing_paths
+    from ctxpose.errors import ConfigError
+
     cfg = load_config(config, set_ or [])
     if paths and (missing := missing_paths(cfg)):
         raise ConfigError(f"{config}: " + "; ".join(missing))

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from ctxpose.config import ExperimentConfig
 from ctxpose.data import transforms as T
@@ -38,8 +38,7 @@ from ctxpose.data.h36m.metadata import damaged_ground_truth
 from ctxpose.data.predictions import load_npy_object, load_root_predictions
 from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import projection_matrix
-from ctxpose.skeleton import get_skeleton
-from ctxpose.utils.seed import worker_init_fn
+from ctxpose.skeleton import H36M_CONTEXTPOSE, Skeleton, get_skeleton
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +55,15 @@ def _codes(values: np.ndarray, names: list[str]) -> np.ndarray:
     return np.array([names.index(str(u)) for u in uniq], dtype=np.int64)[inverse.reshape(-1)]
 
 
-def _read_ctxpose(root: Path) -> dict[str, Any]:
+def _read_ctxpose(root: Path, skeleton: Skeleton) -> dict[str, Any]:
     from ctxpose.data.labels import load_labels
 
     lab = load_labels(root / "labels.npz")
+    made_with = lab.meta.get("skeleton", H36M_CONTEXTPOSE.name)  # labels that predate the key used this one
+    if made_with != skeleton.name or lab.keypoints_3d.shape[1] != skeleton.num_joints:
+        raise DataError(f"{root / 'labels.npz'}: labels of skeleton {made_with!r} with "
+                        f"{lab.keypoints_3d.shape[1]} joints, expected {skeleton.name!r} with {skeleton.num_joints} "
+                        "(model.skeleton); preprocess again with that skeleton")
     subjects = sorted(set(lab.subject.tolist()), key=_subject_key)
     actions = sorted(set(lab.action.tolist()))
     cams = dict(zip(lab.camera_index.tolist(), lab.camera.tolist(), strict=True))
@@ -73,7 +77,8 @@ def _read_ctxpose(root: Path) -> dict[str, Any]:
     }
 
 
-def _read_original(root: Path, labels_path: Path, undistort: bool, scale: float) -> dict[str, Any]:
+def _read_original(root: Path, labels_path: Path, undistort: bool, scale: float,
+                   skeleton: Skeleton) -> dict[str, Any]:
     lab = load_npy_object(labels_path)
     try:
         table, cameras = lab["table"], lab["cameras"]
@@ -92,9 +97,9 @@ def _read_original(root: Path, labels_path: Path, undistort: bool, scale: float)
     bases = [n.rpartition("-")[0] or n for n in seq_names]
     actions = list(dict.fromkeys(bases))
     trials = np.array([int(n.rpartition("-")[2]) if n.rpartition("-")[2].isdigit() else 1 for n in seq_names])
-    if kp.ndim != 3 or kp.shape[1:] != (get_skeleton().num_joints, 3):
+    if kp.ndim != 3 or kp.shape[1:] != (skeleton.num_joints, 3):
         raise DataError(f"{labels_path}: table keypoints have shape {kp.shape[1:]}, expected "
-                        f"({get_skeleton().num_joints}, 3)")
+                        f"({skeleton.num_joints}, 3) (skeleton {skeleton.name})")
     # image paths are built per item (a path column for ~600k rows would cost ~150 MB)
     folder = "imageSequence" + "-undistorted" * undistort
     template = [f"{{}}/{n}/{folder}/{{}}/img_{{:06d}}.jpg" for n in seq_names]
@@ -118,7 +123,12 @@ class Human36MDataset(Dataset):
         labels_path: original layout only: the labels ``.npy`` (default ``<root>/../extra/`` or ``<root>/``).
         subjects: subjects to use (default the config's train/val subjects).
         image_shape: (H, W) of the returned crops, px.
-        pred_results_path: root estimates (released ``.pkl`` or our ``predictions.npz``); None: ground truth.
+        use_gt_pelvis: cuboid root from the ground-truth pelvis (True) or from ``pred_results_path`` (False);
+            default ``config.model.volume_net.use_gt_pelvis``.
+        pred_results_path: root estimates (released ``.pkl`` or our ``predictions.npz``), read when
+            ``use_gt_pelvis`` is false; default the split's ``pred_results_path``.
+        skeleton: joint order of the labels (a name or a :class:`~ctxpose.skeleton.Skeleton`); default
+            ``config.model.skeleton``.
         seed: base of the (seed, epoch, index) generators.
         Other options mean what they mean in the original (see the module docstring).
 
@@ -136,7 +146,8 @@ class Human36MDataset(Dataset):
                  retain_every_n_frames_in_test: int | None = None, ignore_cameras: tuple[int, ...] | None = None,
                  undistort_images: bool | None = None, scale_bbox: float | None = None, crop: bool | None = None,
                  randomize_n_views: bool | None = None, min_n_views: int | None = None,
-                 max_n_views: int | None = None, pred_results_path: str | Path | None = None,
+                 max_n_views: int | None = None, use_gt_pelvis: bool | None = None,
+                 pred_results_path: str | Path | None = None, skeleton: Skeleton | str | None = None,
                  seed: int | None = None) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -153,6 +164,8 @@ class Human36MDataset(Dataset):
         self.min_n_views, self.max_n_views = pick(min_n_views, sc.min_n_views), pick(max_n_views, sc.max_n_views)
         self.seed = int(pick(seed, cfg.train.seed))
         self.crop = pick(crop, sc.crop)
+        skeleton = pick(skeleton, cfg.model.skeleton)
+        self.skeleton = skeleton if isinstance(skeleton, Skeleton) else get_skeleton(skeleton)
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()  # seen by persistent workers
         ignore = tuple(pick(ignore_cameras, sc.ignore_cameras))
         subjects = tuple(pick(subjects, cfg.dataset.train_subjects if split == "train" else cfg.dataset.val_subjects))
@@ -161,7 +174,7 @@ class Human36MDataset(Dataset):
             fmt = "ctxpose" if (self.root / "labels.npz").is_file() else "original"
         self.format = fmt
         if fmt == "ctxpose":
-            cols = _read_ctxpose(self.root)
+            cols = _read_ctxpose(self.root, self.skeleton)
         elif fmt == "original":
             lp = pick(labels_path, cfg.dataset.train_labels_path if split == "train" else cfg.dataset.val_labels_path)
             lp = Path(lp) if lp else next((p for p in (self.root.parent / "extra" / ORIGINAL_LABELS_NAME,
@@ -170,7 +183,7 @@ class Human36MDataset(Dataset):
                 raise DataError(f"{self.root}: no labels.npz (our layout) and no {ORIGINAL_LABELS_NAME} beside it; "
                                 "set dataset.format and dataset.train_labels_path/val_labels_path")
             cols = _read_original(self.root, lp, pick(undistort_images, sc.undistort_images),
-                                  pick(scale_bbox, sc.scale_bbox))
+                                  pick(scale_bbox, sc.scale_bbox), self.skeleton)
         else:
             raise DataError(f"dataset.format: {fmt!r} is not one of 'auto', 'ctxpose', 'original'")
         self.subject_names: list[str] = cols["subject_names"]
@@ -180,13 +193,19 @@ class Human36MDataset(Dataset):
         bad = [c for c in ignore if not 0 <= c < len(self.camera_names)]
         if bad:
             raise DataError(f"{split}.ignore_cameras: {bad} are not camera indices 0..{len(self.camera_names) - 1}")
-        if sc.erase:
-            logger.warning("%s.erase is not supported (off in the paper setting); images are not erased", split)
         self._select(cols, subjects, pick(with_damaged_actions, sc.with_damaged_actions),
                      int(pick(retain_every_n_frames_in_test, sc.retain_every_n_frames_in_test)), ignore)
+        self.use_gt_pelvis = bool(pick(use_gt_pelvis, cfg.model.volume_net.use_gt_pelvis))
         self._roots = None
-        pred = pick(pred_results_path, sc.pred_results_path)
-        if pred:
+        if self.use_gt_pelvis:
+            if pred_results_path is not None:
+                logger.warning("%s: unused, use_gt_pelvis is true (the ground-truth pelvis is the cuboid root)",
+                               pred_results_path)
+        else:
+            pred = pick(pred_results_path, sc.pred_results_path)
+            if not pred:
+                raise DataError(f"{split}.pred_results_path: not set, but use_gt_pelvis is false (the cuboid root "
+                                "must come from estimates); set the path or use_gt_pelvis: true")
             self._roots = load_root_predictions(pred, self).astype(np.float32)
         logger.info("%s %s split: %d samples from %s (%s layout)", type(self).__name__, split, len(self),
                     self.root, fmt)
@@ -298,7 +317,7 @@ class Human36MDataset(Dataset):
         R, t = self._rows["R"][rows], self._rows["t"][rows]
         first = rows[0]
         keypoints = self._rows["keypoints_3d"][first].astype(np.float32)
-        root = self._roots[index] if self._roots is not None else keypoints[get_skeleton().root]
+        root = self._roots[index] if self._roots is not None else keypoints[self.skeleton.root]
         rotation = rng.uniform(0.0, 2 * math.pi) if self.split == "train" else 0.0
         return {
             "images": np.stack(images), "proj_matrices": projection_matrix(K, R, t).astype(np.float32),
@@ -315,40 +334,3 @@ class Human36MDataset(Dataset):
                     **kwargs: Any) -> Human36MDataset:
         """The ``split`` dataset as ``config`` describes it (keyword arguments override)."""
         return cls(None, split, config, **kwargs)
-
-
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
-                distributed: bool, drop_last: bool | None = None) -> DataLoader:
-    """DataLoader with the settings the trainer and evaluator use.
-
-    Args:
-        dataset: e.g. :class:`Human36MDataset`.
-        batch_size: samples per batch (per process when distributed).
-        shuffle: shuffle each epoch (through the sampler when distributed).
-        num_workers: worker processes; > 0 keeps them alive between epochs.
-        seed: seeds the shuffling generator / ``DistributedSampler``.
-        distributed: use a ``DistributedSampler`` (needs an initialised process group).
-        drop_last: default True for a training dataset, False otherwise (the evaluator de-duplicates the
-            ``DistributedSampler`` padding by ``index``).
-
-    Call :func:`set_loader_epoch` before each epoch.
-    """
-    if drop_last is None:
-        drop_last = getattr(dataset, "split", "val") == "train"
-    # Without DDP a one-replica DistributedSampler: the order is a function of (seed, epoch), so a resumed
-    # run sees the same permutation for an epoch as an uninterrupted one.
-    replicas = {} if distributed else {"num_replicas": 1, "rank": 0}
-    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last, **replicas)
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                      num_workers=num_workers, pin_memory=torch.cuda.is_available(), drop_last=drop_last,
-                      persistent_workers=num_workers > 0, generator=generator, worker_init_fn=worker_init_fn)
-
-
-def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Set the epoch of the loader's ``DistributedSampler`` (shuffling) and dataset (rotations, views)."""
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
-    if hasattr(loader.dataset, "set_epoch"):
-        loader.dataset.set_epoch(epoch)

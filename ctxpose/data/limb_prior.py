@@ -1,48 +1,14 @@
-"""Limb-length prior: mean and standard deviation of each bone's length over the training set."""
+"""Reading the limb-length prior file (``mean_and_std_limb_length.h5``) into a :class:`~ctxpose.skeleton.LimbPrior`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ctxpose.errors import DataError
-from ctxpose.skeleton import Skeleton, get_skeleton
-
-
-@dataclass(frozen=True)
-class LimbPrior:
-    """Bone-length statistics in the skeleton's ``bones`` order.
-
-    Attributes:
-        mean: (L,) mean bone length, mm.
-        std: (L,) standard deviation of the bone length, mm.
-    """
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.mean.shape != self.std.shape or self.mean.ndim != 1:
-            raise ValueError(f"limb prior mean/std must be matching (L,) tensors, got {self.mean.shape} and "
-                             f"{self.std.shape}")
-
-    @property
-    def num_bones(self) -> int:
-        return int(self.mean.shape[0])
-
-    @classmethod
-    def from_keypoints(cls, keypoints_3d: np.ndarray, skeleton: Skeleton | None = None) -> LimbPrior:
-        """Statistics over poses, as the original ``limb_length.py`` (population std).
-
-        Args:
-            keypoints_3d: (N, J, 3) world coordinates, mm.
-        """
-        skeleton = skeleton or get_skeleton()
-        lengths = skeleton.bone_lengths(np.asarray(keypoints_3d, dtype=np.float64))
-        return cls(torch.from_numpy(lengths.mean(0)).float(), torch.from_numpy(lengths.std(0)).float())
+from ctxpose.skeleton import LimbPrior, Skeleton, get_skeleton
 
 
 def load_limb_prior(path: str | Path, skeleton: Skeleton | None = None) -> LimbPrior:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ctxpose.errors import DataError
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import Skeleton
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class RootDataset(Protocol):
     """What :func:`load_root_predictions` needs from a dataset."""
 
     split: str
+    skeleton: Skeleton
 
     def __len__(self) -> int: ...
 
@@ -138,8 +139,8 @@ def _field(data: Any, key: str, path: Path) -> np.ndarray:
                         "'indexes' (released results) or an npz with 'index' and 'keypoints_3d'") from None
 
 
-def _check_keypoints(kp: np.ndarray, n: int, path: Path) -> None:
-    j = get_skeleton().num_joints
+def _check_keypoints(kp: np.ndarray, n: int, path: Path, skeleton: Skeleton) -> None:
+    j = skeleton.num_joints
     if kp.ndim != 3 or kp.shape[1:] != (j, 3) or len(kp) != n:
         raise DataError(f"{path}: 'keypoints_3d' has shape {kp.shape}, expected ({n}, {j}, 3)")
     if not np.all(np.isfinite(kp)):
@@ -149,7 +150,7 @@ def _check_keypoints(kp: np.ndarray, n: int, path: Path) -> None:
 def _from_released(data: Any, path: Path, dataset: RootDataset) -> np.ndarray:
     indexes = _field(data, "indexes", path).astype(np.int64).reshape(-1)
     kp = _field(data, "keypoints_3d", path).astype(np.float64)
-    _check_keypoints(kp, len(indexes), path)
+    _check_keypoints(kp, len(indexes), path, dataset.skeleton)
     order = np.argsort(indexes, kind="stable")
     if not np.array_equal(indexes[order], np.arange(len(indexes))):
         raise DataError(f"{path}: 'indexes' are not a permutation of 0..{len(indexes) - 1}")
@@ -157,13 +158,13 @@ def _from_released(data: Any, path: Path, dataset: RootDataset) -> np.ndarray:
     if len(indexes) != num_frames:
         raise DataError(f"{path}: has {len(indexes)} poses but the {dataset.split} split has {num_frames} "
                         "frames; expected the released results for this split (train.pkl or val.pkl)")
-    return kp[order][positions, get_skeleton().root]
+    return kp[order][positions, dataset.skeleton.root]
 
 
 def _from_npz(data: dict[str, np.ndarray], path: Path, dataset: RootDataset) -> np.ndarray:
     index = _field(data, "index", path).astype(np.int64).reshape(-1)
     kp = _field(data, "keypoints_3d", path).astype(np.float64)
-    _check_keypoints(kp, len(index), path)
+    _check_keypoints(kp, len(index), path, dataset.skeleton)
     n = len(dataset)
     order = np.argsort(index, kind="stable")
     if len(index) != n or not np.array_equal(index[order], np.arange(n)):
@@ -179,7 +180,7 @@ def _from_npz(data: dict[str, np.ndarray], path: Path, dataset: RootDataset) -> 
                 i = int(bad[0])
                 raise DataError(f"{path}: {key} of sample {i} is {got[i]}, the dataset has {expected[i]}; "
                                 "predictions were made for a different dataset")
-    return kp[order][:, get_skeleton().root]
+    return kp[order][:, dataset.skeleton.root]
 
 
 def load_root_predictions(path: str | Path, dataset: RootDataset) -> np.ndarray:

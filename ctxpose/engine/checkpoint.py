@@ -3,21 +3,23 @@
 A run checkpoint is a plain dict of tensors and primitive containers, so it loads with
 ``torch.load(weights_only=True)``::
 
-    {"format": "ctxpose-run", "version": 1,
+    {"format": "ctxpose-run", "version": 2,
      "model": state_dict of the unwrapped model,
      "optimizers": {name: state_dict}, "schedulers": {name: state_dict}, "scaler": state_dict | None,
      "epoch": epoch to continue from, "epoch_step": batches already done in that epoch,
      "step": global optimiser steps, "nan_steps": skipped steps so far,
-     "rng": {"python", "numpy", "torch", "cuda"} (see ctxpose.utils.seed), "config": resolved config dict}
+     "rng": [per rank {"python", "numpy", "torch", "cuda"}] (see ctxpose.utils.seed), "world_size": W,
+     "config": resolved config dict}
 
 Files are written atomically (temp file, then rename), so an interrupted write never leaves a
-truncated ``last.pt``.
+truncated ``last.pt``. A checkpoint always holds the state after a completed step: training stops
+only between steps (:mod:`ctxpose.engine.signals`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +27,13 @@ import torch
 from torch import nn
 
 from ctxpose.errors import CheckpointError
-from ctxpose.utils.io import torch_save_atomic
-from ctxpose.utils.seed import get_rng_state, set_rng_state
+from ctxpose.utils.io import load_weights_only, torch_save_atomic
+from ctxpose.utils.seed import set_rng_state
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "ctxpose-run"
-VERSION = 1
-LAST = "last.pt"
+VERSION = 2
 
 
 @dataclass
@@ -43,7 +44,6 @@ class TrainState:
     epoch_step: int = 0
     step: int = 0
     nan_steps: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -59,8 +59,13 @@ def save_run_checkpoint(
     scaler: Any | None,
     state: TrainState,
     config: dict[str, Any],
+    rng_states: list[dict[str, Any]],
 ) -> Path:
-    """Write a run checkpoint atomically; returns the path."""
+    """Write a run checkpoint atomically; returns the path.
+
+    Args:
+        rng_states: every rank's generator states (:func:`ctxpose.utils.seed.get_rng_state`), in rank order.
+    """
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -72,8 +77,8 @@ def save_run_checkpoint(
         "epoch_step": state.epoch_step,
         "step": state.step,
         "nan_steps": state.nan_steps,
-        "extra": state.extra,
-        "rng": get_rng_state(),
+        "rng": list(rng_states),
+        "world_size": len(rng_states),
         "config": config,
     }
     path = Path(path)
@@ -86,21 +91,17 @@ def read_run_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a run checkpoint dict (CPU tensors) with ``weights_only=True``.
 
     Raises:
-        CheckpointError: the file is missing, unreadable or not a ctxpose run checkpoint.
+        CheckpointError: the file is missing, unreadable, refused or not a ctxpose run checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt/unsafe files
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: cannot be read as a weights-only torch file ({first})") from None
+    payload = load_weights_only(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a ctxpose run checkpoint (expected key format={FORMAT!r}); "
                               "use model.checkpoint for plain weights")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: run checkpoint version {payload.get('version')}, expected {VERSION}")
+        raise CheckpointError(f"{path}: run checkpoint version {payload.get('version')}, this ctxpose reads "
+                              f"version {VERSION}; start the run again or use it as model.checkpoint (weights only)")
+    payload["path"] = str(path)
     return payload
 
 
@@ -110,59 +111,44 @@ def restore_run_checkpoint(
     optimizers: dict[str, torch.optim.Optimizer],
     schedulers: dict[str, Any],
     scaler: Any | None,
-    restore_rng: bool = True,
 ) -> TrainState:
-    """Load model, optimiser, scheduler, scaler and RNG states in place; returns the run position.
+    """Load model, optimiser, scheduler and scaler states in place; returns the run position.
 
     Raises:
-        CheckpointError: the stored parts do not match the model or the optimiser groups.
+        CheckpointError: the stored parts do not match the model or the optimiser groups (names the file
+            and the mismatched keys).
     """
-    try:
-        unwrap(model).load_state_dict(payload["model"], strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"run checkpoint: model weights do not fit the configured model ({_first(e)})") from None
+    from ctxpose.models.build import load_state_dict_strict
+
+    source = payload.get("path", "run checkpoint")
+    load_state_dict_strict(unwrap(model), payload["model"], f"{source} (--resume)")
     for kind, objs in (("optimizers", optimizers), ("schedulers", schedulers)):
         stored = payload[kind]
         if set(stored) != set(objs):
-            raise CheckpointError(f"run checkpoint: {kind} {sorted(stored)} stored, expected {sorted(objs)} "
+            raise CheckpointError(f"{source}: {kind} {sorted(stored)} stored, expected {sorted(objs)} "
                                   "(was model.backbone.fix_weights changed?)")
         for name, obj in objs.items():
             try:
                 obj.load_state_dict(stored[name])
             except (ValueError, KeyError, RuntimeError) as e:
-                raise CheckpointError(f"run checkpoint: {kind}.{name} does not fit ({_first(e)})") from None
+                raise CheckpointError(f"{source}: {kind}.{name} does not fit ({_first(e)})") from None
     if scaler is not None and scaler.is_enabled() and payload.get("scaler") is not None:
         scaler.load_state_dict(payload["scaler"])
-    if restore_rng:
-        set_rng_state(payload["rng"])
     return TrainState(epoch=int(payload["epoch"]), epoch_step=int(payload["epoch_step"]),
-                      step=int(payload["step"]), nan_steps=int(payload["nan_steps"]),
-                      extra=dict(payload.get("extra", {})))
+                      step=int(payload["step"]), nan_steps=int(payload["nan_steps"]))
 
 
-def find_resume_checkpoint(resume: str, logdir: str | Path, title: str) -> Path:
-    """Resolve ``--resume``: a run folder, a checkpoint file, or ``auto`` (latest run of ``title``).
+def restore_rng(payload: dict[str, Any], rank: int, world_size: int) -> bool:
+    """Restore this rank's generator states from a run checkpoint.
 
-    Raises:
-        CheckpointError: nothing to resume from.
+    Returns:
+        False (nothing restored) when the checkpoint was written by a run with another number of processes.
     """
-    if resume == "auto":
-        runs = sorted((p for p in Path(logdir).glob(f"{title}*") if (p / "checkpoints" / LAST).is_file()),
-                      key=lambda p: (p / "checkpoints" / LAST).stat().st_mtime)
-        if not runs:
-            raise CheckpointError(f"--resume auto: no run of {title!r} with checkpoints/{LAST} under {logdir}")
-        return runs[-1] / "checkpoints" / LAST
-    path = Path(resume)
-    if path.is_dir():
-        path = path / "checkpoints" / LAST
-    if not path.is_file():
-        raise CheckpointError(f"--resume {resume}: {path} not found (expected a run folder or a .pt file)")
-    return path
-
-
-def run_dir_of(checkpoint_path: Path) -> Path:
-    """The run folder holding ``checkpoints/<file>``."""
-    return checkpoint_path.resolve().parent.parent
+    states = payload["rng"]
+    if len(states) != world_size:
+        return False
+    set_rng_state(states[rank])
+    return True
 
 
 def _first(e: BaseException) -> str:

@@ -1,46 +1,45 @@
-"""The demo pipeline: synthetic Human3.6M -> preprocess -> the tiny setting -> overlay of the results.
+"""The demo pipeline: synthetic Human3.6M -> preprocess -> train the tiny setting -> evaluate -> overlay.
 
-Everything it needs is in the package (the config below is the tiny CPU setting of ``configs/tiny_cpu.yaml``
-with the demo's schedule), so it works from a plain ``pip install``. ``ctxpose demo`` and
-``benchmarks/learn_synthetic.py`` call it.
+It reads the shipped ``tiny_cpu`` config (the same file as ``configs/tiny_cpu.yaml``) and only points it at
+the data it makes, so it works from a plain ``pip install``. ``ctxpose demo`` and
+``benchmarks/learn_synthetic.py`` call :func:`run_demo`.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctxpose.config import ExperimentConfig, config_from_dict
+from ctxpose.config import ExperimentConfig, load_config, save_config
 
-#: The demo setting: ResNet-18 at 64 px, 16^3 volume, ground-truth pelvis, Adam at 1e-3.
-DEMO_CONFIG: dict[str, Any] = {
-    "title": "demo",
-    "model": {
-        "image_shape": [64, 64], "heatmap_shape": [16, 16], "init_weights": False,
-        "backbone": {"num_layers": 18, "init_weights": False},
-        "volume_net": {"use_gt_pelvis": True, "cuboid_size": 2500.0, "volume_size": 16, "att_channels": 17},
-    },
-    "loss": {"criterion": "MAE", "scale_keypoints_3d": 0.1, "use_volumetric_ce_loss": True,
-             "volumetric_ce_loss_weight": 0.01, "use_global_attention_loss": True,
-             "global_attention_loss_weight": 1e6},
-    "dataset": {"train_subjects": ["S1"], "val_subjects": ["S9"]},
-    "train": {"batch_size": 8, "n_objects_per_epoch": 480, "n_epochs": 10, "backbone_lr": 1e-3,
-              "process_features_lr": 1e-3, "volume_net_lr": 1e-3, "backbone_lr_step": [8],
-              "volume_net_lr_step": [8], "num_workers": 0, "vis_freq": 60, "vis_n_elements": 4},
-    "val": {"batch_size": 16, "num_workers": 0, "retain_every_n_frames_in_test": 4},
-}
+DEMO_SUBJECTS = ("S1", "S9")  # train, val
 DEMO_ACTIONS = ("Walking-1", "Walking-2", "TakingPhoto-1", "TakingPhoto-2")
 
 
-def demo_config(processed: Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """The demo experiment reading ``processed`` (plus ``key=value`` overrides)."""
-    from ctxpose.config import apply_overrides
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` made (paths under its ``out`` folder) and the numbers it measured."""
 
-    data = json.loads(json.dumps(DEMO_CONFIG))
-    data["dataset"].update({"root": str(processed),
-                            "limb_length_path": str(processed / "mean_and_std_limb_length.h5")})
-    return apply_overrides(config_from_dict(data), list(overrides))
+    config: Path
+    run_dir: Path
+    checkpoint: Path
+    eval_dir: Path
+    overlay: Path
+    untrained_mpjpe: float
+    result: Any  # ctxpose.engine.evaluator.EvalResult of the trained model
+    seconds: float
+
+
+def demo_config(processed: Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """The shipped ``tiny_cpu`` setting reading ``processed`` (S1 train, S9 val), plus ``key=value`` overrides."""
+    return load_config("tiny_cpu", [f"dataset.root={processed}",
+                                    f"dataset.limb_length_path={processed / 'mean_and_std_limb_length.h5'}",
+                                    f"dataset.train_subjects=[{DEMO_SUBJECTS[0]}]",
+                                    f"dataset.val_subjects=[{DEMO_SUBJECTS[1]}]", *overrides])
 
 
 def prepare_demo_data(out: Path, frames: int = 60, image_size: int = 64) -> Path:
@@ -51,14 +50,14 @@ def prepare_demo_data(out: Path, frames: int = 60, image_size: int = 64) -> Path
     from ctxpose.utils.io import atomic_write_text
 
     processed, marker = out / "processed", out / "demo_data.json"
-    settings = json.dumps({"subjects": ["S1", "S9"], "actions": list(DEMO_ACTIONS), "frames": frames,
+    settings = json.dumps({"subjects": list(DEMO_SUBJECTS), "actions": list(DEMO_ACTIONS), "frames": frames,
                            "size": 320, "image_size": image_size})
     if marker.is_file() and marker.read_text() == settings and (processed / "labels.npz").is_file():
         return processed  # made by an earlier demo with the same settings
     if (out / "raw").exists() or processed.exists():
         raise DataError(f"{out}: holds data that the demo did not make with these settings "
                         f"(no matching {marker.name}); use an empty --out folder")
-    synthesize_h36m(out / "raw", subjects=("S1", "S9"), actions=DEMO_ACTIONS, n_frames=frames, size=320)
+    synthesize_h36m(out / "raw", subjects=DEMO_SUBJECTS, actions=DEMO_ACTIONS, n_frames=frames, size=320)
     report = preprocess_h36m(out / "raw", processed,
                              PreprocessOptions(image_size=image_size, train_every=1, test_every=1))
     if not report.ok:
@@ -69,16 +68,14 @@ def prepare_demo_data(out: Path, frames: int = 60, image_size: int = 64) -> Path
 
 def evaluate_untrained(cfg: ExperimentConfig, path: Path) -> float:
     """Val MPJPE (mm) of the run's initial weights, saved to ``path``: the demo's "before" number."""
-    import torch
-
+    from ctxpose.engine.components import Components
     from ctxpose.engine.evaluator import evaluate_checkpoint
-    from ctxpose.engine.trainer import Components
     from ctxpose.utils.io import torch_save_atomic
     from ctxpose.utils.seed import seed_everything
 
     seed_everything(cfg.train.seed)  # the same initial weights the training run starts from
     torch_save_atomic(Components().build_model(cfg).state_dict(), path)
-    return evaluate_checkpoint(cfg, path, torch.device("cpu"), "val").metrics["mpjpe"]
+    return evaluate_checkpoint(cfg, path, "cpu", "val").metrics["mpjpe"]
 
 
 def save_overlay(cfg: ExperimentConfig, result: Any, path: Path) -> Path:
@@ -89,15 +86,46 @@ def save_overlay(cfg: ExperimentConfig, result: Any, path: Path) -> Path:
     from ctxpose.data.datasets import Human36MDataset
     from ctxpose.engine.logging import draw_keypoints
     from ctxpose.skeleton import get_skeleton
+    from ctxpose.utils.io import atomic_path
 
     arrays, dataset = result.arrays, Human36MDataset.from_config(cfg, "val")
     rows = np.linspace(0, len(arrays["index"]) - 1, 4).round().astype(int)
     tiles = [draw_keypoints(dataset[int(arrays["index"][r])]["images"][0], arrays["proj_matrices"][r],
                             arrays["keypoints_3d"][r], arrays["keypoints_3d_gt"][r], get_skeleton(cfg.model.skeleton))
              for r in rows]
-    from ctxpose.utils.io import atomic_path
-
     with atomic_path(path.with_suffix(".png")) as tmp:
         ok, data = cv2.imencode(".png", np.concatenate(tiles, axis=1)[:, :, ::-1])
         tmp.write_bytes(data.tobytes())
     return path
+
+
+def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = (),
+             stage: Callable[[str], None] = lambda message: None) -> DemoResult:
+    """The whole demo in ``out`` on the CPU; ``stage(message)`` announces each of its four stages.
+
+    Args:
+        out: folder for the data, the run and the results (reused only if the demo made its data).
+        epochs: training epochs (default: the tiny setting's ``train.n_epochs``).
+        overrides: config overrides, applied last.
+    """
+    from ctxpose.engine.evaluator import evaluate_checkpoint
+    from ctxpose.engine.launch import RunInterrupted, launch_train
+
+    start = time.perf_counter()
+    stage(f"synthesizing and preprocessing a small Human3.6M ({DEMO_SUBJECTS[0]} train, {DEMO_SUBJECTS[1]} val)")
+    processed = prepare_demo_data(out)
+    cfg = demo_config(processed, [*([f"train.n_epochs={epochs}"] if epochs is not None else []), *overrides])
+    save_config(cfg, out / "config.yaml")
+    stage("untrained model on the validation split")
+    untrained = evaluate_untrained(cfg, out / "untrained.pt")
+    t = cfg.train
+    stage(f"training {t.n_epochs} epochs of {t.n_objects_per_epoch // t.batch_size} steps on the CPU "
+          f"-> {out / 'run'}")
+    trained = launch_train(cfg, run_dir=out / "run", device="cpu")
+    if trained.stopped == "signal":
+        raise RunInterrupted(f"the demo's training stopped; its run is in {trained.run_dir}")
+    stage("evaluating the trained model")
+    result = evaluate_checkpoint(cfg, trained.checkpoint, "cpu", "val", out / "eval")
+    overlay = save_overlay(cfg, result, out / "eval" / "overlay.png")
+    return DemoResult(out / "config.yaml", trained.run_dir, trained.checkpoint, out / "eval", overlay, untrained,
+                      result, time.perf_counter() - start)

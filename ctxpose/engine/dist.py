@@ -80,8 +80,11 @@ def in_launched_env() -> bool:
 def init_distributed(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> DistEnv:
     """Join the process group described by the environment (no-op for a single process).
 
-    Gloo on CPU, NCCL on CUDA. Under SLURM, ``MASTER_ADDR`` defaults to the first host of
-    ``SLURM_NODELIST`` when it is a plain name, and ``MASTER_PORT`` to 29500.
+    Gloo on CPU, NCCL on CUDA (this process's GPU is selected first). Under SLURM, ``MASTER_ADDR``
+    defaults to the first host of ``SLURM_NODELIST`` when it is a plain name, and ``MASTER_PORT`` to 29500.
+
+    Args:
+        device: this process's device, already resolved (``cuda:LOCAL_RANK``, see :func:`resolve_device`).
 
     Returns:
         The detected :class:`DistEnv`.
@@ -89,6 +92,8 @@ def init_distributed(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S)
     env = detect_env()
     if env.world_size == 1 or dist.is_initialized():
         return env
+    if device.type == "cuda" and device.index is None:
+        raise ValueError("init_distributed needs an indexed CUDA device (resolve_device gives cuda:LOCAL_RANK)")
     if env.source == "slurm":
         os.environ.setdefault("MASTER_ADDR", _first_slurm_host())
         os.environ.setdefault("MASTER_PORT", "29500")
@@ -96,11 +101,25 @@ def init_distributed(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S)
         os.environ["LOCAL_RANK"] = str(env.local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device.index)
     dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size,
                             timeout=datetime.timedelta(seconds=timeout_s))
     logger.debug("rank %d/%d joined a %s group (%s)", env.rank, env.world_size, backend, env.source)
     return env
+
+
+def setup_process(device: str | torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[DistEnv, torch.device]:
+    """Where this process sits and computes: detect the job, resolve ``device`` for its local rank, join the group.
+
+    Args:
+        device: ``cpu``, ``cuda`` (this process takes ``cuda:LOCAL_RANK``) or an explicit device.
+
+    Raises:
+        ConfigError: CUDA asked for but absent, or fewer GPUs than local ranks.
+    """
+    env = detect_env()
+    resolved = resolve_device(device, env.local_rank)
+    return init_distributed(resolved, timeout_s), resolved
 
 
 def _first_slurm_host() -> str:
@@ -113,21 +132,40 @@ def _first_slurm_host() -> str:
 
 
 def default_device(device: str | None) -> str:
-    """The ``--device`` choice: ``cuda`` when available unless one is given; only ``cpu`` or ``cuda``."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {device}: expected cpu or cuda")
-    return device
+    """The ``--device`` choice: ``cuda`` when available unless one is given; only ``cpu`` or ``cuda``.
+
+    Raises:
+        ConfigError: another name, or ``cuda`` on a machine without CUDA.
+    """
+    from ctxpose.config import DeviceKind
+
+    if device is None:
+        return DeviceKind.CUDA.value if torch.cuda.is_available() else DeviceKind.CPU.value
+    try:
+        kind = DeviceKind(getattr(device, "value", device))
+    except ValueError:
+        raise ConfigError(f"--device {device}: expected one of {', '.join(d.value for d in DeviceKind)}") from None
+    if kind is DeviceKind.CUDA and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    return kind.value
 
 
 def resolve_device(device: str | torch.device, local_rank: int) -> torch.device:
-    """``cuda`` -> ``cuda:LOCAL_RANK``; anything else as given."""
+    """``cuda`` -> ``cuda:LOCAL_RANK`` (one GPU per local rank); anything else as given.
+
+    Raises:
+        ConfigError: CUDA is not available, or the local rank has no GPU of its own.
+    """
     device = torch.device(device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: CUDA is not available on this machine")
+            raise ConfigError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+        count = torch.cuda.device_count()
         if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+            if local_rank >= count:
+                raise ConfigError(f"local rank {local_rank} has no GPU of its own: this machine has {count} CUDA "
+                                  "device(s); start at most that many processes per machine")
+            device = torch.device("cuda", local_rank)
     return device
 
 
@@ -164,12 +202,6 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out
-
-
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank if ``flag`` is true on at least one rank."""
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    return bool(all_reduce_sum(t).item() > 0)
 
 
 def all_gather_object(obj: Any) -> list[Any]:
@@ -363,13 +395,17 @@ def _worker_main(entrypoint: Callable[..., Any], *args: Any) -> Any:
 _CONSEQUENCE_MARKERS = ("closed by peer", "remote worker", "connection reset", "broken pipe", "timed out")
 
 
+_PLACEHOLDERS = ("<NONE>", "<N/A>")  # what the elastic agent records when a worker wrote no error file
+
+
 def _failure_message(failure: Any) -> str:
-    message = ""
-    if isinstance(failure.error_file_data, dict):
-        msg = failure.error_file_data.get("message", {})
-        message = msg.get("message", "") if isinstance(msg, dict) else str(msg)
-    elif failure.message:
-        message = str(failure.message)
+    data = failure.error_file_data if isinstance(failure.error_file_data, dict) else {}
+    msg = data.get("message")
+    message = msg.get("message", "") if isinstance(msg, dict) else (msg if isinstance(msg, str) else "")
+    if not message or message.strip() in _PLACEHOLDERS:
+        message = str(failure.message or "")  # e.g. "Signal 9 (SIGKILL) received by PID ..."
+    if message.strip() in _PLACEHOLDERS:
+        message = ""
     lines = [line for line in message.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
 

@@ -1,10 +1,12 @@
-"""Evaluation: ``evaluate(model, loader, device) -> EvalResult`` and its files.
+"""Evaluation: an inference loop over a sharded loader feeding an evaluator (``reset`` / ``process`` /
+``summarize``, as detectron2's), and the files it writes.
 
-In a distributed run every rank predicts its own shard (a sampler that does not pad, so no sample
-is seen twice), the per-sample arrays are gathered to every rank, ordered by dataset index and
-de-duplicated by index as a safeguard, then metrics are computed once from the gathered arrays.
+In a distributed run every rank predicts its own shard (:func:`ctxpose.data.loaders.make_eval_loader`:
+no padding, so no sample is seen twice); :meth:`PoseEvaluator.summarize` gathers the per-sample arrays
+to every rank, orders them by dataset index (de-duplicating by index as a safeguard) and computes the
+metrics once from the gathered arrays.
 
-Files (``save_eval``): ``metrics.json`` (overall, per action, per subject) and ``predictions.npz``:
+Files (:func:`save_eval`): ``metrics.json`` (overall, per action, per subject) and ``predictions.npz``:
 
     index (N,) int64 dataset index        subject_idx, action_idx, trial, camera_idx, frame (N,) int64
     keypoints_3d (N, J, 3) float32 predicted, world mm
@@ -17,24 +19,31 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from ctxpose.config import Amp, ExperimentConfig, Split
 from ctxpose.engine import dist
+from ctxpose.engine.components import Components
+from ctxpose.engine.precision import autocast_context
+from ctxpose.skeleton import Skeleton, get_skeleton
 from ctxpose.utils.io import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 ID_KEYS = ("index", "subject_idx", "action_idx", "trial", "camera_idx", "frame")
 NAME_KEYS = ("subject_names", "action_names", "camera_names")
+
+
+class StopRequested(Exception):
+    """Raised by an inference loop whose ``should_stop`` said yes (a Ctrl-C during validation)."""
 
 
 @dataclass
@@ -55,26 +64,61 @@ class EvalResult:
     per_subject: dict[str, dict[str, float]] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
-
-class ShardSampler(Sampler[int]):
-    """Rank ``r`` of ``W`` takes indices ``r, r+W, ...`` in order, without padding (shards may differ by 1)."""
-
-    def __init__(self, dataset_len: int, rank: int | None = None, world_size: int | None = None) -> None:
-        self.dataset_len = dataset_len
-        self.rank = dist.get_rank() if rank is None else rank
-        self.world_size = dist.get_world_size() if world_size is None else world_size
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.dataset_len, self.world_size))
-
-    def __len__(self) -> int:
-        return max(0, math.ceil((self.dataset_len - self.rank) / self.world_size))
+    def to_dict(self) -> dict[str, Any]:
+        """The ``metrics.json`` payload."""
+        return {"overall": self.metrics, "per_action": self.per_action, "per_subject": self.per_subject}
 
 
-def make_eval_loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
-    """Sequential, non-padded, rank-sharded loader."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset)),
-                      num_workers=num_workers, drop_last=False)
+class Evaluator(Protocol):
+    """Accumulates one evaluation: ``reset()``, ``process(batch, output)`` per batch, ``summarize()`` once."""
+
+    def reset(self) -> None: ...
+
+    def process(self, batch: dict[str, Any], output: Any) -> None: ...
+
+    def summarize(self) -> EvalResult: ...
+
+
+class PoseEvaluator:
+    """3D pose metrics of a dataset with Human3.6M-style ids (MPJPE, PA-MPJPE, ... per action and subject).
+
+    Args:
+        dataset: the evaluated dataset (its ``subject_names``, ``action_names``, ``camera_names`` name the ids).
+        skeleton: joint order (root joint, bones); default the dataset's ``skeleton`` or the ContextPose one.
+    """
+
+    def __init__(self, dataset: Dataset, skeleton: Skeleton | None = None) -> None:
+        self.dataset = dataset
+        self.skeleton = skeleton or getattr(dataset, "skeleton", None) or get_skeleton()
+        self.reset()
+
+    def reset(self) -> None:
+        self._parts: dict[str, list[np.ndarray]] = {
+            k: [] for k in (*ID_KEYS, "keypoints_3d", "keypoints_3d_gt", "validity", "proj_matrices")}
+        self._image_height: int | None = None
+
+    def process(self, batch: dict[str, Any], output: Any) -> None:
+        def numpy(t: torch.Tensor) -> np.ndarray:
+            return t.detach().float().cpu().numpy()
+
+        self._parts["keypoints_3d"].append(numpy(output.keypoints_3d))
+        self._parts["keypoints_3d_gt"].append(numpy(batch["keypoints_3d"]))
+        self._parts["validity"].append(numpy(batch["validity"]))
+        self._parts["proj_matrices"].append(numpy(batch["proj_matrices"][:, 0]))
+        self._image_height = int(batch["images"].shape[-2])
+        for key in ID_KEYS:
+            self._parts[key].append(batch[key].cpu().numpy().astype(np.int64).reshape(-1))
+
+    def summarize(self) -> EvalResult:
+        """Gather every rank's arrays (a collective: call on all ranks) and compute the metrics."""
+        local = {k: np.concatenate(v, axis=0) if v else np.zeros((0,), np.float32) for k, v in self._parts.items()}
+        arrays = dist.all_gather_arrays(local)
+        _, first = np.unique(arrays["index"], return_index=True)  # sorted by index, one row per sample
+        arrays = {k: v[first] for k, v in arrays.items()}
+        for key in NAME_KEYS:
+            arrays[key] = np.asarray(list(getattr(self.dataset, key, [])), dtype=str)
+        heights = [h for h in dist.all_gather_object(self._image_height) if h is not None]
+        return compute_result(arrays, heights[0] if heights else None, self.skeleton)
 
 
 def move_batch(batch: dict[str, Any], device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
@@ -94,72 +138,61 @@ def evaluate(
     model: nn.Module,
     loader: DataLoader,
     device: torch.device | str,
-    amp: str | None = None,
+    amp: Amp | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    evaluator: Evaluator | None = None,
+    should_stop: Callable[[int], bool] | None = None,
 ) -> EvalResult:
-    """Predict every sample of ``loader``'s dataset (sharded over ranks) and compute metrics.
+    """Predict every sample of ``loader``'s dataset (sharded over ranks) and summarise with ``evaluator``.
 
     Args:
-        model: unwrapped model (not DDP); put in eval mode here and restored afterwards.
-        loader: from :func:`make_eval_loader` (each rank a disjoint shard).
+        model: unwrapped model (not DDP); put in eval mode here and restored afterwards. The cuboid is not
+            rotated (the original's eval mode), whatever the split draws.
+        loader: from :func:`ctxpose.data.loaders.make_eval_loader` (each rank a disjoint shard).
         device: where the model lives.
         amp: ``None``, ``"bf16"`` or ``"fp16"``.
         progress: ``progress(batches_done, batches_total)`` on rank 0.
+        evaluator: what to compute (default :class:`PoseEvaluator` over the loader's dataset).
+        should_stop: called with the batch index before each batch; True raises :class:`StopRequested`.
 
     Returns:
-        :class:`EvalResult`, the same on every rank.
+        The evaluator's result, the same on every rank.
     """
-    from ctxpose.engine.trainer import autocast_context
-
     device = torch.device(device)
+    evaluator = evaluator or PoseEvaluator(loader.dataset)
+    evaluator.reset()
     was_training = model.training
     model.eval()
-    keys = (*ID_KEYS, "keypoints_3d", "keypoints_3d_gt", "validity", "proj_matrices")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    image_height = None
+    dtype = next(model.parameters()).dtype
     try:
         for i, batch in enumerate(loader):
-            batch = move_batch(batch, device, next(model.parameters()).dtype)
+            if should_stop is not None and should_stop(i):
+                raise StopRequested(f"stopped before batch {i} of {len(loader)}")
+            batch = move_batch(batch, device, dtype)
             with autocast_context(device, amp):
-                # no cuboid rotation at evaluation (the original's eval mode), whatever the split draws
                 out = model(batch["images"], batch["proj_matrices"], batch["root"], None)
-            parts["keypoints_3d"].append(out.keypoints_3d.float().cpu().numpy())
-            parts["keypoints_3d_gt"].append(batch["keypoints_3d"].float().cpu().numpy())
-            parts["validity"].append(batch["validity"].float().cpu().numpy())
-            parts["proj_matrices"].append(batch["proj_matrices"][:, 0].float().cpu().numpy())
-            image_height = int(batch["images"].shape[-2])
-            for key in ID_KEYS:
-                parts[key].append(batch[key].cpu().numpy().astype(np.int64).reshape(-1))
+            evaluator.process(batch, out)
             if progress is not None and dist.get_rank() == 0:
                 progress(i + 1, len(loader))
     finally:
         model.train(was_training)
-    local = {k: _concat(v) for k, v in parts.items()}
-    arrays = dist.all_gather_arrays(local)
-    _, first = np.unique(arrays["index"], return_index=True)  # sorted by index, one row per sample
-    arrays = {k: v[first] for k, v in arrays.items()}
-    dataset = loader.dataset
-    for key in NAME_KEYS:
-        arrays[key] = np.asarray(list(getattr(dataset, key, [])), dtype=str)
-    heights = [h for h in dist.all_gather_object(image_height) if h is not None]
-    return compute_result(arrays, heights[0] if heights else None)
+    return evaluator.summarize()
 
 
-def _concat(chunks: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(chunks, axis=0) if chunks else np.zeros((0,), dtype=np.float32)
-
-
-def compute_result(arrays: dict[str, np.ndarray], image_height: int | None = None) -> EvalResult:
+def compute_result(arrays: dict[str, np.ndarray], image_height: int | None = None,
+                   skeleton: Skeleton | None = None) -> EvalResult:
     """Metrics of gathered predictions via :class:`ctxpose.metrics.MetricAccumulator`.
 
     Args:
         arrays: the ``predictions.npz`` arrays (``proj_matrices`` (N, 3, 4) optional, for the 2D PCK).
         image_height: crop height, px (2D PCK thresholds); ``None`` skips the 2D PCK.
+        skeleton: joint order of the keypoints (root, bones); default the ContextPose skeleton.
     """
     from ctxpose.metrics import MetricAccumulator
 
+    skeleton = skeleton or get_skeleton()
     acc = MetricAccumulator([str(n) for n in arrays["subject_names"]], [str(n) for n in arrays["action_names"]],
-                            image_height=image_height)
+                            image_height=image_height, root=skeleton.root, bones=skeleton.bones)
     if len(arrays["index"]):
         acc.add(arrays["index"], arrays["subject_idx"], arrays["action_idx"], arrays["keypoints_3d"],
                 arrays["keypoints_3d_gt"], arrays["validity"], arrays.get("proj_matrices"))
@@ -175,24 +208,22 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``metrics.json`` and ``predictions.npz`` atomically (call on rank 0); returns their paths."""
     out_dir = Path(out_dir)
     metrics_path, pred_path = out_dir / "metrics.json", out_dir / "predictions.npz"
-    payload = {"overall": result.metrics, "per_action": result.per_action, "per_subject": result.per_subject}
-    atomic_write_text(metrics_path, json.dumps(payload, indent=2))
-    with atomic_path(pred_path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **result.arrays)
+    atomic_write_text(metrics_path, json.dumps(result.to_dict(), indent=2))
+    with atomic_path(pred_path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **result.arrays)
     logger.info("wrote %s and %s", metrics_path, pred_path)
     return metrics_path, pred_path
 
 
 def evaluate_checkpoint(
-    cfg: Any,
+    cfg: ExperimentConfig,
     checkpoint: str | Path,
     device: str | torch.device = "cpu",
-    split: str = "val",
+    split: Split | str = Split.VAL,
     out_dir: str | Path | None = None,
-    amp: str | None = None,
+    amp: Amp | str | None = None,
     progress: Callable[[int, int], None] | None = None,
-    components: Any = None,
+    components: Components | None = None,
 ) -> EvalResult:
     """Build the model and ``split`` dataset from ``cfg``, load weights, evaluate (all ranks), save (rank 0).
 
@@ -204,28 +235,25 @@ def evaluate_checkpoint(
         out_dir: where ``metrics.json`` and ``predictions.npz`` go (rank 0); ``None`` writes nothing.
         amp: ``None``, ``"bf16"`` or ``"fp16"``.
         progress: ``progress(batches_done, batches_total)`` on rank 0.
-        components: :class:`ctxpose.engine.trainer.Components` (default: the real pieces).
+        components: model/dataset factories (default: the real pieces).
     """
-    from ctxpose.engine.trainer import Components
+    from ctxpose.data.loaders import make_eval_loader
+    from ctxpose.models import load_checkpoint
 
     comps = components or Components()
-    env = dist.init_distributed(torch.device(device))
-    device = dist.resolve_device(device, env.local_rank)
+    split = Split(split)
+    env, device = dist.setup_process(device)
     model = comps.build_model(cfg)
-    _load_weights(model, Path(checkpoint))
+    load_checkpoint(model, Path(checkpoint))  # our run checkpoints ({"model": ...}), plain and original weights
     model.to(device)
-    dataset = comps.build_dataset(cfg, split)
+    dataset = comps.build_dataset(cfg, split.value)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(0)
-    loader = make_eval_loader(dataset, cfg.val.batch_size, cfg.val.num_workers)
-    result = evaluate(model, loader, device, amp=amp, progress=progress)
+    loader = make_eval_loader(dataset, cfg.val.batch_size, num_workers=cfg.val.num_workers,
+                              world_size=env.world_size, rank=env.rank, pin_memory=device.type == "cuda")
+    result = evaluate(model, loader, device, amp=amp, progress=progress,
+                      evaluator=PoseEvaluator(dataset, get_skeleton(cfg.model.skeleton)))
     if out_dir is not None and dist.is_main_process():
         save_eval(result, out_dir)
     dist.barrier()
     return result
-
-
-def _load_weights(model: nn.Module, path: Path) -> None:
-    from ctxpose.models import load_checkpoint
-
-    load_checkpoint(model, path)  # handles our run checkpoints ({"model": ...}), plain and original weights

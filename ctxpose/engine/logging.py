@@ -28,9 +28,12 @@ class RunLogger:
 
     Args:
         run_dir: run folder; ``None`` (other ranks) disables every method.
+        resume_step: the step a resumed run continues from: logged steps after it (written by the
+            interrupted run after its last checkpoint, and about to be run again) are dropped from
+            ``scalars.jsonl`` and purged from TensorBoard, so no step appears twice.
     """
 
-    def __init__(self, run_dir: Path | None) -> None:
+    def __init__(self, run_dir: Path | None, resume_step: int | None = None) -> None:
         self.enabled = run_dir is not None
         self._writer = None
         self._jsonl = None
@@ -40,8 +43,14 @@ class RunLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         run_dir.mkdir(parents=True, exist_ok=True)
-        self._writer = SummaryWriter(log_dir=str(run_dir))
-        self._jsonl = open(run_dir / "scalars.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        jsonl = run_dir / "scalars.jsonl"
+        if resume_step is not None and jsonl.is_file():
+            kept = [line for line in jsonl.read_text(encoding="utf-8").splitlines(keepends=True)
+                    if _step_of(line) is not None and _step_of(line) <= resume_step]
+            atomic_write_text(jsonl, "".join(kept))
+        self._writer = SummaryWriter(log_dir=str(run_dir),
+                                     purge_step=None if resume_step is None else resume_step + 1)
+        self._jsonl = open(jsonl, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("ctxpose").addHandler(self._handler)
@@ -139,20 +148,10 @@ def batch_visualization(batch: dict[str, Any], pred_3d: torch.Tensor, skeleton: 
     return np.concatenate(tiles, axis=1)
 
 
-def write_run_info(run_dir: Path, world: int, device: torch.device, amp: str | None) -> None:
-    """``run_info.json``: package versions, git commit, world size, device, amp, start time."""
-    import platform
-    import subprocess
-    import time
-
-    from ctxpose import __version__
-
+def _step_of(line: str) -> int | None:
+    """The ``step`` of one ``scalars.jsonl`` line (None for a torn or foreign line)."""
     try:
-        git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        git = None
-    info = {"ctxpose": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "git": git, "world_size": world, "device": str(device), "amp": amp, "time": time.time()}
-    atomic_write_text(run_dir / "run_info.json", json.dumps(info, indent=2))
-
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None

@@ -1,16 +1,22 @@
-"""Training loop: ``train(cfg, run_dir, device) -> TrainResult``.
+"""Training: ``train(cfg, run_dir, device) -> TrainResult``, a :class:`Trainer` in three stages.
 
-One step is: next batch -> model -> loss dict -> backward -> optimiser steps (as detectron2's
-``SimpleTrainer``). Around it: the paper's optimiser groups and MultiStep schedules (stepped once per
-epoch, as the original ``train.py``), optional frozen backbone, gradient clipping at
-``loss.grad_clip / train.volume_net_lr`` (the original's rule), AMP, DDP with optional SyncBatchNorm,
-non-finite-loss steps skipped (abort after ``train.max_nan_steps`` in a row), validation and a run
-checkpoint every epoch and on Ctrl-C. Only rank 0 writes.
+- **setup** (:meth:`Trainer.__init__`): join the process group, seed, build the model (identical initial
+  weights on every rank), optimisers and schedulers, restore a run checkpoint, wrap DDP, loaders, logs.
+- **one epoch** (:meth:`Trainer.run_epoch`, then :meth:`Trainer.end_epoch`): steps until the epoch's quota,
+  then validation, the per-epoch scheduler step (as the original ``train.py``), ``metrics.json`` and the
+  run checkpoint every ``train.checkpoint_every_epochs``.
+- **finish** (:meth:`Trainer.finish`): the last checkpoint and the result.
+
+One step (:meth:`Trainer.step`) is: batch -> model -> loss dict -> one all-reduce (loss means, "any rank
+non-finite", "any rank asked to stop") -> backward -> clip -> optimiser steps, as detectron2's
+``SimpleTrainer``. Steps with a non-finite loss are skipped on every rank (abort after
+``train.max_nan_steps`` in a row). Ctrl-C or SIGTERM stops after the current step on every rank together
+(:mod:`ctxpose.engine.signals`) and checkpoints that step's state; only rank 0 writes files.
 
 Determinism: model initialisation uses ``train.seed`` on every rank; sample randomness (cuboid
 rotation, view choice) comes from the dataset as a function of (seed, epoch, index); the sample order
-is ``DistributedSampler(seed)`` with ``set_epoch``. A resumed run restores RNG states and skips the
-batches already done in the interrupted epoch, so on CPU it continues bit-for-bit.
+comes from :func:`ctxpose.data.loaders.make_train_loader`. A resumed run restores every rank's generator
+states and skips the batches already done in the interrupted epoch, so on CPU it continues bit-for-bit.
 """
 
 from __future__ import annotations
@@ -28,24 +34,28 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ctxpose.config import ExperimentConfig, config_to_dict, save_config
+from ctxpose.config import Amp, ExperimentConfig, config_to_dict, save_config
+from ctxpose.data.loaders import make_eval_loader, make_train_loader, set_loader_epoch
 from ctxpose.engine import dist
 from ctxpose.engine.checkpoint import (
-    LAST,
     TrainState,
     read_run_checkpoint,
+    restore_rng,
     restore_run_checkpoint,
     save_run_checkpoint,
     unwrap,
 )
-from ctxpose.engine.evaluator import evaluate, make_eval_loader, move_batch
-from ctxpose.engine.logging import RunLogger, batch_visualization, write_run_info
+from ctxpose.engine.components import Components
+from ctxpose.engine.evaluator import PoseEvaluator, StopRequested, evaluate, move_batch
+from ctxpose.engine.logging import RunLogger
+from ctxpose.engine.precision import autocast_context, check_amp, grad_scaler
+from ctxpose.engine.runs import LAST, write_run_info
+from ctxpose.engine.signals import GracefulStop
 from ctxpose.errors import ConfigError, CtxposeError
 from ctxpose.skeleton import get_skeleton
 from ctxpose.utils.io import atomic_write_text
-from ctxpose.utils.seed import seed_everything, worker_init_fn
+from ctxpose.utils.seed import get_rng_state, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +69,13 @@ class TrainingDivergedError(CtxposeError):
 
 @dataclass
 class TrainResult:
-    """Outcome of :func:`train`; ``interrupted``: stopped by ``max_steps`` before ``train.n_epochs``.
+    """Outcome of :func:`train`.
 
-    ``metrics`` (the per-epoch entries of ``metrics.json``) is filled on rank 0 only.
+    Attributes:
+        stopped: why the run ended before ``train.n_epochs``: ``"max_steps"``, ``"signal"`` (Ctrl-C,
+            SIGTERM) or None (finished).
+        resumed_from: (epoch, step) the run continued from, or None for a new run.
+        metrics: the per-epoch entries of ``metrics.json`` (filled on rank 0 only).
     """
 
     run_dir: Path
@@ -69,80 +83,14 @@ class TrainResult:
     epochs_completed: int
     steps: int
     nan_steps: int
-    interrupted: bool
+    stopped: str | None = None
+    resumed_from: tuple[int, int] | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
-
-def _default_build_model(cfg: ExperimentConfig) -> nn.Module:
-    from ctxpose.data.limb_prior import load_limb_prior
-    from ctxpose.models import build_model
-
-    return build_model(cfg.model, load_limb_prior(cfg.dataset.limb_length_path))
-
-
-def _default_losses(out: Any, keypoints_3d: torch.Tensor, validity: torch.Tensor,
-                    cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
-    from ctxpose.losses import compute_losses
-    from ctxpose.models.build import ROTATION_AXES
-
-    return compute_losses(out, keypoints_3d, validity, cfg.loss, cfg.model.volume_net,
-                          rotation_axis=ROTATION_AXES[cfg.model.kind])
-
-
-def _default_init_weights(model: nn.Module, cfg: ExperimentConfig) -> None:
-    """Initial weights of a new run: a full checkpoint (ours or the original's) or a backbone checkpoint."""
-    from ctxpose.models import load_backbone_checkpoint, load_checkpoint
-
-    if cfg.model.init_weights and cfg.model.checkpoint:
-        load_checkpoint(model, cfg.model.checkpoint)
-        logger.info("initial weights: %s", cfg.model.checkpoint)
-    elif cfg.model.backbone.init_weights and cfg.model.backbone.checkpoint:
-        load_backbone_checkpoint(model, cfg.model.backbone.checkpoint)
-        logger.info("initial backbone weights: %s", cfg.model.backbone.checkpoint)
-
-
-def _default_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
-    from ctxpose.data.datasets import Human36MDataset
-
-    return Human36MDataset.from_config(cfg, split)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Components:
-    """What the trainer builds its run from; the defaults are the real ContextPose pieces.
-
-    Attributes:
-        build_model: ``cfg -> nn.Module`` with ``backbone``, ``process_features`` and ``volume_net``
-            submodules, called as ``model(images, proj_matrices, root_points, rotation_angles)``; returns
-            an object with ``keypoints_3d`` (B, J, 3) world mm.
-        compute_losses: ``(out, keypoints_3d_gt (B, J, 3), validity (B, J), cfg) -> {name: scalar}`` with
-            a ``total`` key.
-        build_dataset: ``(cfg, "train" | "val") -> Dataset`` of dicts of numpy arrays.
-        init_weights: ``(model, cfg) -> None`` loads initial weights of a new (not resumed) run.
-    """
-
-    build_model: Callable[[ExperimentConfig], nn.Module] = _default_build_model
-    compute_losses: Callable[..., dict[str, torch.Tensor]] = _default_losses
-    build_dataset: Callable[[ExperimentConfig, str], Dataset] = _default_dataset
-    init_weights: Callable[[nn.Module, ExperimentConfig], None] = _default_init_weights
-
-
-class ResumableSampler(DistributedSampler):
-    """``DistributedSampler`` (drop_last, seeded, ``set_epoch``) that can skip the first batches of an epoch."""
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool,
-                 batch_size: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
-                         drop_last=True)
-        self.batch_size = batch_size
-        self.skip_batches = 0
-
-    def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        return iter(indices[self.skip_batches * self.batch_size:])
-
-    def __len__(self) -> int:
-        return max(0, self.num_samples - self.skip_batches * self.batch_size)
+    @property
+    def interrupted(self) -> bool:
+        """Ended before ``train.n_epochs`` (by ``max_steps`` or a signal)."""
+        return self.stopped is not None
 
 
 def build_optimizers(model: nn.Module, cfg: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -177,28 +125,12 @@ def build_optimizers(model: nn.Module, cfg: ExperimentConfig) -> tuple[dict[str,
     return optimizers, schedulers
 
 
-def autocast_context(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``amp`` in {"bf16", "fp16"}; a null context otherwise."""
-    if amp is None:
-        return contextlib.nullcontext()
-    if amp not in ("bf16", "fp16"):
-        raise ConfigError(f"--amp {amp}: expected bf16 or fp16")
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("--amp fp16: needs a CUDA device; use bf16 on CPU")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+def steps_per_epoch(cfg: ExperimentConfig, dataset_len: int, world: int) -> int:
+    """Optimiser steps per epoch: ``n_objects_per_epoch`` samples in full global batches, at most one pass.
 
-
-def _make_train_loader(dataset: Dataset, cfg: ExperimentConfig, world: int, rank: int,
-                       pin_memory: bool = False) -> DataLoader:
-    t = cfg.train
-    sampler = ResumableSampler(dataset, world, rank, t.seed, t.shuffle, t.batch_size)
-    generator = torch.Generator().manual_seed(t.seed + rank)
-    return DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-                      drop_last=True, worker_init_fn=worker_init_fn, generator=generator,
-                      pin_memory=pin_memory, persistent_workers=False)
-
-
-def _steps_per_epoch(cfg: ExperimentConfig, dataset_len: int, world: int) -> int:
+    Raises:
+        ConfigError: not even one full global batch.
+    """
     global_batch = cfg.train.batch_size * world
     steps = min(cfg.train.n_objects_per_epoch // global_batch, dataset_len // global_batch)
     if steps < 1:
@@ -207,13 +139,278 @@ def _steps_per_epoch(cfg: ExperimentConfig, dataset_len: int, world: int) -> int
     return steps
 
 
+@contextlib.contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    """``train.deterministic``: deterministic kernels (and cuBLAS workspace) for the run, restored after."""
+    if not enabled:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+        if before[2] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+class Trainer:
+    """One training run (see the module docstring); use :func:`train` unless you need the stages.
+
+    Args: as :func:`train`.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, device: str | torch.device = "cpu", *,
+                 resume: str | Path | None = None, amp: Amp | str | None = None, max_steps: int | None = None,
+                 validate: bool = True, progress: ProgressFn | None = None,
+                 components: Components | None = None) -> None:
+        if max_steps is not None and max_steps < 1:
+            raise ConfigError(f"--max-steps {max_steps}: expected at least 1")
+        self.cfg, self.run_dir, self.max_steps, self.progress = cfg, Path(run_dir), max_steps, progress
+        self.comps = components or Components()
+        self.env, self.device = dist.setup_process(device)
+        self.amp = check_amp(self.device, amp)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        payload = read_run_checkpoint(resume) if resume is not None else None
+
+        seed_everything(cfg.train.seed)  # identical initial weights on every rank
+        model = self.comps.build_model(cfg)
+        if payload is None:
+            self.comps.init_weights(model, cfg)
+        self.frozen_backbone = cfg.model.backbone.fix_weights
+        if self.frozen_backbone:
+            unwrap(model).backbone.requires_grad_(False)
+        if cfg.train.sync_bn and self.world > 1:
+            model = dist.convert_sync_batchnorm(model, self.device)
+        model.to(self.device)
+        self.optimizers, self.schedulers = build_optimizers(model, cfg)
+        self.scaler = grad_scaler(self.device, self.amp)
+        self.state = TrainState()
+        self.resumed_from: tuple[int, int] | None = None
+        seed_everything(cfg.train.seed, self.rank)
+        if payload is not None:
+            self.state = restore_run_checkpoint(payload, model, self.optimizers, self.schedulers, self.scaler)
+            if not restore_rng(payload, self.rank, self.world):
+                logger.warning("%s was written by %d processes, this run has %d: random streams restart from "
+                               "train.seed (sample order and augmentation are unaffected)", resume,
+                               len(payload["rng"]), self.world)
+            self.resumed_from = (self.state.epoch, self.state.step)
+            logger.info("resuming from epoch %d, step %d (%s)", self.state.epoch, self.state.step, resume)
+        if self.world > 1:
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=False)
+        self.model = model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.dtype = self.params[0].dtype if self.params else torch.float32  # batches follow the model
+
+        pin = self.device.type == "cuda"
+        self.train_set = self.comps.build_dataset(cfg, "train")
+        self.steps_per_epoch = steps_per_epoch(cfg, len(self.train_set), self.world)
+        self.loader = make_train_loader(self.train_set, cfg.train.batch_size, num_workers=cfg.train.num_workers,
+                                        seed=cfg.train.seed, shuffle=cfg.train.shuffle, world_size=self.world,
+                                        rank=self.rank, pin_memory=pin)
+        self.val_loader = None
+        if validate:
+            val_set = self.comps.build_dataset(cfg, "val")
+            self.val_loader = make_eval_loader(val_set, cfg.val.batch_size, num_workers=cfg.val.num_workers,
+                                               world_size=self.world, rank=self.rank, pin_memory=pin)
+            self.val_evaluator = PoseEvaluator(val_set, get_skeleton(cfg.model.skeleton))
+        total = cfg.train.n_epochs * self.steps_per_epoch
+        self.total_steps = total if max_steps is None else min(max_steps, total)
+
+        self.writer = RunLogger(self.run_dir if self.rank == 0 else None, resume_step=self.state.step
+                                if payload is not None else None)
+        if self.rank == 0:
+            save_config(cfg, self.run_dir / "config.yaml")
+            write_run_info(self.run_dir, self.world, self.device, self.amp,
+                           None if self.resumed_from is None else dict(zip(("epoch", "step"), self.resumed_from,
+                                                                           strict=True)))
+        self.metrics = self._load_metrics() if self.rank == 0 else []
+        self.checkpoint = self.run_dir / "checkpoints" / LAST
+        self.skeleton = get_skeleton(cfg.model.skeleton)
+        self.nan_in_a_row = 0
+        self.stop = GracefulStop()
+        self.stopped: str | None = None
+        self._saved_step = -1
+
+    # ------------------------------------------------------------------ the run
+
+    def train(self) -> TrainResult:
+        """Epochs until ``train.n_epochs``, ``max_steps`` or a stop request; then :meth:`finish`."""
+        with self.stop, _deterministic(self.cfg.train.deterministic):
+            try:
+                while self.state.epoch < self.cfg.train.n_epochs and self.stopped is None:
+                    self.run_epoch()
+                    if self.stopped is None:
+                        self.end_epoch()
+            except StopRequested:
+                self.stopped = "signal"
+            finally:
+                self.writer.close()
+            return self.finish()
+
+    def run_epoch(self) -> dict[str, float]:
+        """Steps until the epoch's quota, ``max_steps`` or a stop request; returns this call's mean losses."""
+        set_loader_epoch(self.loader, self.state.epoch, skip_batches=self.state.epoch_step)
+        sums: dict[str, float] = defaultdict(float)
+        n_ok = 0
+        self._train_mode()
+        tick = time.perf_counter()
+        batches = iter(self.loader)
+        while self.state.epoch_step < self.steps_per_epoch:
+            if self.max_steps is not None and self.state.step >= self.max_steps:
+                self.stopped = "max_steps"
+                break
+            batch = move_batch(next(batches), self.device, self.dtype)
+            losses, out, stop = self.step(batch)
+            self.state.epoch_step += 1
+            self.state.step += 1
+            now = time.perf_counter()
+            scalars = {"samples_per_s": self.cfg.train.batch_size * self.world / max(now - tick, 1e-9)}
+            tick = now
+            if losses is None:
+                self._skipped_step()
+                scalars["nan_steps"] = float(self.state.nan_steps)
+            else:
+                self.nan_in_a_row = 0
+                n_ok += 1
+                for k, v in losses.items():
+                    sums[k] += v
+                scalars.update({f"loss/{k}": v for k, v in losses.items()})
+            for name, opt in self.optimizers.items():
+                scalars[f"lr/{name}"] = opt.param_groups[0]["lr"]
+            self.writer.scalars(self.state.step, scalars, prefix="train")
+            self._log_images(batch, out)
+            if self.progress is not None and self.rank == 0:
+                self.progress(self.state.step, self.total_steps, scalars)
+            if stop or (self.world == 1 and self.stop.requested):  # one process: no need to agree
+                self.stopped = "signal"
+                break
+        self.train_means = {k: v / max(n_ok, 1) for k, v in sums.items()}
+        return self.train_means
+
+    def step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float] | None, Any, bool]:
+        """One optimiser step.
+
+        Returns:
+            (rank-averaged losses or None if the step was skipped, model output, whether to stop after it).
+        """
+        cfg = self.cfg
+        with autocast_context(self.device, self.amp):
+            out = self.model(batch["images"], batch["proj_matrices"], batch["root"], batch.get("rotation"))
+            losses = self.comps.compute_losses(out, batch["keypoints_3d"], batch["validity"], cfg)
+        names = sorted(losses)
+        total = losses["total"]
+        # one collective: loss means for logging, "any rank non-finite", "any rank asked to stop"
+        vec = torch.stack([losses[k].detach().float() for k in names]
+                          + [(~torch.isfinite(total.detach())).float(),
+                             torch.tensor(float(self.stop.requested), device=total.device)])
+        vec = dist.all_reduce_sum(vec)
+        stop = vec[-1].item() > 0
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        if vec[-2].item() > 0:
+            return None, out, stop
+        self.scaler.scale(total).backward()
+        if cfg.loss.grad_clip > 0:
+            for opt in self.optimizers.values():
+                self.scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(self.params, cfg.loss.grad_clip / cfg.train.volume_net_lr)
+        for opt in self.optimizers.values():
+            self.scaler.step(opt)
+        self.scaler.update()
+        return {k: float(v) / self.world for k, v in zip(names, vec[:-2].tolist(), strict=True)}, out, stop
+
+    def end_epoch(self) -> None:
+        """Validation, the per-epoch scheduler step, ``metrics.json`` and the periodic checkpoint."""
+        entry: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step, "train": self.train_means}
+        if self.val_loader is not None:  # stopped during validation, a resumed run validates this epoch again
+            result = evaluate(unwrap(self.model), self.val_loader, self.device, amp=self.amp,
+                              evaluator=self.val_evaluator, should_stop=self._stop_during_validation)
+            entry["val"] = result.metrics
+            self.writer.scalars(self.state.step, result.metrics, prefix="val")
+        for sched in self.schedulers.values():  # once per epoch, as the original
+            sched.step()
+        self.state.epoch, self.state.epoch_step = self.state.epoch + 1, 0
+        if self.rank == 0:
+            self.metrics.append(entry)
+            atomic_write_text(self.run_dir / "metrics.json", json.dumps(self.metrics, indent=2))
+        if self.state.epoch % self.cfg.train.checkpoint_every_epochs == 0:
+            self.save("epoch")
+
+    def finish(self) -> TrainResult:
+        """Checkpoint the final state unless the last save already holds it; wait for every rank."""
+        if self._saved_step != self.state.step:
+            self.save({None: "end", "max_steps": "stop", "signal": "interrupted"}[self.stopped])
+        dist.barrier()
+        return TrainResult(self.run_dir, self.checkpoint, self.state.epoch, self.state.step, self.state.nan_steps,
+                           self.stopped, self.resumed_from, self.metrics)
+
+    def save(self, tag: str) -> None:
+        """Write the run checkpoint (rank 0), with every rank's generator states (a collective)."""
+        rng = dist.all_gather_object(get_rng_state())
+        if self.rank == 0:
+            save_run_checkpoint(self.checkpoint, self.model, self.optimizers, self.schedulers, self.scaler,
+                                self.state, config_to_dict(self.cfg), rng)
+            logger.info("checkpoint (%s): %s, epoch %d, step %d", tag, self.checkpoint, self.state.epoch,
+                        self.state.step)
+        self._saved_step = self.state.step
+
+    # ------------------------------------------------------------------ helpers
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.frozen_backbone:  # a frozen backbone keeps its batch-norm statistics (the original's eval())
+            unwrap(self.model).backbone.eval()
+
+    def _skipped_step(self) -> None:
+        self.state.nan_steps += 1
+        self.nan_in_a_row += 1
+        logger.warning("step %d: non-finite loss, step skipped (%d in a row)", self.state.step, self.nan_in_a_row)
+        if self.nan_in_a_row >= self.cfg.train.max_nan_steps:
+            raise TrainingDivergedError(
+                f"train: loss was not finite for {self.nan_in_a_row} steps in a row (step {self.state.step}); "
+                "lower the learning rates or set loss.grad_clip")
+
+    def _log_images(self, batch: dict[str, Any], out: Any) -> None:
+        freq = self.cfg.train.vis_freq
+        if self.writer.enabled and freq > 0 and self.state.step % freq == 0:
+            from ctxpose.engine.logging import batch_visualization
+
+            image = batch_visualization(batch, out.keypoints_3d, self.skeleton, self.cfg.train.vis_n_elements)
+            self.writer.image("train/keypoints", self.state.step, image)
+
+    def _stop_during_validation(self, batch_index: int) -> bool:
+        if self.world == 1:
+            return self.stop.requested
+        # every rank agrees; only while every shard still has batches (shards differ by at most one sample)
+        n = len(self.val_loader.dataset)
+        common = (n // self.world) // self.cfg.val.batch_size
+        if batch_index >= common:
+            return False
+        flag = torch.tensor([float(self.stop.requested)], device=self.device)
+        return dist.all_reduce_sum(flag).item() > 0
+
+    def _load_metrics(self) -> list[dict[str, Any]]:
+        path = self.run_dir / "metrics.json"
+        if not path.is_file():
+            return []
+        return [m for m in json.loads(path.read_text()) if m.get("epoch", 0) < self.state.epoch]
+
+
 def train(
     cfg: ExperimentConfig,
     run_dir: str | Path,
     device: str | torch.device = "cpu",
     *,
     resume: str | Path | None = None,
-    amp: str | None = None,
+    amp: Amp | str | None = None,
     max_steps: int | None = None,
     validate: bool = True,
     progress: ProgressFn | None = None,
@@ -223,7 +420,7 @@ def train(
 
     Args:
         cfg: resolved experiment config (``train.batch_size`` is per process).
-        run_dir: run folder (created); when resuming, pass the interrupted run's folder to continue it there.
+        run_dir: run folder (created); when resuming, the interrupted run's folder to continue it there.
         device: ``cpu``, ``cuda`` (-> ``cuda:LOCAL_RANK``) or an explicit device.
         resume: run checkpoint file to continue from.
         amp: ``None``, ``"bf16"`` or ``"fp16"`` (fp16 uses a GradScaler).
@@ -233,183 +430,8 @@ def train(
         components: model/loss/dataset factories (default: the real ContextPose pieces).
 
     Returns:
-        :class:`TrainResult`.
+        :class:`TrainResult`; a Ctrl-C or SIGTERM ends the run after the current step with
+        ``stopped="signal"`` and a checkpoint of that step.
     """
-    comps = components or Components()
-    env = dist.init_distributed(torch.device(device))
-    device = dist.resolve_device(device, env.local_rank)
-    autocast_context(device, amp)  # checks the amp mode before anything is built
-    rank, world = dist.get_rank(), dist.get_world_size()
-    run_dir = Path(run_dir)
-    payload = read_run_checkpoint(resume) if resume is not None else None
-    if cfg.train.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-
-    seed_everything(cfg.train.seed)  # identical initial weights on every rank
-    model = comps.build_model(cfg)
-    if payload is None:
-        comps.init_weights(model, cfg)
-    if cfg.model.backbone.fix_weights:
-        for p in unwrap(model).backbone.parameters():
-            p.requires_grad_(False)
-    if cfg.train.sync_bn and world > 1:
-        model = dist.convert_sync_batchnorm(model, device)
-    model.to(device)
-    optimizers, schedulers = build_optimizers(model, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-    state = TrainState()
-    if payload is not None:
-        state = restore_run_checkpoint(payload, model, optimizers, schedulers, scaler)
-    else:
-        seed_everything(cfg.train.seed, rank)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
-
-    train_set = comps.build_dataset(cfg, "train")
-    val_loader = make_eval_loader(comps.build_dataset(cfg, "val"), cfg.val.batch_size,
-                                  cfg.val.num_workers) if validate else None
-    loader = _make_train_loader(train_set, cfg, world, rank, pin_memory=device.type == "cuda")
-    steps_per_epoch = _steps_per_epoch(cfg, len(train_set), world)
-
-    writer = RunLogger(run_dir if rank == 0 else None)
-    if rank == 0:
-        save_config(cfg, run_dir / "config.yaml")
-        write_run_info(run_dir, world, device, amp)
-    metrics = _load_metrics(run_dir, state.epoch) if rank == 0 else []
-    loop = TrainLoop(cfg, model, optimizers, scaler, device, amp, comps, writer)
-    total = cfg.train.n_epochs * steps_per_epoch if max_steps is None else min(
-        max_steps, cfg.train.n_epochs * steps_per_epoch)
-    checkpoint = run_dir / "checkpoints" / LAST
-    saved_step = -1
-
-    def save(tag: str) -> None:
-        if rank == 0:
-            save_run_checkpoint(checkpoint, model, optimizers, schedulers, scaler, state, config_to_dict(cfg))
-            logger.info("checkpoint (%s): %s, epoch %d, step %d", tag, checkpoint, state.epoch, state.step)
-
-    try:
-        while state.epoch < cfg.train.n_epochs and (max_steps is None or state.step < max_steps):
-            loader.sampler.set_epoch(state.epoch)
-            loader.sampler.skip_batches = state.epoch_step
-            if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(state.epoch)
-            train_means = loop.run_epoch(loader, state, steps_per_epoch, max_steps, total, progress)
-            if state.epoch_step < steps_per_epoch:  # stopped by max_steps inside the epoch
-                break
-            entry: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "train": train_means}
-            if val_loader is not None:  # interrupted here, a resumed run re-validates this epoch
-                result = evaluate(unwrap(model), val_loader, device, amp=amp)
-                entry["val"] = result.metrics
-                writer.scalars(state.step, result.metrics, prefix="val")
-            for sched in schedulers.values():  # once per epoch, as the original
-                sched.step()
-            state.epoch, state.epoch_step = state.epoch + 1, 0
-            if rank == 0:
-                metrics.append(entry)
-                atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-            if state.epoch % cfg.train.checkpoint_every_epochs == 0:
-                save("epoch")
-                saved_step = state.step
-        interrupted = state.epoch < cfg.train.n_epochs
-        if saved_step != state.step:
-            save("stop" if interrupted else "end")
-    except KeyboardInterrupt:
-        save("interrupted")
-        raise
-    finally:
-        writer.close()
-    dist.barrier()
-    return TrainResult(run_dir, checkpoint, state.epoch, state.step, state.nan_steps, interrupted, metrics)
-
-
-class TrainLoop:
-    """The per-step work: forward, losses, non-finite check over all ranks, backward, clip, step, log."""
-
-    def __init__(self, cfg: ExperimentConfig, model: nn.Module, optimizers: dict[str, Any], scaler: Any,
-                 device: torch.device, amp: str | None, comps: Components, writer: RunLogger) -> None:
-        self.cfg, self.model, self.optimizers, self.scaler = cfg, model, optimizers, scaler
-        self.device, self.amp, self.comps, self.writer = device, amp, comps, writer
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.dtype = self.params[0].dtype if self.params else torch.float32  # batches follow the model
-        self.nan_in_a_row = 0
-        self.skeleton = get_skeleton(cfg.model.skeleton)
-
-    def step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float] | None, Any]:
-        """One optimiser step; returns (rank-averaged losses, model output), losses None if skipped."""
-        cfg = self.cfg
-        with autocast_context(self.device, self.amp):
-            out = self.model(batch["images"], batch["proj_matrices"], batch["root"], batch.get("rotation"))
-            losses = self.comps.compute_losses(out, batch["keypoints_3d"], batch["validity"], cfg)
-        names = sorted(losses)
-        total = losses["total"]
-        vec = torch.stack([losses[k].detach().float() for k in names]
-                          + [(~torch.isfinite(total.detach())).float()])
-        vec = dist.all_reduce_sum(vec)  # one collective: loss means for logging + "any rank non-finite"
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        if vec[-1].item() > 0:
-            return None, out
-        self.scaler.scale(total).backward()
-        if cfg.loss.grad_clip > 0:
-            for opt in self.optimizers.values():
-                self.scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(self.params, cfg.loss.grad_clip / cfg.train.volume_net_lr)
-        for opt in self.optimizers.values():
-            self.scaler.step(opt)
-        self.scaler.update()
-        world = dist.get_world_size()
-        return {k: float(v) / world for k, v in zip(names, vec[:-1].tolist(), strict=True)}, out
-
-    def run_epoch(self, loader: DataLoader, state: TrainState, steps_per_epoch: int, max_steps: int | None,
-                  total_steps: int, progress: ProgressFn | None) -> dict[str, float]:
-        """Steps until the epoch's quota (or ``max_steps``); returns mean losses of this call's steps."""
-        sums: dict[str, float] = defaultdict(float)
-        n_ok = 0
-        global_batch = self.cfg.train.batch_size * dist.get_world_size()
-        self.model.train()
-        tick = time.perf_counter()
-        for batch in loader:
-            if state.epoch_step >= steps_per_epoch or (max_steps is not None and state.step >= max_steps):
-                break
-            batch = move_batch(batch, self.device, self.dtype)
-            losses, out = self.step(batch)
-            state.epoch_step += 1
-            state.step += 1
-            now = time.perf_counter()
-            scalars = {"samples_per_s": global_batch / max(now - tick, 1e-9)}
-            tick = now
-            if losses is None:
-                state.nan_steps += 1
-                self.nan_in_a_row += 1
-                logger.warning("step %d: non-finite loss, step skipped (%d in a row)", state.step,
-                               self.nan_in_a_row)
-                if self.nan_in_a_row >= self.cfg.train.max_nan_steps:
-                    raise TrainingDivergedError(
-                        f"train: loss was not finite for {self.nan_in_a_row} steps in a row (step {state.step});"
-                        " lower the learning rates or set loss.grad_clip")
-                scalars["nan_steps"] = float(state.nan_steps)
-            else:
-                self.nan_in_a_row = 0
-                n_ok += 1
-                for k, v in losses.items():
-                    sums[k] += v
-                scalars.update({f"loss/{k}": v for k, v in losses.items()})
-            for name, opt in self.optimizers.items():
-                scalars[f"lr/{name}"] = opt.param_groups[0]["lr"]
-            self.writer.scalars(state.step, scalars, prefix="train")
-            if self.writer.enabled and self.cfg.train.vis_freq > 0 and state.step % self.cfg.train.vis_freq == 0:
-                image = batch_visualization(batch, out.keypoints_3d, self.skeleton, self.cfg.train.vis_n_elements)
-                self.writer.image("train/keypoints", state.step, image)
-            if progress is not None and dist.get_rank() == 0:
-                progress(state.step, total_steps, scalars)
-        return {k: v / max(n_ok, 1) for k, v in sums.items()}
-
-
-def _load_metrics(run_dir: Path, epoch: int) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return []
-    return [m for m in json.loads(path.read_text()) if m.get("epoch", 0) < epoch]
+    return Trainer(cfg, run_dir, device, resume=resume, amp=amp, max_steps=max_steps, validate=validate,
+                   progress=progress, components=components).train()

@@ -11,19 +11,19 @@ import torch
 from torch import nn
 
 from ctxpose.config import ExperimentConfig, ModelConfig
-from ctxpose.data.limb_prior import LimbPrior
 from ctxpose.errors import CheckpointError, ConfigError
 from ctxpose.models.contextpose import ContextPoseNet
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import LimbPrior, get_skeleton
 
 logger = logging.getLogger(__name__)
 
-#: the world's vertical axis per joint-order kind, as the original (mpii: Human3.6M z-up; coco: y)
-ROTATION_AXES = {"mpii": (0.0, 0.0, 1.0), "coco": (0.0, 1.0, 0.0)}
+#: the world's vertical axis per joint-order kind, as the original (mpii: Human3.6M, z up)
+ROTATION_AXES = {"mpii": (0.0, 0.0, 1.0)}
 
 
 def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior) -> ContextPoseNet:
-    """Build the network described by ``config.model`` (no weights loaded, no device chosen).
+    """Build the network described by ``config.model`` (no weights loaded, no device chosen, nothing frozen:
+    training decides what it trains). The config has been validated by :func:`ctxpose.config.validate_config`.
 
     Args:
         config: the experiment config or just its ``model`` section.
@@ -32,14 +32,6 @@ def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior) -
     mc = config.model if isinstance(config, ExperimentConfig) else config
     skeleton = get_skeleton(mc.skeleton)
     vn, bb = mc.volume_net, mc.backbone
-    if bb.num_final_layer_channel not in (None, skeleton.num_joints):
-        raise ConfigError(f"model.backbone.num_final_layer_channel: {bb.num_final_layer_channel}, expected "
-                          f"{skeleton.num_joints} (joints of skeleton {skeleton.name})")
-    if vn.att_channels % skeleton.num_joints:
-        raise ConfigError(f"model.volume_net.att_channels: {vn.att_channels} is not a multiple of the joint count "
-                          f"{skeleton.num_joints}")
-    if vn.volume_size % 4 or vn.volume_size < 8:
-        raise ConfigError(f"model.volume_net.volume_size: {vn.volume_size}, expected a multiple of 4, >= 8")
     if limb_prior.num_bones != skeleton.num_bones:
         raise ConfigError(f"limb prior has {limb_prior.num_bones} bones, skeleton {skeleton.name} has "
                           f"{skeleton.num_bones}")
@@ -62,9 +54,6 @@ def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior) -
         normalize_relu_volumes=vn.normalize_relu_volumes,
         transfer_cmu_to_human36m=mc.transfer_cmu_to_human36m,
     )
-    if bb.fix_weights:
-        for p in model.backbone.parameters():
-            p.requires_grad = False
     return model
 
 
@@ -74,14 +63,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     Raises:
         CheckpointError: missing or unreadable file, or no tensors in it.
     """
+    from ctxpose.utils.io import load_weights_only
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, zip errors, refused globals
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({first})") from None
+    obj: Any = load_weights_only(path)
     for key in ("model", "state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

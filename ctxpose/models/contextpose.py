@@ -92,8 +92,6 @@ class ContextPoseNet(nn.Module):
         transfer_cmu_to_human36m: bool = False,
     ) -> None:
         super().__init__()
-        if volume_size % 4:
-            raise ValueError(f"volume_size must be a multiple of 4 (two 2x poolings), got {volume_size}")
         nj = skeleton.num_joints
         self.skeleton = skeleton
         self.cuboid_size, self.volume_size = float(cuboid_size), volume_size

@@ -15,19 +15,45 @@ from typing import Any
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
-    A crash or exception leaves ``path`` untouched (old content or absent) and no temp file.
+    A crash or exception leaves ``path`` untouched (old content or absent) and no temp file. An OS error
+    (full disk, read-only file system...) is raised naming ``path``, not the temporary name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as e:
+        tmp_path.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def check_writable_dir(path: str | Path) -> None:
+    """Create the folder ``path`` (with parents) and prove a file can be written in it, before long work starts.
+
+    Raises:
+        OutputError: one line naming the path and the reason (read-only, a file in the way, no permission...).
+    """
+    from ctxpose.errors import OutputError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ctxpose-write-check.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise OutputError(f"{path}: cannot write there ({reason})") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -45,8 +71,8 @@ def torch_save_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temp file, then rename."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)  # through a Python file, a full disk is an OSError (ENOSPC), not "unexpected pos"
 
 
 def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -56,3 +82,37 @@ def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def load_weights_only(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, with one-line errors.
+
+    Only tensors and plain containers are read; a file that would call any other Python object while
+    loading is refused, and the error names that object (it never suggests loading unsafely).
+
+    Raises:
+        CheckpointError: missing, unreadable, damaged or refused file.
+    """
+    import pickle
+    import re
+
+    import torch
+
+    from ctxpose.errors import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if refused:
+            raise CheckpointError(f"{path}: refused: loading it would call {refused.group(1)}, and a weights file "
+                                  "holds only tensors and plain containers (a file that runs code is not read)"
+                                  ) from None
+        raise CheckpointError(f"{path}: not a torch weights file, or damaged") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except Exception:  # torch raises RuntimeError, EOFError, ValueError... for damaged archives
+        raise CheckpointError(f"{path}: damaged or truncated torch file (its archive cannot be read)") from None

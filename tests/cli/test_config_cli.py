@@ -72,7 +72,7 @@ def test_exit_code_of_a_command_reaches_the_shell(monkeypatch):
     try:
         monkeypatch.setattr(sys, "argv", ["ctxpose", "probe-exit", "fail"])
         with pytest.raises(SystemExit) as e:
-            app_module.main()
+            app_module.run()
         assert e.value.code == 3
     finally:
         app_module.app.registered_groups.pop()

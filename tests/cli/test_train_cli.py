@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import ctxpose.cli.train as train_cli
 from ctxpose.cli.app import app
+from ctxpose.config import Amp, Split
 from ctxpose.engine import dist
+from ctxpose.engine import launch as launch_module
+from ctxpose.engine.evaluator import EvalResult
+from ctxpose.engine.trainer import TrainResult
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = str(ROOT / "configs" / "tiny_cpu.yaml")
@@ -24,19 +28,22 @@ def run_main(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Record what reaches the training worker or the elastic launcher (nothing is trained)."""
     seen: dict = {}
-    summary = {"run_dir": "r", "checkpoint": "r/c.pt", "steps": 3, "epochs": 1, "nan_steps": 0,
-               "metrics": [{"val": {"mpjpe": 12.5}}]}
+
+    def result(run_dir):
+        return TrainResult(Path(run_dir), Path(run_dir) / "checkpoints" / "last.pt", 1, 3, 0,
+                           metrics=[{"val": {"mpjpe": 12.5}}])
 
     def fake_worker(*args):
         seen["worker"] = args
-        return summary
+        return result(args[1])
 
     def fake_launch(entry, args, nproc, nnodes=1, node_rank=0, master_addr="127.0.0.1", master_port=None):
         seen["launch"] = (entry, args, nproc, nnodes, node_rank, master_addr, master_port)
-        return {0: summary, 1: summary}
+        return {node_rank * nproc: result(args[1])}
 
-    monkeypatch.setattr(train_cli, "train_worker", fake_worker)
+    monkeypatch.setattr(launch_module, "_train_worker", fake_worker)
     monkeypatch.setattr(dist, "launch", fake_launch)
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"):
         monkeypatch.delenv(var, raising=False)
@@ -47,23 +54,30 @@ def test_single_process_calls_worker_with_config_and_overrides(calls: dict, tmp_
     r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--logdir", str(tmp_path), "--max-steps", "3",
                             "--set", "train.batch_size=2", "--amp", "bf16", "--no-val"])
     assert r.exit_code == 0, r.output
-    cfg, run_dir, device, resume, amp, max_steps, validate, _ = calls["worker"]
+    cfg, run_dir, device, resume, amp, max_steps, validate, progress, verbose, comps = calls["worker"]
     assert cfg.train.batch_size == 2 and cfg.title == "tiny_cpu"
     assert Path(run_dir).parent == tmp_path and Path(run_dir).name.startswith("tiny_cpu_")
-    assert (device, resume, amp, max_steps, validate) == ("cpu", None, "bf16", 3, False)
+    assert (device, resume, amp, max_steps, validate, comps) == ("cpu", None, Amp.BF16, 3, False, None)
     assert "launch" not in calls and "val MPJPE 12.5 mm" in r.output
+
+
+def test_shipped_config_by_name(calls: dict, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["train", "tiny_cpu", "--device", "cpu", "--logdir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert calls["worker"][0].model.backbone.num_layers == 18
 
 
 def test_procs_and_nodes_go_through_the_elastic_launcher(calls: dict, tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--procs", "2", "--logdir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     entry, args, nproc, nnodes, node_rank, addr, port = calls["launch"]
-    assert entry is train_cli.train_worker and nproc == 2 and (nnodes, node_rank) == (1, 0)
+    assert entry is launch_module._train_worker and nproc == 2 and (nnodes, node_rank) == (1, 0)
     assert args[2] == "cpu"
     r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--procs", "4", "--nnodes", "2", "--node-rank", "1",
                             "--master-addr", "10.0.0.1", "--master-port", "29555", "--logdir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert calls["launch"][2:] == (4, 2, 1, "10.0.0.1", 29555)
+    assert "done" not in r.output  # node 1 does not report: node 0's rank 0 does
 
 
 def test_inside_torchrun_does_not_spawn(calls: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,14 +88,38 @@ def test_inside_torchrun_does_not_spawn(calls: dict, tmp_path: Path, monkeypatch
     assert "worker" in calls and "launch" not in calls
 
 
-def test_resume_resolves_the_run_folder(calls: dict, tmp_path: Path) -> None:
-    ckpt = tmp_path / "tiny_cpu_x" / "checkpoints" / "last.pt"
-    ckpt.parent.mkdir(parents=True)
-    ckpt.write_bytes(b"x")
-    r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--resume", "auto", "--logdir", str(tmp_path)])
-    assert r.exit_code == 0, r.output
-    _, run_dir, _, resume, *_ = calls["worker"]
-    assert Path(run_dir) == ckpt.parent.parent.resolve() and resume == str(ckpt)
+def _run_folder(path: Path) -> Path:
+    (path / "checkpoints").mkdir(parents=True)
+    (path / "checkpoints" / "last.pt").write_bytes(b"x")
+    (path / "run_info.json").write_text(json.dumps({"ctxpose": "0.1.0"}))
+    return path
+
+
+def test_resume_continues_in_the_run_folder(calls: dict, tmp_path: Path) -> None:
+    run = _run_folder(tmp_path / "tiny_cpu_x")
+    for resume in ("auto", str(run), str(run / "checkpoints" / "last.pt")):
+        r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--resume", resume, "--logdir", str(tmp_path)])
+        assert r.exit_code == 0, r.output
+        _, run_dir, _, checkpoint, *_ = calls["worker"]
+        assert Path(run_dir).resolve() == run.resolve() and Path(checkpoint).resolve() == (
+            run / "checkpoints" / "last.pt").resolve()
+
+
+def test_resume_refuses_a_file_outside_a_run_folder(calls: dict, tmp_path: Path) -> None:
+    """D/dl/last.pt must not make D the run folder (it overwrote D/config.yaml before)."""
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "last.pt").write_bytes(b"x")
+    (tmp_path / "config.yaml").write_text("mine")
+    r = run_main("train", CFG, "--device", "cpu", "--resume", str(tmp_path / "dl" / "last.pt"), cwd=tmp_path)
+    assert r.returncode == 1 and "not a checkpoint inside a ctxpose run folder" in r.stderr
+    assert "--set model.checkpoint=" in r.stderr
+    assert (tmp_path / "config.yaml").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.yaml", "dl"]
+    fake = tmp_path / "fake"
+    (fake / "checkpoints").mkdir(parents=True)
+    (fake / "checkpoints" / "last.pt").write_bytes(b"x")  # the right shape, but no run_info.json of ours
+    r = run_main("train", CFG, "--device", "cpu", "--resume", str(fake), cwd=tmp_path)
+    assert r.returncode == 1 and "not a ctxpose run folder" in r.stderr
 
 
 @pytest.mark.parametrize(
@@ -89,7 +127,10 @@ def test_resume_resolves_the_run_folder(calls: dict, tmp_path: Path) -> None:
     [
         (["--gpus", "2", "--device", "cpu"], "--gpus: needs --device cuda"),
         (["--gpus", "1", "--procs", "2"], "--gpus and --procs: give one of them"),
-        (["--device", "tpu"], "--device tpu: expected cpu or cuda"),
+        (["--procs", "0"], "--gpus/--procs 0: expected at least 1 process"),
+        (["--max-steps", "0", "--device", "cpu"], "--max-steps 0: expected at least 1"),
+        (["--set", "train.n_epochs=0"], "train.n_epochs: 0, expected > 0"),
+        (["--gpus", "2"], "CUDA is not available"),
         (["--resume", "auto", "--logdir", "nowhere"], "--resume auto: no run of 'tiny_cpu'"),
         (["--set", "train.batch_sise=2"], "did you mean train.batch_size?"),
     ],
@@ -101,12 +142,18 @@ def test_user_errors_are_one_red_line_exit_1(args: list[str], message: str, tmp_
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
 
 
-def test_eval_rejects_an_unknown_device_in_one_line(tmp_path: Path) -> None:
-    ckpt = tmp_path / "w.pth"
-    ckpt.write_bytes(b"x")
-    r = run_main("eval", CFG, "--checkpoint", str(ckpt), "--device", "tpu", cwd=tmp_path)
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and "--device tpu: expected cpu or cuda" in lines[0]
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_an_unknown_choice_is_a_usage_error_listing_the_choices(command: str, tmp_path: Path) -> None:
+    r = run_main(command, CFG, "--device", "tpu", cwd=tmp_path)
+    assert r.returncode == 2 and "tpu" in r.stderr and "cpu" in r.stderr and "cuda" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_missing_config_is_one_line_for_every_command(tmp_path: Path) -> None:
+    for args in (["train", "nope.yaml"], ["eval", "nope.yaml", "--checkpoint", CFG], ["config", "check", "nope.yaml"]):
+        r = run_main(*args, cwd=tmp_path)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.returncode == 1 and len(lines) == 1 and "nope.yaml: config file not found" in lines[0], args
 
 
 def test_eval_needs_a_checkpoint_or_a_run_folder(tmp_path: Path) -> None:
@@ -117,23 +164,27 @@ def test_eval_needs_a_checkpoint_or_a_run_folder(tmp_path: Path) -> None:
 
 
 def test_eval_calls_library_with_resolved_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ctxpose.cli.eval as eval_cli
-
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    run = _run_folder(tmp_path / "run")
     (run / "config.yaml").write_text(Path(CFG).read_text())
     seen = {}
 
     def fake_eval_worker(*args):
         seen["args"] = args
-        return {"overall": {"mpjpe": 50.0, "pa_mpjpe": 40.0, "n_mpjpe": 45.0, "mpjpe_relative": 49.0,
-                            "n_samples": 8.0}, "per_action": {"Walking": {"mpjpe": 50.0}}, "per_subject": {}}
+        return EvalResult({"mpjpe": 50.0, "pa_mpjpe": 40.0, "n_mpjpe": 45.0, "mpjpe_relative": 49.0,
+                           "n_samples": 8.0}, {"Walking": {"mpjpe": 50.0}}, {})
 
-    monkeypatch.setattr(eval_cli, "eval_worker", fake_eval_worker)
+    monkeypatch.setattr(launch_module, "_eval_worker", fake_eval_worker)
     r = runner.invoke(app, ["eval", str(run), "--device", "cpu", "--split", "train"])
     assert r.exit_code == 0, r.output
-    cfg, ckpt, device, split, out, amp = seen["args"]
-    assert (ckpt, device, split, out, amp) == (str(run / "checkpoints" / "last.pt"), "cpu", "train",
+    cfg, ckpt, device, split, out, amp, *_ = seen["args"]
+    assert (ckpt, device, split, out, amp) == (str(run / "checkpoints" / "last.pt"), "cpu", Split.TRAIN,
                                                str(run / "eval_train"), None)
     assert "Walking" in r.output and "50.0" in r.output
+
+
+def test_eval_refuses_an_unwritable_output_before_evaluating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("x")
+    called = []
+    monkeypatch.setattr(launch_module, "_eval_worker", lambda *a: called.append(a))
+    r = runner.invoke(app, ["eval", CFG, "--checkpoint", CFG, "--device", "cpu", "--out", str(tmp_path / "file" / "o")])
+    assert r.exit_code == 1 and called == []

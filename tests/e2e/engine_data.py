@@ -21,6 +21,6 @@ def make_processed(root: Path) -> Path:
 
 def tiny_overrides(processed: Path) -> list[str]:
     return [f"dataset.root={processed}", f"dataset.limb_length_path={processed}/mean_and_std_limb_length.h5",
-            "model.image_shape=[32,32]", "model.heatmap_shape=[8,8]", "model.volume_net.volume_size=16",
+            "model.image_shape=[32,32]", "model.volume_net.volume_size=16",
             "train.batch_size=2", "train.n_objects_per_epoch=4", "train.n_epochs=2", "train.vis_freq=2",
             "train.vis_n_elements=2", "val.batch_size=4", "val.retain_every_n_frames_in_test=3"]

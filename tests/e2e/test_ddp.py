@@ -3,7 +3,8 @@
 - 2 processes x batch 2 == 1 process x batch 4 after 3 SGD steps with SyncBatchNorm;
 - distributed eval sees every sample exactly once and matches single-process eval;
 - non-finite losses on one rank are skipped on all ranks, then the job aborts with one clear line;
-- a rank that dies mid-step takes the job down with a DistributedError naming it (no hang).
+- a rank that dies mid-step takes the job down with a DistributedError naming it (no hang);
+- a 2-process run stopped and resumed equals an uninterrupted one bit for bit (each rank its own random streams).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import pytest
 import torch
 
 from ctxpose.config import load_config
+from ctxpose.data.loaders import make_eval_loader
 from ctxpose.engine import dist
 from ctxpose.engine.checkpoint import read_run_checkpoint
-from ctxpose.engine.evaluator import evaluate, make_eval_loader, save_eval
-from ctxpose.engine.trainer import Components, train
+from ctxpose.engine.components import Components
+from ctxpose.engine.evaluator import evaluate, save_eval
+from ctxpose.engine.trainer import train
 from tests.unit.engine_standins import (
     StandinDataset,
     StandinModel,
@@ -50,7 +53,8 @@ def _train_and_eval_worker(batch: int, run_dir: str, eval_dir: str) -> dict:
     result = train(_cfg(batch), run_dir, "cpu", max_steps=3, validate=False,
                    components=standin_components(dropout=False))
     model = _load_standin(result.checkpoint)  # rank 0 wrote it; train() ends with a barrier
-    ev = evaluate(model, make_eval_loader(StandinDataset(11), 4, 0), "cpu")
+    loader = make_eval_loader(StandinDataset(11), 4, world_size=dist.get_world_size(), rank=dist.get_rank())
+    ev = evaluate(model, loader, "cpu")
     if dist.is_main_process():
         save_eval(ev, eval_dir)
     return {"steps": result.steps, "n": int(len(ev.arrays["index"]))}
@@ -73,8 +77,31 @@ def test_two_processes_match_one_process_and_eval_once(tmp_path: Path) -> None:
     ddp_pred = np.load(tmp_path / "ddp_eval" / "predictions.npz")
     np.testing.assert_array_equal(ddp_pred["index"], np.arange(11))
     ref = evaluate(_load_standin(tmp_path / "ddp" / "checkpoints" / "last.pt"),
-                   make_eval_loader(StandinDataset(11), 3, 0), "cpu")
+                   make_eval_loader(StandinDataset(11), 3), "cpu")
     np.testing.assert_allclose(ddp_pred["keypoints_3d"], ref.arrays["keypoints_3d"], rtol=0, atol=1e-3)
+
+
+def _resume_worker(run_dir: str, max_steps: int, resume: str | None) -> int:
+    result = train(_cfg(2, "train.n_epochs=2"), run_dir, "cpu", max_steps=max_steps, validate=False,
+                   resume=resume, components=standin_components(dropout=True))
+    return result.steps
+
+
+def test_two_process_resume_is_bit_for_bit(tmp_path: Path) -> None:
+    """Dropout draws from each rank's own generator: restoring rank 0's streams on rank 1 would differ."""
+    dist.launch(_resume_worker, (str(tmp_path / "full"), 5, None), 2)
+    dist.launch(_resume_worker, (str(tmp_path / "part"), 2, None), 2)
+    part = tmp_path / "part" / "checkpoints" / "last.pt"
+    assert len(read_run_checkpoint(part)["rng"]) == 2
+    assert dist.launch(_resume_worker, (str(tmp_path / "part"), 5, str(part)), 2) == {0: 5, 1: 5}
+    a = read_run_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
+    b = read_run_checkpoint(part)
+    assert (a["step"], a["epoch"]) == (b["step"], b["epoch"]) == (5, 1)
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
+    for rank in (0, 1):
+        assert torch.equal(a["rng"][rank]["torch"], b["rng"][rank]["torch"])
+    assert not torch.equal(a["rng"][0]["torch"], a["rng"][1]["torch"])
 
 
 def nan_on_rank1_losses(out, keypoints_3d, validity, cfg) -> dict[str, torch.Tensor]:
@@ -120,6 +147,23 @@ def test_dying_rank_stops_the_job_with_one_line(tmp_path: Path) -> None:
     msg = str(e.value)
     assert msg.startswith("worker rank 1 failed (exit code 1): RuntimeError: synthetic data failure on rank 1")
     assert "\n" not in msg
+
+
+def _killed_worker() -> None:
+    import os
+    import signal
+    import time
+
+    if dist.get_rank() == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # dies without an error file
+    time.sleep(30)
+
+
+def test_a_killed_rank_is_named_without_placeholders() -> None:
+    with pytest.raises(dist.DistributedError) as e:
+        dist.launch(_killed_worker, (), 2)
+    msg = str(e.value)
+    assert msg.startswith("worker rank 1 failed (signal 9)") and "<NONE>" not in msg and "<N/A>" not in msg
 
 
 # --------------------------------------------------------------------------- the real model

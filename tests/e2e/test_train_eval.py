@@ -74,7 +74,7 @@ def test_train_resume_eval(processed: Path, tmp_path: Path) -> None:
     assert list(pred["subject_names"][pred["subject_idx"]]) == ["S9"] * n
     # predictions are the model's: recompute one sample by hand
     from ctxpose.data.datasets import Human36MDataset
-    from ctxpose.engine.trainer import Components
+    from ctxpose.engine.components import Components
 
     model = Components().build_model(cfg)
     model.load_state_dict(b)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -9,8 +13,10 @@ import torch
 
 from ctxpose.config import load_config
 from ctxpose.engine import checkpoint as ckpt
+from ctxpose.engine.runs import resolve_resume
 from ctxpose.engine.trainer import train
 from ctxpose.errors import CheckpointError
+from ctxpose.utils.seed import get_rng_state
 from tests.unit.engine_standins import StandinModel, standin_components
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,13 +40,14 @@ def test_checkpoint_round_trip_is_weights_only(tmp_path: Path) -> None:
     opt.step()
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [1], 0.5)
     state = ckpt.TrainState(epoch=2, epoch_step=1, step=7, nan_steps=1)
+    rng = [get_rng_state(), get_rng_state()]  # two ranks
     path = ckpt.save_run_checkpoint(tmp_path / "c" / "last.pt", model, {"volume": opt}, {"volume": sched}, None,
-                                    state, {"train": {"seed": 3}})
+                                    state, {"train": {"seed": 3}}, rng)
     raw = _state(path)  # an independent reader: plain torch.load with weights_only=True
     assert raw["format"] == "ctxpose-run" and raw["step"] == 7 and raw["config"] == {"train": {"seed": 3}}
     for k, v in model.state_dict().items():
         torch.testing.assert_close(raw["model"][k], v, rtol=0, atol=0)
-    assert set(raw["rng"]) >= {"python", "numpy", "torch"}
+    assert len(raw["rng"]) == raw["world_size"] == 2 and set(raw["rng"][1]) >= {"python", "numpy", "torch"}
     model2 = StandinModel()
     opt2 = torch.optim.Adam(model2.parameters(), lr=0.1)
     sched2 = torch.optim.lr_scheduler.MultiStepLR(opt2, [1], 0.5)
@@ -54,15 +61,16 @@ def test_checkpoint_round_trip_is_weights_only(tmp_path: Path) -> None:
 def test_failed_write_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = StandinModel()
     path = tmp_path / "last.pt"
-    ckpt.save_run_checkpoint(path, model, {}, {}, None, ckpt.TrainState(step=1), {})
+    ckpt.save_run_checkpoint(path, model, {}, {}, None, ckpt.TrainState(step=1), {}, [get_rng_state()])
 
-    def crash(obj, f, *a, **k):
-        Path(f).write_bytes(b"partial")
-        raise OSError("disk full")
+    def full_disk(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
-        ckpt.save_run_checkpoint(path, model, {}, {}, None, ckpt.TrainState(step=2), {})
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError) as e:
+        ckpt.save_run_checkpoint(path, model, {}, {}, None, ckpt.TrainState(step=2), {}, [get_rng_state()])
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(path))  # names the file, not the temp name
     assert _state(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
@@ -70,27 +78,39 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pyt
 def test_unreadable_or_foreign_file_is_a_one_line_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="bad.pt: cannot be read") as e:
+    with pytest.raises(CheckpointError, match="bad.pt: not a torch weights file") as e:
         ckpt.read_run_checkpoint(bad)
     assert "\n" not in str(e.value)
     plain = tmp_path / "weights.pt"
     torch.save(StandinModel().state_dict(), plain)
     with pytest.raises(CheckpointError, match="not a ctxpose run checkpoint"):
         ckpt.read_run_checkpoint(plain)
-    with pytest.raises(CheckpointError, match="not found"):
-        ckpt.find_resume_checkpoint(str(tmp_path / "nope"), tmp_path, "x")
 
 
-def test_resume_auto_picks_latest_run(tmp_path: Path) -> None:
-    for name in ("tiny_cpu_a", "tiny_cpu_b"):
+def test_resume_auto_picks_latest_run_folder(tmp_path: Path) -> None:
+    for name in ("tiny_cpu_a", "tiny_cpu_b", "tiny_cpu_c"):
         ckpt.save_run_checkpoint(tmp_path / name / "checkpoints" / "last.pt", StandinModel(), {}, {}, None,
-                                 ckpt.TrainState(), {})
-    import os
-
+                                 ckpt.TrainState(), {}, [get_rng_state()])
+    for name in ("tiny_cpu_a", "tiny_cpu_b"):
+        (tmp_path / name / "run_info.json").write_text('{"ctxpose": "0.1.0"}')
     os.utime(tmp_path / "tiny_cpu_a" / "checkpoints" / "last.pt", (1, 1))
-    assert ckpt.find_resume_checkpoint("auto", tmp_path, "tiny_cpu") == \
-        tmp_path / "tiny_cpu_b" / "checkpoints" / "last.pt"
-    assert ckpt.find_resume_checkpoint(str(tmp_path / "tiny_cpu_a"), tmp_path, "x").name == "last.pt"
+    # c is newest but is not a run folder of ours (no run_info.json)
+    assert resolve_resume("auto", tmp_path, "tiny_cpu") == (tmp_path / "tiny_cpu_b" / "checkpoints" / "last.pt",
+                                                             tmp_path / "tiny_cpu_b")
+    with pytest.raises(CheckpointError, match="not found"):
+        resolve_resume(str(tmp_path / "nope"), tmp_path, "x")
+
+
+def test_rng_states_are_restored_per_rank(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    first = get_rng_state()
+    torch.manual_seed(2)
+    second = get_rng_state()
+    payload = {"rng": [first, second]}
+    torch.manual_seed(99)
+    assert ckpt.restore_rng(payload, rank=1, world_size=2)
+    assert torch.equal(torch.get_rng_state(), second["torch"])
+    assert not ckpt.restore_rng(payload, rank=0, world_size=3)  # another world size: nothing restored
 
 
 def test_resume_mid_epoch_is_bit_for_bit(tmp_path: Path) -> None:
@@ -119,20 +139,24 @@ def test_resume_mid_epoch_is_bit_for_bit(tmp_path: Path) -> None:
                            b["model"]["volume_net.1.weight"])
 
 
-def test_ctrl_c_writes_a_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
     cfg = _cfg()
     comps = standin_components(dropout=True)
 
-    def interrupt_at_2(step: int, total: int, scalars: dict) -> None:
+    def ctrl_c_at_2(step: int, total: int, scalars: dict) -> None:
         if step == 2:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", "cpu", validate=False, components=comps, progress=interrupt_at_2)
+    res = train(cfg, tmp_path / "run", "cpu", validate=False, components=comps, progress=ctrl_c_at_2)
+    assert res.stopped == "signal" and res.steps == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
     saved = _state(tmp_path / "run" / "checkpoints" / "last.pt")
     assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (0, 2, 2)
+    assert int(saved["model"]["backbone.1.num_batches_tracked"]) == 2  # batch norm of exactly 2 steps
     resumed = train(cfg, tmp_path / "run", "cpu", max_steps=4, validate=False, components=comps,
                     resume=tmp_path / "run" / "checkpoints" / "last.pt")
     full = train(cfg, tmp_path / "full", "cpu", max_steps=4, validate=False, components=comps)
     for key, value in _state(full.checkpoint)["model"].items():
         torch.testing.assert_close(_state(resumed.checkpoint)["model"][key], value, rtol=0, atol=0)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "scalars.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # each step logged once across the stop and the resume

@@ -12,7 +12,8 @@ from torch.utils.data import default_collate
 
 from ctxpose.config import load_config
 from ctxpose.data import transforms as T
-from ctxpose.data.datasets import Human36MDataset, make_loader, set_loader_epoch
+from ctxpose.data.datasets import Human36MDataset
+from ctxpose.data.loaders import make_train_loader, set_loader_epoch
 from ctxpose.errors import DataError
 from tests.unit import dataset_fixtures as F
 
@@ -141,13 +142,14 @@ def test_collate_and_rotation_depend_only_on_seed_epoch_index(ours):
     assert not np.allclose(r0, [other_seed[i]["rotation"] for i in range(len(ds))])
 
 
-def test_loader_batches_do_not_depend_on_workers(ours):
-    def epoch_batches(workers):
+def test_training_loader_batches_do_not_depend_on_workers(ours):
+    """The trainer's loader: same batches with 0 or 2 workers, epochs reach persistent workers, resume skips."""
+    def epoch_batches(workers, skip=0):
         ds = Human36MDataset(ours, "train", image_shape=(32, 32), seed=3)
-        loader = make_loader(ds, batch_size=8, shuffle=True, num_workers=workers, seed=3, distributed=False)
+        loader = make_train_loader(ds, 8, num_workers=workers, seed=3)
         out = []
         for epoch in (0, 1):
-            set_loader_epoch(loader, epoch)  # must reach persistent workers
+            set_loader_epoch(loader, epoch, skip_batches=skip if epoch == 1 else 0)  # must reach the workers
             out.append([(b["index"].clone(), b["rotation"].clone()) for b in loader])
         return out, loader
 
@@ -158,6 +160,8 @@ def test_loader_batches_do_not_depend_on_workers(ours):
         for (ia, ra), (ib, rb) in zip(ea, eb, strict=True):
             assert torch.equal(ia, ib) and torch.equal(ra, rb)
     assert not torch.equal(a[0][0][0], a[1][0][0])  # a new permutation each epoch
+    resumed, _ = epoch_batches(2, skip=3)  # a run resumed after 3 batches of epoch 1 sees the rest, in order
+    assert [i.tolist() for i, _ in resumed[1]] == [i.tolist() for i, _ in a[1][3:]]
 
 
 def test_multiview_grouping_and_random_view_subsets(ours):

@@ -1,12 +1,15 @@
-"""Rank helpers without a process group, environment detection, the non-padding eval sampler."""
+"""Rank helpers without a process group, environment detection, the non-padding eval sampler, and the CUDA
+branch of process setup (with torch.cuda and the process group patched: no GPU here)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from ctxpose.data.loaders import ShardSampler
 from ctxpose.engine import dist
-from ctxpose.engine.evaluator import ShardSampler
+from ctxpose.errors import ConfigError
 
 
 def test_helpers_are_single_process_when_uninitialised() -> None:
@@ -59,3 +62,59 @@ def test_first_slurm_host(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dist._first_slurm_host() == "gpu07"
     monkeypatch.setenv("SLURM_NODELIST", "nodeA,nodeB")
     assert dist._first_slurm_host() == "nodeA"
+
+
+class FakeCuda:
+    """Records what process setup asks of torch.cuda and torch.distributed on an N-GPU machine."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, gpus: int, environ: dict[str, str]) -> None:
+        self.set_device: list[object] = []
+        self.groups: list[dict] = []
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+        monkeypatch.setattr(torch.cuda, "set_device", self.set_device.append)
+        monkeypatch.setattr(dist.dist, "is_initialized", lambda: False)
+        monkeypatch.setattr(dist.dist, "init_process_group", lambda **kw: self.groups.append(kw))
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in environ.items():
+            monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize("local_rank", [0, 1, 3])
+def test_cuda_setup_gives_each_local_rank_its_own_gpu_and_nccl(monkeypatch: pytest.MonkeyPatch,
+                                                               local_rank: int) -> None:
+    fake = FakeCuda(monkeypatch, 4, {"RANK": str(4 + local_rank), "WORLD_SIZE": "8",
+                                     "LOCAL_RANK": str(local_rank)})
+    env, device = dist.setup_process("cuda")
+    assert device == torch.device("cuda", local_rank) and env.rank == 4 + local_rank
+    assert fake.set_device == [local_rank]  # an index, selected before the group starts
+    assert len(fake.groups) == 1 and fake.groups[0]["backend"] == "nccl" and fake.groups[0]["world_size"] == 8
+
+
+def test_cuda_setup_refuses_more_local_ranks_than_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCuda(monkeypatch, 2, {"RANK": "2", "WORLD_SIZE": "3", "LOCAL_RANK": "2"})
+    with pytest.raises(ConfigError, match="local rank 2 has no GPU of its own: this machine has 2"):
+        dist.setup_process("cuda")
+    assert fake.groups == [] and fake.set_device == []
+
+
+def test_cuda_without_gpus_is_one_line_before_any_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCuda(monkeypatch, 0, {"RANK": "0", "WORLD_SIZE": "4", "LOCAL_RANK": "0"})
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        dist.setup_process("cuda")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        dist.default_device("cuda")
+    assert fake.groups == []
+
+
+def test_cpu_processes_use_gloo(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCuda(monkeypatch, 4, {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+    env, device = dist.setup_process("cpu")
+    assert device == torch.device("cpu") and fake.groups[0]["backend"] == "gloo" and fake.set_device == []
+
+
+def test_init_distributed_refuses_an_unindexed_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeCuda(monkeypatch, 4, {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+    with pytest.raises(ValueError, match="indexed CUDA device"):
+        dist.init_distributed(torch.device("cuda"))

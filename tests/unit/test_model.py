@@ -143,7 +143,7 @@ def test_global_attention_target_matches_original_grid():
 
 def tiny_model(seed=0, aggregation="softmax"):
     cfg = load_config(None, ["model.backbone.num_layers=18", "model.image_shape=[32, 32]",
-                             "model.heatmap_shape=[8, 8]", "model.volume_net.volume_size=16",
+                             "model.volume_net.volume_size=16",
                              f"model.volume_net.volume_aggregation_method={aggregation}"])
     g = torch.Generator().manual_seed(seed)
     prior = LimbPrior(torch.rand(SK.num_bones, generator=g) * 300 + 100, torch.rand(SK.num_bones, generator=g) * 20 + 5)

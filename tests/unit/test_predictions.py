@@ -78,7 +78,7 @@ def test_released_results_map_to_every_view_of_their_frame(layout, ours, origina
     # filtering (damaged actions, every 2nd frame, a camera) happens after the file is indexed by frame
     ds = Human36MDataset(root, "val", labels_path=labels, image_shape=(32, 32), with_damaged_actions=False,
                          retain_every_n_frames_in_test=2, ignore_cameras=(2,),
-                         pred_results_path=tmp_path / "val.pkl")
+                         use_gt_pelvis=False, pred_results_path=tmp_path / "val.pkl")
     ids = ds.sample_ids()
     for i in range(len(ds)):
         seq = next(s for s, (subj, act, tr) in enumerate(F.SEQUENCES)
@@ -93,16 +93,17 @@ def test_released_results_map_to_every_view_of_their_frame(layout, ours, origina
 def test_released_results_count_mismatch_is_one_clear_line(ours, tmp_path):
     _released(tmp_path / "s9.pkl", ["S9"], np.random.default_rng(1))  # made without S11
     with pytest.raises(DataError) as e:
-        Human36MDataset(ours, "val", image_shape=(32, 32), pred_results_path=tmp_path / "s9.pkl")
+        Human36MDataset(ours, "val", image_shape=(32, 32), use_gt_pelvis=False, pred_results_path=tmp_path / "s9.pkl")
     msg = str(e.value)
     n_s9, n_val = len(_split_frames(["S9"])), len(_split_frames(["S9", "S11"]))
     assert f"s9.pkl: has {n_s9} poses but the val split has {n_val} frames" in msg and "\n" not in msg
-    ds = Human36MDataset(ours, "val", subjects=("S9",), image_shape=(32, 32), pred_results_path=tmp_path / "s9.pkl")
+    ds = Human36MDataset(ours, "val", subjects=("S9",), image_shape=(32, 32), use_gt_pelvis=False,
+                         pred_results_path=tmp_path / "s9.pkl")
     assert len(ds) == 4 * n_s9
     with open(tmp_path / "dup.pkl", "wb") as fh:
         pickle.dump({"keypoints_3d": np.zeros((n_val, SK.num_joints, 3)), "indexes": np.zeros(n_val, int)}, fh)
     with pytest.raises(DataError, match="not a permutation"):
-        Human36MDataset(ours, "val", image_shape=(32, 32), pred_results_path=tmp_path / "dup.pkl")
+        Human36MDataset(ours, "val", image_shape=(32, 32), use_gt_pelvis=False, pred_results_path=tmp_path / "dup.pkl")
 
 
 def test_our_npz_predictions_are_matched_by_index_and_ids_checked(ours, tmp_path):
@@ -129,3 +130,58 @@ def test_our_npz_predictions_are_matched_by_index_and_ids_checked(ours, tmp_path
         load_root_predictions(tmp_path / "joints.npz", ds)
     with pytest.raises(DataError, match="not found"):
         load_root_predictions(tmp_path / "absent.npz", ds)
+
+
+def test_use_gt_pelvis_decides_the_root_in_both_directions(ours, tmp_path, caplog):
+    """The flag, from the config or the argument, decides; a path it does not use is named in a warning."""
+    import logging
+
+    from ctxpose.config import load_config
+
+    offset = _released(tmp_path / "val.pkl", ["S9", "S11"], np.random.default_rng(2))
+    common = [f"dataset.root={ours}", "model.image_shape=[32,32]", f"val.pred_results_path={tmp_path / 'val.pkl'}",
+              f"train.pred_results_path={tmp_path / 'val.pkl'}"]
+    estimated = Human36MDataset.from_config(load_config(None, [*common, "model.volume_net.use_gt_pelvis=false"]),
+                                            "val")
+    with caplog.at_level(logging.WARNING):
+        truth = Human36MDataset.from_config(load_config(None, [*common, "model.volume_net.use_gt_pelvis=true"]),
+                                            "val")
+    assert "pred_results_path: unused" in caplog.text
+    for i in (0, len(truth) - 1):
+        np.testing.assert_allclose(truth[i]["root"], truth[i]["keypoints_3d"][SK.root], atol=1e-4)
+        np.testing.assert_allclose(estimated[i]["root"], truth[i]["root"] + offset, atol=1e-3)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        explicit = Human36MDataset(ours, "val", image_shape=(32, 32), use_gt_pelvis=True,
+                                   pred_results_path=tmp_path / "val.pkl")
+    assert "val.pkl: unused, use_gt_pelvis is true" in caplog.text
+    np.testing.assert_allclose(explicit[0]["root"], truth[0]["root"])
+    with pytest.raises(DataError, match="val.pred_results_path: not set, but use_gt_pelvis is false"):
+        Human36MDataset(ours, "val", image_shape=(32, 32), use_gt_pelvis=False)
+
+
+def test_the_skeleton_reaches_the_dataset_and_the_root_estimates(ours, tmp_path, monkeypatch):
+    """A skeleton with another root joint: the dataset's root and the released estimates' joint follow it."""
+    import dataclasses
+
+    from ctxpose import skeleton as skeleton_module
+
+    other = dataclasses.replace(SK, name="root_at_hip", root=2)
+    monkeypatch.setitem(skeleton_module.SKELETONS, other.name, other)
+    with pytest.raises(DataError, match="labels of skeleton 'contextpose17'"):  # labels record their skeleton
+        Human36MDataset(ours, "val", image_shape=(32, 32), skeleton=other)
+    import json
+
+    from ctxpose.data.labels import load_labels
+
+    labels = load_labels(ours / "labels.npz")
+    labels.meta = {**labels.meta, "skeleton": other.name}
+    (tmp_path / "images").symlink_to(ours / "images", target_is_directory=True)
+    labels.save(tmp_path / "labels.npz")
+    ds = Human36MDataset(tmp_path, "val", image_shape=(32, 32), skeleton=other.name)
+    np.testing.assert_allclose(ds[0]["root"], ds[0]["keypoints_3d"][2])
+    _released(tmp_path / "val.pkl", ["S9", "S11"], np.random.default_rng(3), offset=np.zeros(3))
+    est = Human36MDataset(tmp_path, "val", image_shape=(32, 32), skeleton=other, use_gt_pelvis=False,
+                          pred_results_path=tmp_path / "val.pkl")
+    np.testing.assert_allclose(est[0]["root"], ds[0]["keypoints_3d"][2], atol=1e-3)
+    assert json.loads(str(np.load(tmp_path / "labels.npz")["meta"]))["skeleton"] == other.name

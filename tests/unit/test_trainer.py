@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ctxpose.config import load_config
-from ctxpose.engine.trainer import Components, TrainingDivergedError, build_optimizers, train
+from ctxpose.engine.components import Components
+from ctxpose.engine.trainer import TrainingDivergedError, build_optimizers, train
 from ctxpose.errors import ConfigError
 from tests.unit.engine_standins import (
     StandinModel,
@@ -110,14 +111,13 @@ def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
 
 
 def test_initial_weights_from_full_or_backbone_checkpoint(tmp_path: Path) -> None:
-    from ctxpose.data.limb_prior import LimbPrior
-    from ctxpose.engine.trainer import _default_init_weights
+    from ctxpose.engine.components import default_init_weights as _default_init_weights
     from ctxpose.models import build_model
-    from ctxpose.skeleton import get_skeleton
+    from ctxpose.skeleton import LimbPrior, get_skeleton
 
     n = get_skeleton().num_bones
     prior = LimbPrior(torch.full((n,), 300.0), torch.full((n,), 20.0))
-    small = ["model.image_shape=[32,32]", "model.heatmap_shape=[8,8]"]
+    small = ["model.image_shape=[32,32]"]
     torch.manual_seed(1)
     source = build_model(_cfg(*small).model, prior)
     full = tmp_path / "weights.pth"  # the original's released layout: DataParallel "module." keys
@@ -139,3 +139,43 @@ def test_initial_weights_from_full_or_backbone_checkpoint(tmp_path: Path) -> Non
     for k, v in source.backbone.state_dict().items():
         assert torch.equal(target.backbone.state_dict()[k], v), k
     assert all(torch.equal(target.volume_net.state_dict()[k], v) for k, v in before.items())
+
+
+def recording_losses(out, keypoints_3d, validity, cfg) -> dict[str, torch.Tensor]:
+    import os
+
+    recording_losses.seen.append((torch.are_deterministic_algorithms_enabled(),
+                                  os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
+    return standin_losses(out, keypoints_3d, validity, cfg)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_deterministic_acts_during_the_run_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                deterministic: bool) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    recording_losses.seen = []
+    comps = Components(build_standin_no_dropout, recording_losses, standin_dataset, no_init)
+    train(_cfg(f"train.deterministic={str(deterministic).lower()}"), tmp_path, "cpu", validate=False,
+          components=comps)
+    expected = (True, ":4096:8") if deterministic else (False, None)
+    assert recording_losses.seen == [expected, expected]  # both steps
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the run
+    import os
+
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+def test_frozen_backbone_keeps_its_batch_norm_statistics(tmp_path: Path) -> None:
+    """The original puts a frozen backbone in eval mode: its running statistics must not move."""
+    res = train(_cfg("model.backbone.fix_weights=true"), tmp_path, "cpu", validate=False,
+                components=standin_components(dropout=False))
+    after, before = _weights(res.checkpoint), _init()
+    assert torch.equal(after["backbone.1.running_mean"], before["backbone.1.running_mean"])
+    assert int(after["backbone.1.num_batches_tracked"]) == 0
+    moving = train(_cfg(), tmp_path / "trained", "cpu", validate=False, components=standin_components(dropout=False))
+    assert int(_weights(moving.checkpoint)["backbone.1.num_batches_tracked"]) == 2
+
+
+def test_max_steps_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--max-steps 0: expected at least 1"):
+        train(_cfg(), tmp_path, "cpu", max_steps=0, validate=False, components=standin_components())

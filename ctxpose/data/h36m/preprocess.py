@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctxpose import __version__
+from ctxpose._version import __version__
 from ctxpose.data.h36m import metadata
 from ctxpose.data.h36m.archives import extract_members, list_archives
 from ctxpose.data.h36m.cameras import image_size, load_h36m_cameras
