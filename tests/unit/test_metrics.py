@@ -181,18 +181,24 @@ def test_pck_2d_original_matches_loop():
     gt = _random_poses(rng, 9)
     pred = gt + rng.normal(scale=60.0, size=gt.shape)
     k = np.array([[600.0, 0, 192], [0, 600.0, 192], [0, 0, 1]])
+    # cameras at the world origin, some rotated away: poses 4 m off, partly behind them
     proj = np.stack([k @ np.hstack([_random_rotation(rng) if i % 2 else np.eye(3), np.zeros((3, 1))])
                      for i in range(9)])
     proj_v = proj[:, None].repeat(2, axis=1)  # (B, V, 3, 4): view 0 is used
     out = metrics.pck_2d_original(pred, gt, proj_v, image_height=384)
+    behind = 0
     for thr, rates in out.items():
         for j in range(J):
             hits = 0
             for b in range(9):
                 hp, hg = proj[b] @ np.append(pred[b, j], 1.0), proj[b] @ np.append(gt[b, j], 1.0)
+                if hp[2] <= 0 or hg[2] <= 0:  # no image: a miss
+                    behind += 1
+                    continue
                 hits += np.linalg.norm(hp[:2] / hp[2] - hg[:2] / hg[2]) <= 38.4 * thr
             assert rates[j] == pytest.approx(hits / 9)
     assert list(out) == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert behind > 0  # the data exercise the rule
 
 
 def test_pck_3d_and_auc_match_loops():
