@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from ctxpose import metrics
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import Skeleton, get_skeleton
 
 SK = get_skeleton()
 J = SK.num_joints
@@ -18,6 +19,13 @@ ROOT = SK.root
 
 def _random_poses(rng: np.random.Generator, b: int, j: int = J) -> np.ndarray:
     return rng.normal(scale=300.0, size=(b, j, 3)) + np.array([0.0, 0.0, 4000.0])
+
+
+def _chain_skeleton(n: int, root: int = 0) -> Skeleton:
+    """A made-up n-joint chain 0-1-...-(n-1) (not the default skeleton)."""
+    return Skeleton(name=f"chain{n}", names=tuple(f"j{i}" for i in range(n)),
+                    bones=tuple((i, i + 1) for i in range(n - 1)), root=root, flip_pairs=(),
+                    h36m32_indices=tuple(range(n)))
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -201,6 +209,27 @@ def test_pck_2d_original_matches_loop():
     assert behind > 0  # the data exercise the rule
 
 
+def test_pck_2d_counts_points_behind_or_in_the_camera_plane_as_misses():
+    proj = np.array([[[500.0, 0, 100, 0], [0, 500.0, 100, 0], [0, 0, 1, 0]]])  # camera at the origin, z forward
+    gt = np.zeros((1, 4, 3))
+    gt[0, :, 2] = 4000.0
+    gt[0, :, 0] = [0.0, 100.0, 200.0, 300.0]
+    pred = gt.copy()
+    pred[0, 1] *= -1  # mirrored through the camera centre: by plain division the same pixel as the truth
+    pred[0, 2, 2] = 0.0  # in the camera plane
+    gt[0, 3] *= -1  # the ground truth itself behind the camera (and the prediction in front)
+    for p, g, m in ((pred, gt, proj), (torch.from_numpy(pred), torch.from_numpy(gt), torch.from_numpy(proj))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no division warnings either
+            rates = metrics.pck_2d_original(p, g, m, image_height=200)
+        for thr in metrics.PCK_2D_THRESHOLDS:
+            np.testing.assert_array_equal(np.asarray(rates[thr]), [1.0, 0.0, 0.0, 0.0])
+    acc = metrics.MetricAccumulator(["S9"], ["Walking-1"], image_height=200, skeleton=_chain_skeleton(4))
+    acc.add([0], [0], [0], pred, gt, proj_matrices=proj)
+    summary = acc.summary()
+    assert summary.pck_2d_per_joint[0.5] == [1.0, 0.0, 0.0, 0.0] and summary.overall["pck2d@0.5"] == 0.25
+
+
 def test_pck_3d_and_auc_match_loops():
     rng = np.random.default_rng(7)
     gt = _random_poses(rng, 4)
@@ -286,6 +315,24 @@ def test_accumulator_per_action_and_subject_match_loops():
         np.testing.assert_allclose(summary.pck_2d_per_joint[thr], rates)
         assert summary.overall[f"pck2d@{thr}"] == pytest.approx(rates.mean())
     assert summary.to_dict()["count"] == n
+
+
+def test_accumulator_uses_the_given_skeleton_root_and_bones():
+    rng = np.random.default_rng(12)
+    sk = _chain_skeleton(5, root=2)
+    gt = _random_poses(rng, 6, j=5)
+    pred = gt + rng.normal(scale=50.0, size=gt.shape)
+    acc = metrics.MetricAccumulator(["S1"], ["Posing-1"], skeleton=sk)
+    acc.add(np.arange(6), np.zeros(6), np.zeros(6), pred, gt)
+    summary = acc.summary()
+    rel = ref_mpjpe(pred - pred[:, 2:3], gt - gt[:, 2:3])  # centred on joint 2, the skeleton's root
+    assert summary.overall["mpjpe_relative"] == pytest.approx(rel.mean())
+    assert summary.overall["limb_length_error"] == pytest.approx(ref_limb_error_original(pred, gt, sk.bones))
+    # the default (ContextPose) skeleton is the default, and poses of another joint count are refused
+    default = metrics.MetricAccumulator(["S1"], ["Posing-1"])
+    assert default.skeleton == SK
+    with pytest.raises(ValueError, match=r"5 joints, skeleton contextpose17 has 17"):
+        default.add(np.arange(6), np.zeros(6), np.zeros(6), pred, gt)
 
 
 def test_base_action_name():
