@@ -115,10 +115,6 @@ class ContextPoseNet(nn.Module):
                                     temperature, spacing=pairwise_grid, full_size=volume_size)
         self.volume_net = V2VNet(in_channels, nj, att_channels, attention, base_width=nj)
 
-    @property
-    def attention_block(self) -> AttentionConv3D:
-        return self.volume_net.encoder_decoder.mid_res.atten_conv
-
     def build_coord_volumes(self, base_points: torch.Tensor, rotation_angles: torch.Tensor | None) -> torch.Tensor:
         """(B, S, S, S, 3) voxel positions, world mm, of the cuboid around ``base_points`` (B, 3)."""
         return build_coord_volumes(base_points, self.cuboid_size, self.volume_size, rotation_angles,
