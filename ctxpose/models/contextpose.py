@@ -164,10 +164,13 @@ class ContextPoseNet(nn.Module):
         volumes = unproject_features(v2v_input, proj_heatmap, coord_volumes, self.aggregation, vol_conf)
         volumes, attention = self.volume_net(volumes)
 
-        probs = volume_probabilities(volumes * self.volume_multiplier, softmax=self.volume_softmax)
-        voxel_kp = soft_argmax_voxel(probs, normalize=not self.volume_softmax)
-        world_kp = soft_argmax_world(probs, coord_volumes,
-                                     normalize=self.normalize_relu_volumes and not self.volume_softmax)
+        # The read-out runs in the input precision (float32) even under autocast: in bfloat16, world coordinates
+        # of ~2 m are multiples of 8 mm, and a softmax over S^3 voxels sums to 1 only within 0.4%.
+        with torch.autocast(device_type=volumes.device.type, enabled=False):
+            probs = volume_probabilities(volumes.to(dtype) * self.volume_multiplier, softmax=self.volume_softmax)
+            voxel_kp = soft_argmax_voxel(probs, normalize=not self.volume_softmax)
+            world_kp = soft_argmax_world(probs, coord_volumes,
+                                         normalize=self.normalize_relu_volumes and not self.volume_softmax)
         return ContextPoseOutput(
             keypoints_3d=world_kp,
             voxel_keypoints_3d=voxel_kp,
