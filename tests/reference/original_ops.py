@@ -61,6 +61,24 @@ def reference_attention(block: AttentionConv3D, x: torch.Tensor, priors=None):
     return torch.cat(outs, dim=1) + x_pi, att
 
 
+def reference_bottleneck(block, x, stride, caffe):
+    """One bottleneck block in eval mode, written with functional ops from the original's ``Bottleneck``
+    (stride on the 3x3 conv) or ``Bottleneck_CAFFE`` (stride on the first 1x1 conv); ``block`` only lends
+    its weights."""
+    def bn(y, m):
+        return F.batch_norm(y, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    s1, s2 = (stride, 1) if caffe else (1, stride)
+    out = F.relu(bn(F.conv2d(x, block.conv1.weight, stride=s1), block.bn1))
+    out = F.relu(bn(F.conv2d(out, block.conv2.weight, stride=s2, padding=1), block.bn2))
+    out = bn(F.conv2d(out, block.conv3.weight), block.bn3)
+    if block.downsample is None:
+        residual = x
+    else:
+        residual = bn(F.conv2d(x, block.downsample[0].weight, stride=stride), block.downsample[1])
+    return F.relu(out + residual)
+
+
 def original_rotation_matrix(axis, theta):
     """The original's quaternion formula (numpy, float64)."""
     axis = np.asarray(axis, dtype=np.float64)

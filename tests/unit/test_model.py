@@ -11,10 +11,12 @@ from ctxpose.data.limb_prior import LimbPrior
 from ctxpose.geometry.volumes import build_coord_volumes
 from ctxpose.losses import compute_losses, global_attention_target, keypoints_loss, volumetric_ce_loss
 from ctxpose.models import build_model
+from ctxpose.models.pose_resnet import PoseResNet
 from ctxpose.models.soft_argmax import soft_argmax_voxel, soft_argmax_world, volume_probabilities
 from ctxpose.models.unproject import unproject_features
 from ctxpose.skeleton import get_skeleton
 from tests.reference.original_ops import (
+    reference_bottleneck,
     reference_coord_volume,
     reference_forward,
     reference_ga_mask,
@@ -203,6 +205,39 @@ def test_multi_view_confidence_model_runs():
     # the confidence head pools layer4 twice: 128 px is the smallest input it takes
     out = model(torch.randn(2, 3, 3, 128, 128), camera_proj(2, 3, f=160.0, size=128), torch.zeros(2, 3))
     assert out.vol_confidences.shape == (2, 3, 32) and torch.isfinite(out.keypoints_3d).all()
+
+
+def test_caffe_style_puts_the_stride_on_the_first_1x1_conv_as_the_original():
+    cfg = load_config(None, ["model.backbone.num_layers=50", "model.backbone.style=caffe",
+                             "model.volume_net.volume_size=16"])
+    prior = LimbPrior(torch.full((SK.num_bones,), 300.0), torch.full((SK.num_bones,), 20.0))
+    caffe = build_model(cfg, prior).backbone.eval()  # the config reaches the backbone
+    simple = PoseResNet(50, J).eval()
+    # the same checkpoint layout (the original's Bottleneck_CAFFE has the same modules): one set of weights
+    assert {k: v.shape for k, v in caffe.state_dict().items()} == {k: v.shape for k, v in simple.state_dict().items()}
+    torch.manual_seed(9)
+    for m in simple.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    caffe.load_state_dict(simple.state_dict())
+    x, y = torch.randn(1, 256, 16, 16), torch.randn(1, 512, 8, 8)  # inputs of layer2's first and second blocks
+    with torch.no_grad():
+        for net, is_caffe in ((simple, False), (caffe, True)):
+            torch.testing.assert_close(net.layer2[0](x), reference_bottleneck(net.layer2[0], x, 2, is_caffe))
+            torch.testing.assert_close(net.layer2[1](y), reference_bottleneck(net.layer2[1], y, 1, is_caffe))
+        # the two styles are different networks with the same weights where a block strides, equal elsewhere
+        assert (simple.layer2[0](x) - caffe.layer2[0](x)).abs().max() > 0.01
+        torch.testing.assert_close(simple.layer2[1](y), caffe.layer2[1](y), rtol=0, atol=0)
+        heat_s, feat_s, _ = simple(torch.randn(1, 3, 64, 64))
+    strided = [b for layer in (caffe.layer2, caffe.layer3, caffe.layer4) for b in layer if b.downsample is not None]
+    assert len(strided) == 3 and all(b.conv1.stride == (2, 2) and b.conv2.stride == (1, 1) for b in strided)
+    assert heat_s.shape == (1, J, 16, 16) and feat_s.shape == (1, 256, 16, 16)
+    # ResNet-18/34 have no 1x1 conv to move the stride to: refused (the original built another network)
+    for depth in (18, 34):
+        with pytest.raises(ValueError, match="basic blocks"):
+            PoseResNet(depth, J, style="caffe")
 
 
 def test_eval_forward_is_repeatable_and_needs_no_ground_truth():
