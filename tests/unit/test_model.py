@@ -144,10 +144,10 @@ def test_global_attention_target_matches_original_grid():
     torch.testing.assert_close(exact.sum(-1), torch.ones(2, J))
 
 
-def tiny_model(seed=0, aggregation="softmax"):
+def tiny_model(seed=0, aggregation="softmax", overrides=()):
     cfg = load_config(None, ["model.backbone.num_layers=18", "model.image_shape=[32, 32]",
                              "model.heatmap_shape=[8, 8]", "model.volume_net.volume_size=16",
-                             f"model.volume_net.volume_aggregation_method={aggregation}"])
+                             f"model.volume_net.volume_aggregation_method={aggregation}", *overrides])
     g = torch.Generator().manual_seed(seed)
     prior = LimbPrior(torch.rand(SK.num_bones, generator=g) * 300 + 100, torch.rand(SK.num_bones, generator=g) * 20 + 5)
     torch.manual_seed(seed)
@@ -200,11 +200,97 @@ def test_training_step_reaches_every_trainable_parameter():
             assert name.startswith("backbone.final_layer"), name
 
 
-def test_multi_view_confidence_model_runs():
-    _, model = tiny_model(aggregation="conf_norm")
+def _assert_matches_reference(out, ref, keypoints_scale=1.0):
+    """The forward pass against ``reference_forward``; ``keypoints_scale`` divides the joint errors (mm)."""
+    kp, vox, heat, probs, coords, att, _ = ref
+    assert ((out.keypoints_3d - kp) / keypoints_scale).abs().max() < 0.01  # mm
+    torch.testing.assert_close(out.voxel_keypoints_3d, vox, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.heatmaps, heat, rtol=1e-4, atol=1e-6)
+    # float32 round-off: absolute for probabilities, relative to the largest value for ReLU masses (up to ~30)
+    scale = float(probs.abs().max())
+    torch.testing.assert_close(out.volumes, probs, rtol=1e-4, atol=1e-9 if scale <= 1.0 else 1e-6 * scale)
+    torch.testing.assert_close(out.attention, att, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(out.coord_volumes, coords, rtol=0, atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("aggregation", ["conf", "conf_norm"])
+def test_multi_view_confidence_model_matches_reference(aggregation):
+    _, model = tiny_model(aggregation=aggregation)
+    torch.manual_seed(6)
     # the confidence head pools layer4 twice: 128 px is the smallest input it takes
-    out = model(torch.randn(2, 3, 3, 128, 128), camera_proj(2, 3, f=160.0, size=128), torch.zeros(2, 3))
-    assert out.vol_confidences.shape == (2, 3, 32) and torch.isfinite(out.keypoints_3d).all()
+    images = torch.randn(2, 3, 3, 128, 128)
+    proj, roots, thetas = camera_proj(2, 3, f=160.0, size=128), torch.randn(2, 3) * 50, torch.tensor([0.3, 2.0])
+    chosen = {}  # per-view confidences chosen by the test: at its init the head gives ~0.5 for every view
+    model.backbone.vol_confidences.register_forward_hook(lambda _m, _i, output: chosen.get("conf", output))
+    for conf in (None, torch.rand(2 * 3, 32) * 0.98 + 0.01):
+        if conf is not None:
+            chosen["conf"] = conf
+        with torch.no_grad():
+            out = model(images, proj, roots, thetas)
+            ref = reference_forward(model, images, proj, roots, thetas)  # the original's per-view loop
+        _assert_matches_reference(out, ref)
+        assert out.vol_confidences.shape == (2, 3, 32)
+    # weights (w, 0, 0): only view 0 counts, the result is that of view 0 alone (the view order is kept)
+    alone = {}
+    for view in (0, 1):
+        weights = torch.zeros(2, 3, 32)
+        weights[:, view] = 0.7
+        chosen["conf"] = weights.view(6, 32)
+        with torch.no_grad():
+            three = model(images, proj, roots, thetas).keypoints_3d
+            chosen["conf"] = weights[:, view]
+            alone[view] = model(images[:, view : view + 1], proj[:, view : view + 1], roots, thetas).keypoints_3d
+        torch.testing.assert_close(three, alone[view], rtol=0, atol=1e-3)  # mm
+    assert (alone[0] - alone[1]).abs().max() > 1.0  # the views disagree: the check has teeth
+
+
+def test_heatmap_unprojection_model_matches_reference_and_trains_the_heatmap_layer():
+    """``use_feature_v2v: false``: the J heatmaps are unprojected (no 32-channel feature projection)."""
+    cfg, model = tiny_model(overrides=["model.volume_net.use_feature_v2v=false"])
+    assert not hasattr(model, "process_features")
+    assert model.volume_net.front_layers[0].block[0].in_channels == J
+    torch.manual_seed(7)
+    images, proj = torch.randn(2, 2, 3, 32, 32), camera_proj(2, 2, f=40.0, size=32)
+    roots, thetas = torch.randn(2, 3) * 50, torch.tensor([1.0, 4.0])
+    with torch.no_grad():
+        out = model(images, proj, roots, thetas)
+        ref = reference_forward(model, images, proj, roots, thetas)
+    _assert_matches_reference(out, ref)
+    # as the original, the heatmap layer is trained in this mode (it is frozen when features are unprojected)
+    model.train()
+    out = model(images, proj, roots, thetas)
+    losses = compute_losses(out, torch.randn(2, J, 3) * 300, torch.ones(2, J), cfg.loss, cfg.model.volume_net)
+    losses["total"].backward()
+    for name, p in model.named_parameters():
+        assert p.requires_grad and p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert model.backbone.final_layer.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_relu_volumes_match_reference_and_the_world_readout_invariant(normalize):
+    """``volume_softmax: false``: ReLU masses; the world soft-argmax is divided by the mass only with
+    ``normalize_relu_volumes`` (the original does not divide it)."""
+    _, model = tiny_model(overrides=["model.volume_net.volume_softmax=false",
+                                     f"model.volume_net.normalize_relu_volumes={str(normalize).lower()}"])
+    torch.manual_seed(8)
+    images, proj = torch.randn(2, 1, 3, 32, 32), camera_proj(2, 1, f=40.0, size=32)
+    roots = torch.randn(2, 3) * 50
+    with torch.no_grad():
+        out = model(images, proj, roots, torch.tensor([0.7, 2.5]))
+        ref = reference_forward(model, images, proj, roots, torch.tensor([0.7, 2.5]))
+        flat = model(images, proj, roots, torch.zeros(2))  # an unrotated cuboid for the invariant
+    mass = out.volumes.sum((2, 3, 4))  # (B, J) ReLU masses, far from 1
+    # without normalisation the "joints" are mass x position (~1e6 here): compare positions, mass divided out
+    _assert_matches_reference(out, ref, keypoints_scale=1.0 if normalize else mass[..., None])
+    assert (out.volumes >= 0).all() and (out.volumes == 0).any() and ((mass - 1).abs() > 0.1).all()
+    # Unrotated, voxel i sits at root - cuboid/2 + i * cuboid/(S-1): the normalised world read-out is that
+    # affine map of the (always normalised) voxel read-out; the original's read-out is it times the mass.
+    side = model.cuboid_size
+    affine = roots[:, None] - side / 2 + flat.voxel_keypoints_3d * side / (model.volume_size - 1)
+    flat_mass = flat.volumes.sum((2, 3, 4))[..., None]
+    expected = affine if normalize else affine * flat_mass
+    torch.testing.assert_close(flat.keypoints_3d, expected, rtol=1e-4, atol=0.05)  # mm, float32 sums
 
 
 def test_caffe_style_puts_the_stride_on_the_first_1x1_conv_as_the_original():
