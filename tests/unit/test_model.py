@@ -221,16 +221,14 @@ def test_multi_view_confidence_model_matches_reference(aggregation):
     # the confidence head pools layer4 twice: 128 px is the smallest input it takes
     images = torch.randn(2, 3, 3, 128, 128)
     proj, roots, thetas = camera_proj(2, 3, f=160.0, size=128), torch.randn(2, 3) * 50, torch.tensor([0.3, 2.0])
-    chosen = {}  # per-view confidences chosen by the test: at its init the head gives ~0.5 for every view
-    model.backbone.vol_confidences.register_forward_hook(lambda _m, _i, output: chosen.get("conf", output))
-    for conf in (None, torch.rand(2 * 3, 32) * 0.98 + 0.01):
-        if conf is not None:
-            chosen["conf"] = conf
-        with torch.no_grad():
-            out = model(images, proj, roots, thetas)
-            ref = reference_forward(model, images, proj, roots, thetas)  # the original's per-view loop
-        _assert_matches_reference(out, ref)
-        assert out.vol_confidences.shape == (2, 3, 32)
+    # per-view confidences chosen by the test (at its init the head gives ~0.5 for every view and channel)
+    chosen = {"conf": torch.rand(2 * 3, 32) * 0.98 + 0.01}
+    model.backbone.vol_confidences.register_forward_hook(lambda _m, _i, output: chosen["conf"])
+    with torch.no_grad():
+        out = model(images, proj, roots, thetas)
+        ref = reference_forward(model, images, proj, roots, thetas)  # the original's per-view loop
+    _assert_matches_reference(out, ref)
+    torch.testing.assert_close(out.vol_confidences, chosen["conf"].view(2, 3, 32))
     # weights (w, 0, 0): only view 0 counts, the result is that of view 0 alone (the view order is kept)
     alone = {}
     for view in (0, 1):
