@@ -322,6 +322,8 @@ def test_caffe_style_puts_the_stride_on_the_first_1x1_conv_as_the_original():
     for depth in (18, 34):
         with pytest.raises(ValueError, match="basic blocks"):
             PoseResNet(depth, J, style="caffe")
+    with pytest.raises(ValueError, match="style must be 'simple' or 'caffe'"):  # no silent fallback to simple
+        PoseResNet(50, J, style="cafe")
 
 
 def test_eval_forward_is_repeatable_and_needs_no_ground_truth():
