@@ -81,7 +81,7 @@ def runner(part: str, impl: str, setting: str, batch: int, device: torch.device,
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if part == "attention":
-        block = model.attention_block
+        block = model.volume_net.encoder_decoder.mid_res.atten_conv  # the context attention block
         s = cfg.model.volume_net.volume_size // 4
         x = torch.randn(batch, cfg.model.volume_net.att_channels, s, s, s, device=device, requires_grad=True)
 

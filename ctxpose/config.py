@@ -376,6 +376,9 @@ def validate_config(config: ExperimentConfig) -> None:
     if joints and bb.num_final_layer_channel not in (None, joints):
         errors.append(f"model.backbone.num_final_layer_channel: {bb.num_final_layer_channel}, expected {joints} "
                       f"(joints of skeleton {m.skeleton})")
+    if bb.style == "caffe" and bb.num_layers in (18, 34):
+        errors.append(f"model.backbone.style: caffe moves the stride into a bottleneck's first 1x1 conv; "
+                      f"ResNet-{bb.num_layers} has basic blocks (use simple, or num_layers 50, 101 or 152)")
     if vn.volume_size < 8 or vn.volume_size % 4:
         errors.append(f"model.volume_net.volume_size: {vn.volume_size}, expected a multiple of 4, >= 8 (the V2V "
                       "network pools twice by 2)")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ctxpose.geometry.cameras import project_points
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import H36M_CONTEXTPOSE, Skeleton, get_skeleton
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -214,11 +214,21 @@ def pck_2d_detections(pred_2d: Array, gt_2d: Array, threshold_px: float) -> Arra
         threshold_px: distance threshold, px (inclusive).
 
     Returns:
-        (B, J) boolean detections.
+        (B, J) boolean detections; a NaN point (no projection) is never detected.
     """
     p, g = _to_torch(pred_2d), _to_torch(gt_2d)
     _check(p, g, None, dim=2)
     return _back(_joint_errors(p, g) <= threshold_px, pred_2d)
+
+
+def _pck_2d_original_detections(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, image_height: int,
+                                thresholds: Sequence[float]) -> dict[float, torch.Tensor]:
+    """threshold -> (B, J) detections of :func:`pck_2d_original` (the accumulator keeps them per pose)."""
+    _check(p, g, None)
+    m = m[:, 0] if m.ndim == 4 else m
+    gt_2d, pred_2d = project_points(g, m), project_points(p, m)
+    head = image_height / 10.0
+    return {float(thr): pck_2d_detections(pred_2d, gt_2d, head * thr) for thr in thresholds}
 
 
 def pck_2d_original(
@@ -229,6 +239,11 @@ def pck_2d_original(
     thresholds: Sequence[float] = PCK_2D_THRESHOLDS,
 ) -> dict[float, Array]:
     """The 2D PCK the original reports: per-joint detection rates of the projected 3D poses.
+
+    Both poses are projected with the first view's crop projection; a joint counts as detected when its
+    projected prediction lies within ``threshold * image_height / 10`` px of the projected ground truth. A
+    joint whose prediction or ground truth has no projection (at or behind the camera, NaN from
+    :func:`ctxpose.geometry.cameras.project_points`) is a miss.
 
     Args:
         pred_3d: (B, J, 3) predicted keypoints, world mm.
@@ -241,17 +256,9 @@ def pck_2d_original(
         threshold -> (J,) detection rate of each joint over the B poses (the original's
         ``per_joint_pckh``); its mean over joints is the original's ``avg_joint_pckh``.
     """
-    m = _to_torch(proj_matrices)
-    if m.ndim == 4:
-        m = m[:, 0]
-    gt_2d = project_points(_to_torch(gt_3d), m)
-    pred_2d = project_points(_to_torch(pred_3d), m)
-    head = image_height / 10.0
-    out = {}
-    for thr in thresholds:
-        det = pck_2d_detections(pred_2d, gt_2d, head * thr).to(pred_2d.dtype)
-        out[float(thr)] = _back(det.mean(dim=0), pred_3d)
-    return out
+    p = _to_torch(pred_3d)
+    detections = _pck_2d_original_detections(p, _to_torch(gt_3d), _to_torch(proj_matrices), image_height, thresholds)
+    return {thr: _back(det.to(p.dtype).mean(dim=0), pred_3d) for thr, det in detections.items()}
 
 
 def pck_3d(pred: Array, gt: Array, threshold_mm: float = PCK_3D_THRESHOLD_MM,
@@ -334,17 +341,16 @@ class MetricAccumulator:
         subject_names: names decoding ``subject_idx``.
         action_names: names decoding ``action_idx``; trial suffixes (``"-1"``) are merged.
         image_height: crop height, px, for the original's 2D PCK (needs ``proj_matrices`` in :meth:`add`).
-        root: root joint index; default the skeleton's pelvis.
-        bones: bones for the limb-length error; default the skeleton's.
+        skeleton: joint order of the poses: its root (pelvis) centres the root-relative metrics, its bones
+            give the limb-length error (pass ``get_skeleton(cfg.model.skeleton)``); default ContextPose's.
     """
 
     def __init__(self, subject_names: Sequence[str], action_names: Sequence[str],
-                 image_height: int | None = None, root: int | None = None,
-                 bones: Sequence[tuple[int, int]] | None = None) -> None:
+                 image_height: int | None = None, skeleton: Skeleton = H36M_CONTEXTPOSE) -> None:
         self.subject_names = list(subject_names)
         self.action_names = list(action_names)
         self.image_height = image_height
-        self.root, self.bones = root, bones
+        self.skeleton = skeleton
         self._chunks: list[dict[str, np.ndarray]] = []
 
     def add(self, index: Array, subject_idx: Array, action_idx: Array, pred: Array, gt: Array,
@@ -359,28 +365,33 @@ class MetricAccumulator:
             gt: (B, J, 3) ground-truth keypoints, world mm.
             validity: optional (B, J) joint weights.
             proj_matrices: optional (B, 3, 4) or (B, V, 3, 4) crop projections for the 2D PCK.
+
+        Raises:
+            ValueError: poses whose joint count is not the skeleton's.
         """
         with torch.no_grad():
             p = _to_torch(pred).detach().double().cpu()
             g = _to_torch(gt).detach().double().cpu()
             v = None if validity is None else _to_torch(validity).detach().double().cpu()
+            _check(p, g, v)
+            if p.shape[1] != self.skeleton.num_joints:
+                raise ValueError(f"poses have {p.shape[1]} joints, skeleton {self.skeleton.name} has "
+                                 f"{self.skeleton.num_joints}")
+            root, bones = self.skeleton.root, self.skeleton.bones
             values = {
                 "mpjpe": mpjpe(p, g, v),
-                "mpjpe_relative": mpjpe_relative(p, g, v, self.root),
+                "mpjpe_relative": mpjpe_relative(p, g, v, root),
                 "pa_mpjpe": pa_mpjpe(p, g, v),
-                "n_mpjpe": n_mpjpe(p, g, v, self.root),
-                "limb_length_error": limb_length_error(p, g, self.bones),
-                "pck3d_150": pck_3d(p, g, PCK_3D_THRESHOLD_MM, self.root),
-                "auc3d": auc_3d(p, g, AUC_3D_THRESHOLDS_MM, self.root),
+                "n_mpjpe": n_mpjpe(p, g, v, root),
+                "limb_length_error": limb_length_error(p, g, bones),
+                "pck3d_150": pck_3d(p, g, PCK_3D_THRESHOLD_MM, root),
+                "auc3d": auc_3d(p, g, AUC_3D_THRESHOLDS_MM, root),
             }
             chunk = {k: t.numpy() for k, t in values.items()}
             if proj_matrices is not None and self.image_height is not None:
                 m = _to_torch(proj_matrices).detach().double().cpu()
-                m = m[:, 0] if m.ndim == 4 else m
-                gt_2d, pred_2d = project_points(g, m), project_points(p, m)
-                for thr in PCK_2D_THRESHOLDS:
-                    det = pck_2d_detections(pred_2d, gt_2d, self.image_height / 10.0 * thr)
-                    chunk[f"pck2d@{thr}"] = det.numpy()
+                detections = _pck_2d_original_detections(p, g, m, self.image_height, PCK_2D_THRESHOLDS)
+                chunk.update({f"pck2d@{thr}": det.numpy() for thr, det in detections.items()})
         for key, ids in (("index", index), ("subject_idx", subject_idx), ("action_idx", action_idx)):
             ids = ids.cpu().numpy() if isinstance(ids, torch.Tensor) else ids
             chunk[key] = np.asarray(ids).astype(np.int64).reshape(-1)

@@ -72,14 +72,6 @@ class Skeleton:
         b = np.array([b[1] for b in self.bones])
         return np.linalg.norm(keypoints[..., a, :] - keypoints[..., b, :], axis=-1)
 
-    def neighbours(self) -> list[list[tuple[int, int, int]]]:
-        """For each joint, its neighbours as (other_joint, bone_index, endpoint_of_other)."""
-        out: list[list[tuple[int, int, int]]] = [[] for _ in self.names]
-        for i, (a, b) in enumerate(self.bones):
-            out[a].append((b, i, 1))
-            out[b].append((a, i, 0))
-        return out
-
 
 #: The order used by learnable-triangulation and ContextPose (``model.kind: mpii``): the 16 MPII joints
 #: plus H36M's 'Neck/Nose' as joint 16. The pelvis is joint 6.

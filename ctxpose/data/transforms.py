@@ -6,7 +6,7 @@ from the original processed layout are the same as the original's:
 
 - images are read with OpenCV and therefore stay in **BGR** channel order; the original normalises them with
   the ImageNet mean/std given in RGB order without converting. The released weights were trained on that, so
-  :func:`normalize_image` does the same by default (``channel_order="bgr_as_original"``).
+  :func:`normalize_to_tensor` does the same.
 - crop: the box (left, top, right, bottom), right/bottom exclusive, zero-filled outside the image; the
   intrinsics' principal point moves by (-left, -top).
 - resize: ``cv2.INTER_AREA``; fx, cx scale by new_w / w, fy, cy by new_h / h.
@@ -29,32 +29,14 @@ _SCALE = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)
 _OFFSET = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)
 
 
-def normalize_image(image: np.ndarray, channel_order: str = "bgr_as_original") -> np.ndarray:
-    """ImageNet normalisation: ``(image / 255 - mean) / std`` (float32 arithmetic).
-
-    Args:
-        image: (H, W, 3) uint8 image as read by ``cv2.imread`` (BGR).
-        channel_order: ``"bgr_as_original"`` keeps BGR and applies the RGB-ordered statistics as the original
-            does; ``"rgb"`` converts to RGB first (a model trained on correctly ordered inputs).
-
-    Returns:
-        (H, W, 3) float32 normalised image.
-    """
-    if channel_order == "rgb":
-        image = image[..., ::-1]
-    elif channel_order != "bgr_as_original":
-        raise ValueError(f"channel_order must be 'bgr_as_original' or 'rgb', got {channel_order!r}")
-    out = image.astype(np.float32)
-    out *= _SCALE
-    out -= _OFFSET
-    return out
-
-
 def normalize_to_tensor(image: np.ndarray) -> np.ndarray:
-    """:func:`normalize_image` (original channel order) and HWC -> CHW in one pass.
+    """ImageNet normalisation ``(image / 255 - mean) / std`` as the original, and HWC -> CHW, in one pass.
+
+    The channels stay in OpenCV's BGR order and get the RGB-ordered statistics, as in the original (see the
+    module docstring). Arithmetic is float32 (within 1e-6 of the float64 formula).
 
     Args:
-        image: (H, W, 3) uint8 BGR image.
+        image: (H, W, 3) uint8 BGR image as read by ``cv2.imread``.
 
     Returns:
         (3, H, W) float32 contiguous normalised image.
@@ -64,16 +46,6 @@ def normalize_to_tensor(image: np.ndarray) -> np.ndarray:
         np.multiply(plane, _SCALE[k], out=out[k], dtype=np.float32)
         out[k] -= _OFFSET[k]
     return out
-
-
-def denormalize_image(image: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`normalize_image` (default order): (H, W, 3) float -> (H, W, 3) uint8, clipped."""
-    return np.clip(255.0 * (image * IMAGENET_STD + IMAGENET_MEAN), 0, 255).round().astype(np.uint8)
-
-
-def image_to_tensor(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) -> (C, H, W) contiguous float32 (what the original's ``image_batch_to_torch`` does)."""
-    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
 
 
 def scale_bbox(bbox: Sequence[int] | np.ndarray, scale: float) -> np.ndarray:

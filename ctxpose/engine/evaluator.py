@@ -190,9 +190,8 @@ def compute_result(arrays: dict[str, np.ndarray], image_height: int | None = Non
     """
     from ctxpose.metrics import MetricAccumulator
 
-    skeleton = skeleton or get_skeleton()
     acc = MetricAccumulator([str(n) for n in arrays["subject_names"]], [str(n) for n in arrays["action_names"]],
-                            image_height=image_height, root=skeleton.root, bones=skeleton.bones)
+                            image_height=image_height, skeleton=skeleton or get_skeleton())
     if len(arrays["index"]):
         acc.add(arrays["index"], arrays["subject_idx"], arrays["action_idx"], arrays["keypoints_3d"],
                 arrays["keypoints_3d_gt"], arrays["validity"], arrays.get("proj_matrices"))

@@ -71,19 +71,34 @@ def projection_matrix(K: Array, R: Array | np.ndarray, t: Array | np.ndarray) ->
     return K @ _cat_last([R, t[..., :, None]])
 
 
+#: Homogeneous depth (mm for ``K [R | t]`` with ``K[2] = (0, 0, 1)``) at or below which a point has no projection.
+MIN_PROJECTION_DEPTH = 1e-6
+
+
 def project_points(points_world: Array, proj: Array | np.ndarray) -> Array:
     """Pinhole projection (no distortion) with a projection matrix.
 
+    A point at or behind the camera (homogeneous depth ``<= MIN_PROJECTION_DEPTH``) has no image: both its
+    coordinates are NaN (a plain division would give inf at depth 0 and, behind the camera, a mirrored point
+    that looks valid). Gradients stay finite for the other points. Other points are unchanged: ``xy / depth``.
+
     Args:
         points_world: (..., N, 3) world coordinates, mm.
-        proj: (..., 3, 4) projection matrices (world -> homogeneous px).
+        proj: (..., 3, 4) projection matrices (world -> homogeneous px) whose third row gives the depth along
+            the optical axis (positive in front of the camera), as ``K [R | t]`` does.
 
     Returns:
-        (..., N, 2) pixel coordinates, px. Points with depth 0 give inf/nan.
+        (..., N, 2) pixel coordinates, px; NaN for points at or behind the camera.
     """
     proj = _like(proj, points_world)
     homogeneous = points_world @ _transpose(proj[..., :3]) + proj[..., None, :, 3]
-    return homogeneous[..., :2] / homogeneous[..., 2:3]
+    xy, depth = homogeneous[..., :2], homogeneous[..., 2:3]
+    visible = depth > MIN_PROJECTION_DEPTH
+    if isinstance(depth, torch.Tensor):
+        pixels = xy / torch.where(visible, depth, torch.ones_like(depth))  # no inf/NaN, not even in backward
+        return torch.where(visible, pixels, torch.full_like(pixels, float("nan")))
+    pixels = xy / np.where(visible, depth, 1.0)
+    return np.where(visible, pixels, np.nan).astype(pixels.dtype, copy=False)
 
 
 def camera_to_pixels(

@@ -113,10 +113,6 @@ class ContextPoseNet(nn.Module):
                                     temperature, spacing=pairwise_grid, full_size=volume_size)
         self.volume_net = V2VNet(in_channels, nj, att_channels, attention, base_width=nj)
 
-    @property
-    def attention_block(self) -> AttentionConv3D:
-        return self.volume_net.encoder_decoder.mid_res.atten_conv
-
     def build_coord_volumes(self, base_points: torch.Tensor, rotation_angles: torch.Tensor | None) -> torch.Tensor:
         """(B, S, S, S, 3) voxel positions, world mm, of the cuboid around ``base_points`` (B, 3)."""
         return build_coord_volumes(base_points, self.cuboid_size, self.volume_size, rotation_angles,
@@ -166,10 +162,13 @@ class ContextPoseNet(nn.Module):
         volumes = unproject_features(v2v_input, proj_heatmap, coord_volumes, self.aggregation, vol_conf)
         volumes, attention = self.volume_net(volumes)
 
-        probs = volume_probabilities(volumes * self.volume_multiplier, softmax=self.volume_softmax)
-        voxel_kp = soft_argmax_voxel(probs, normalize=not self.volume_softmax)
-        world_kp = soft_argmax_world(probs, coord_volumes,
-                                     normalize=self.normalize_relu_volumes and not self.volume_softmax)
+        # The read-out runs in the input precision (float32) even under autocast: in bfloat16, world coordinates
+        # of ~2 m are multiples of 8 mm, and a softmax over S^3 voxels sums to 1 only within 0.4%.
+        with torch.autocast(device_type=volumes.device.type, enabled=False):
+            probs = volume_probabilities(volumes.to(dtype) * self.volume_multiplier, softmax=self.volume_softmax)
+            voxel_kp = soft_argmax_voxel(probs, normalize=not self.volume_softmax)
+            world_kp = soft_argmax_world(probs, coord_volumes,
+                                         normalize=self.normalize_relu_volumes and not self.volume_softmax)
         return ContextPoseOutput(
             keypoints_3d=world_kp,
             voxel_keypoints_3d=voxel_kp,

@@ -16,8 +16,7 @@ BN_MOMENTUM = 0.1
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 caffe: bool = False) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
@@ -94,9 +93,15 @@ class PoseResNet(nn.Module):
     Args:
         num_layers: ResNet depth.
         num_final_layer_channel: heatmap channels (one per joint).
-        style: "simple" (torchvision-style blocks) or "caffe" (stride on the first 1x1 conv).
+        style: "simple" (torchvision-style blocks) or "caffe" (stride on the first 1x1 conv of each
+            bottleneck, the original ``Bottleneck_CAFFE``; same state_dict layout). Only for the bottleneck
+            depths 50, 101 and 152: ResNet-18/34 have no 1x1 conv (the original would silently build a
+            bottleneck network with their block counts instead).
         vol_confidences: add the per-view confidence head (``conf`` aggregation), 32 outputs.
         num_vol_confidences: outputs of that head (the feature channels of the volume).
+
+    Raises:
+        ValueError: an unknown depth or style, or style "caffe" with a basic-block depth (18, 34).
     """
 
     def __init__(self, num_layers: int, num_final_layer_channel: int, style: str = "simple",
@@ -104,7 +109,12 @@ class PoseResNet(nn.Module):
         super().__init__()
         if num_layers not in RESNET_SPEC:
             raise ValueError(f"num_layers must be one of {sorted(RESNET_SPEC)}, got {num_layers}")
+        if style not in ("simple", "caffe"):
+            raise ValueError(f"style must be 'simple' or 'caffe', got {style!r}")
         block, layers = RESNET_SPEC[num_layers]
+        if style == "caffe" and block is not Bottleneck:
+            raise ValueError(f"style 'caffe' puts the stride on a bottleneck's first 1x1 conv; ResNet-{num_layers} "
+                             "has basic blocks: use num_layers 50, 101 or 152, or style 'simple'")
         self.caffe = style == "caffe"
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -136,9 +146,10 @@ class PoseResNet(nn.Module):
                 nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(planes * block.expansion, momentum=BN_MOMENTUM),
             )
-        layers = [block(self.inplanes, planes, stride, downsample, caffe=self.caffe)]
+        style = {"caffe": True} if self.caffe else {}
+        layers = [block(self.inplanes, planes, stride, downsample, **style)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, caffe=self.caffe) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, **style) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

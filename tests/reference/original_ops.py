@@ -61,6 +61,24 @@ def reference_attention(block: AttentionConv3D, x: torch.Tensor, priors=None):
     return torch.cat(outs, dim=1) + x_pi, att
 
 
+def reference_bottleneck(block, x, stride, caffe):
+    """One bottleneck block in eval mode, written with functional ops from the original's ``Bottleneck``
+    (stride on the 3x3 conv) or ``Bottleneck_CAFFE`` (stride on the first 1x1 conv); ``block`` only lends
+    its weights."""
+    def bn(y, m):
+        return F.batch_norm(y, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    s1, s2 = (stride, 1) if caffe else (1, stride)
+    out = F.relu(bn(F.conv2d(x, block.conv1.weight, stride=s1), block.bn1))
+    out = F.relu(bn(F.conv2d(out, block.conv2.weight, stride=s2, padding=1), block.bn2))
+    out = bn(F.conv2d(out, block.conv3.weight), block.bn3)
+    if block.downsample is None:
+        residual = x
+    else:
+        residual = bn(F.conv2d(x, block.downsample[0].weight, stride=stride), block.downsample[1])
+    return F.relu(out + residual)
+
+
 def original_rotation_matrix(axis, theta):
     """The original's quaternion formula (numpy, float64)."""
     axis = np.asarray(axis, dtype=np.float64)
@@ -87,8 +105,12 @@ def reference_coord_volume(size, position, sides, base_point, theta, axis):
     return coord
 
 
-def reference_unproject(features, proj, coord_volumes, aggregation="softmax"):
-    """Per-sample, per-view loop as the original ``unproject_heatmaps``."""
+def reference_unproject(features, proj, coord_volumes, aggregation="softmax", confidences=None):
+    """Per-sample, per-view loop as the original ``unproject_heatmaps``.
+
+    ``confidences`` (B, V, C): the per-view channel weights of the ``conf*`` aggregations, already normalised
+    over views for ``conf_norm`` (the original normalises them in the network's forward).
+    """
     b, v, c = features.shape[:3]
     hw = features.shape[3:]
     vol_shape = coord_volumes.shape[1:4]
@@ -105,7 +127,9 @@ def reference_unproject(features, proj, coord_volumes, aggregation="softmax"):
             s = F.grid_sample(features[i, k][None], g[None, :, None], align_corners=True).view(c, -1)
             s[:, invalid] = 0.0
             per_view[k] = s.view(c, *vol_shape)
-        if aggregation == "sum":
+        if aggregation.startswith("conf"):
+            out[i] = (per_view * confidences[i].view(v, c, 1, 1, 1)).sum(0)
+        elif aggregation == "sum":
             out[i] = per_view.sum(0)
         elif aggregation == "max":
             out[i] = per_view.max(0)[0]
@@ -117,19 +141,29 @@ def reference_unproject(features, proj, coord_volumes, aggregation="softmax"):
     return out
 
 
-def reference_soft_argmax(volumes, coord_volumes):
-    """Voxel and world soft-argmax with softmax, marginal by marginal, as the original."""
+def reference_soft_argmax(volumes, coord_volumes, softmax=True, normalize_world=False):
+    """Voxel and world soft-argmax, marginal by marginal, as the original ``integrate_tensor_3d`` and
+    ``integrate_tensor_3d_with_coordinates``.
+
+    ``softmax=False``: ReLU masses; the voxel coordinates are divided by each marginal's mass (as the
+    original), the world coordinates only with ``normalize_world`` (the original does not divide them).
+    """
     b, j = volumes.shape[:2]
     sizes = volumes.shape[2:]
-    p = F.softmax(volumes.reshape(b, j, -1), dim=2).reshape(volumes.shape)
+    flat = volumes.reshape(b, j, -1)
+    p = (F.softmax(flat, dim=2) if softmax else F.relu(flat)).reshape(volumes.shape)
     vox = torch.zeros(b, j, 3)
     world = torch.zeros(b, j, 3)
     for i in range(b):
         for k in range(j):
-            vox[i, k, 0] = (p[i, k].sum((1, 2)) * torch.arange(sizes[0])).sum()
-            vox[i, k, 1] = (p[i, k].sum((0, 2)) * torch.arange(sizes[1])).sum()
-            vox[i, k, 2] = (p[i, k].sum((0, 1)) * torch.arange(sizes[2])).sum()
+            marginals = (p[i, k].sum((1, 2)), p[i, k].sum((0, 2)), p[i, k].sum((0, 1)))
+            for axis, mass in enumerate(marginals):
+                vox[i, k, axis] = (mass * torch.arange(sizes[axis])).sum()
+                if not softmax:
+                    vox[i, k, axis] = vox[i, k, axis] / mass.sum()
             world[i, k] = (p[i, k][..., None] * coord_volumes[i]).reshape(-1, 3).sum(0)
+            if normalize_world:
+                world[i, k] = world[i, k] / p[i, k].sum()
     return vox, world, p
 
 
@@ -159,7 +193,7 @@ def reference_forward(model: ContextPoseNet, images, proj_image, roots, thetas):
     Returns (keypoints_3d, voxel_keypoints_3d, heatmaps, volumes, coord_volumes, attention, aux_coord_volumes).
     """
     b, v = images.shape[:2]
-    heatmaps, features, _ = model.backbone(images.view(b * v, *images.shape[2:]))
+    heatmaps, features, conf = model.backbone(images.view(b * v, *images.shape[2:]))
     hh, hw = heatmaps.shape[-2:]
     ih, iw = images.shape[-2:]
     proj = proj_image.clone().double()
@@ -176,8 +210,15 @@ def reference_forward(model: ContextPoseNet, images, proj_image, roots, thetas):
         coords.append(reference_coord_volume(size, pos, sides, base, float(thetas[i]), model.rotation_axis))
         aux.append(reference_coord_volume(size // 4, pos, aux_sides, base, float(thetas[i]), model.rotation_axis))
     coord_volumes, aux = torch.stack(coords), torch.stack(aux)
-    feats = model.process_features(features).view(b, v, 32, hh, hw)
-    vol = reference_unproject(feats, proj, coord_volumes, model.aggregation)
+    if model.use_feature_v2v:
+        feats = model.process_features(features).view(b, v, 32, hh, hw)
+    else:  # the heatmaps themselves are unprojected
+        feats = heatmaps.view(b, v, heatmaps.shape[1], hh, hw)
+    if conf is not None:
+        conf = conf.view(b, v, -1)
+        if model.aggregation == "conf_norm":
+            conf = conf / conf.sum(dim=1, keepdim=True)
+    vol = reference_unproject(feats, proj, coord_volumes, model.aggregation, conf)
     net = model.volume_net
     ed = net.encoder_decoder
     x = net.front_layers(vol)
@@ -190,6 +231,7 @@ def reference_forward(model: ContextPoseNet, images, proj_image, roots, thetas):
     x = ed.decoder_upsample2(ed.decoder_res2(x)) + skip2
     x = ed.decoder_upsample1(ed.decoder_res1(x)) + skip1
     vol = net.output_layer(x)
-    vox, world, probs = reference_soft_argmax(vol * model.volume_multiplier, coord_volumes)
+    vox, world, probs = reference_soft_argmax(vol * model.volume_multiplier, coord_volumes, model.volume_softmax,
+                                              model.normalize_relu_volumes and not model.volume_softmax)
     return world, vox, heatmaps.view(b, v, *heatmaps.shape[1:]), probs, coord_volumes, att, aux
 

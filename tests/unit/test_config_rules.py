@@ -46,6 +46,7 @@ PAPER = ROOT / "configs" / "human36m_contextpose.yaml"
         ("model.kind=coco", "model.kind: 'coco' is not one of 'mpii'"),
         ("model.backbone.num_layers=42", "model.backbone.num_layers: 42 is not one of 18, 34, 50, 101, 152"),
         ("model.backbone.num_layers=152.0", "model.backbone.num_layers: 152.0 is not one of"),
+        ("model.backbone.style=caffe", "model.backbone.style: caffe moves the stride"),
         ("model.image_shape=[100,100]", "model.image_shape: [100, 100], expected positive multiples of 32"),
         ("model.backbone.num_final_layer_channel=16", "model.backbone.num_final_layer_channel: 16, expected 17"),
         ("model.volume_net.att_channels=50", "model.volume_net.att_channels: 50, expected a positive multiple of "
@@ -72,7 +73,7 @@ PAPER = ROOT / "configs" / "human36m_contextpose.yaml"
 )
 def test_each_rule(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:
-        load_config(None, [override])
+        load_config(None, ["model.backbone.num_layers=18", override])
     assert message in str(e.value) and "\n" not in str(e.value)
 
 

@@ -25,9 +25,27 @@ def _project(P: np.ndarray, x: np.ndarray) -> np.ndarray:
     return h[:2] / h[2]
 
 
+#: ImageNet statistics in RGB order, applied to BGR images as the original does (written out, not imported).
+MEAN_RGB, STD_RGB = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+def _denormalize(image_chw: np.ndarray) -> np.ndarray:
+    """(3, H, W) normalised network input -> (H, W, 3) uint8 BGR image (the inverse of the formula, rounded)."""
+    hwc = image_chw.transpose(1, 2, 0).astype(np.float64)
+    return np.clip(255.0 * (hwc * STD_RGB + MEAN_RGB), 0, 255).round().astype(np.uint8)
+
+
+def _crop_zero_padded(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """OpenCV reference of a crop (left, top, right, bottom) that extends past the image: zeros outside."""
+    left, top, right, bottom = box
+    pad = max(0, -left, -top, right - image.shape[1], bottom - image.shape[0])
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    return padded[top + pad : bottom + pad, left + pad : right + pad]
+
+
 def _disc_centre(image_chw: np.ndarray) -> np.ndarray:
     """Centre (x, y) of the white disc in a normalised image (the brightest pixels)."""
-    img = T.denormalize_image(image_chw.transpose(1, 2, 0)).astype(float).sum(-1)
+    img = _denormalize(image_chw).astype(float).sum(-1)
     ys, xs = np.nonzero(img >= img.max() - 30)
     return np.array([xs.mean(), ys.mean()])
 
@@ -77,7 +95,7 @@ def test_ours_item_is_the_normalised_crop_with_a_consistent_projection(ours):
     s, subject, action, trial, frame, c = row
     path = ours / f"images/{subject}/{action}-{trial}/{F.CAMERAS[c]}/{frame:06d}.jpg"
     raw = cv2.imread(str(path))  # BGR, normalised with the RGB-ordered ImageNet stats like the original
-    expected = ((raw / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)
+    expected = ((raw / 255.0 - MEAN_RGB) / STD_RGB).transpose(2, 0, 1)
     np.testing.assert_allclose(item["images"][0], expected, atol=1e-5)  # float32 rounding
     np.testing.assert_allclose(item["keypoints_3d"], F.pose(s, frame), atol=1e-3)
     np.testing.assert_allclose(item["root"], F.pose(s, frame)[SK.root], atol=1e-3)
@@ -99,7 +117,6 @@ def test_ours_resizes_when_the_crop_size_differs(ours):
 
 
 def test_original_layout_crops_like_the_original(original):
-    pil = pytest.importorskip("PIL.Image")
     root, labels = original
     ds = Human36MDataset(root, "train", labels_path=labels, image_shape=(96, 96), scale_bbox=1.25)
     i = 5
@@ -114,10 +131,10 @@ def test_original_layout_crops_like_the_original(original):
     box = (xc - 75, yc - 75, xc + 75, yc + 75)
     frame_img = cv2.imread(str(root / subject / f"{action}-{trial}" / "imageSequence-undistorted" / F.CAMERAS[c]
                                / f"img_{frame + 1:06d}.jpg"))
-    crop = np.asarray(pil.fromarray(frame_img).crop(box))  # PIL pads outside the frame with zeros
+    crop = _crop_zero_padded(frame_img, box)  # the original's PIL crop pads outside the frame with zeros
     assert box[1] < 0  # part of this box is above the frame
     expected = cv2.resize(crop, (96, 96), interpolation=cv2.INTER_AREA)
-    got = T.denormalize_image(item["images"][0].transpose(1, 2, 0))
+    got = _denormalize(item["images"][0])
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # float round trip
     K = np.array([[300.0, 0, 100 + 3], [0, 310.0, 120 - 2], [0, 0, 1]])
     K[0, 2] -= box[0]
@@ -208,26 +225,31 @@ def test_scale_bbox_hand_worked():
     np.testing.assert_array_equal(T.scale_bbox([(3, 5, 13, 9), (1, 1, 2, 2)], 1.0), [(3, 5, 13, 9), (1, 1, 2, 2)])
 
 
-def test_crop_image_pads_with_zeros_like_pil():
-    pil = pytest.importorskip("PIL.Image")
+def test_crop_image_pads_with_zeros_like_opencv_border():
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    image = rng.integers(1, 256, size=(20, 30, 3), dtype=np.uint8)  # no zeros inside: padding is visible
     for box in [(-5, -4, 10, 12), (25, 15, 40, 26), (-3, -3, 33, 23), (40, 40, 45, 50), (2, 3, 9, 8)]:
-        np.testing.assert_array_equal(T.crop_image(image, box), np.asarray(pil.fromarray(image).crop(box)))
+        crop = T.crop_image(image, box)
+        assert crop.shape == (box[3] - box[1], box[2] - box[0], 3) and crop.dtype == np.uint8
+        np.testing.assert_array_equal(crop, _crop_zero_padded(image, box))
+    # hand-worked corner: the box starts 5 px left and 4 px above the image
+    crop = T.crop_image(image, (-5, -4, 10, 12))
+    assert not crop[:4].any() and not crop[:, :5].any()
+    np.testing.assert_array_equal(crop[4:, 5:], image[:12, :10])
 
 
-def test_normalisation_channel_orders():
+def test_normalisation_is_the_original_formula_on_bgr_channels():
     bgr = np.zeros((1, 1, 3), np.uint8)
     bgr[..., 0] = 255  # pure blue in OpenCV's BGR
-    as_original = T.normalize_image(bgr)  # RGB statistics applied to BGR channels, like the original
-    np.testing.assert_allclose(as_original[0, 0], (np.array([1.0, 0, 0]) - T.IMAGENET_MEAN) / T.IMAGENET_STD,
+    # the original applies the RGB-ordered statistics to the BGR channels without converting
+    np.testing.assert_allclose(T.normalize_to_tensor(bgr)[:, 0, 0], (np.array([1.0, 0, 0]) - MEAN_RGB) / STD_RGB,
                                rtol=1e-6)
-    rgb = T.normalize_image(bgr, channel_order="rgb")
-    np.testing.assert_allclose(rgb[0, 0], (np.array([0, 0, 1.0]) - T.IMAGENET_MEAN) / T.IMAGENET_STD, rtol=1e-6)
     image = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
-    formula = ((image / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)
     fused = T.normalize_to_tensor(image)
-    np.testing.assert_allclose(fused, formula, atol=1e-6)  # float32 arithmetic vs the float64 formula
-    np.testing.assert_array_equal(fused, T.image_to_tensor(T.normalize_image(image)))
-    chw = T.image_to_tensor(np.arange(24, dtype=np.float32).reshape(2, 4, 3))
-    assert chw.shape == (3, 2, 4) and chw.flags.c_contiguous and chw[2, 1, 3] == 1 * 12 + 3 * 3 + 2
+    assert fused.shape == (3, 5, 7) and fused.dtype == np.float32 and fused.flags.c_contiguous
+    for c in range(3):  # element by element, in float64
+        for y in range(5):
+            for x in range(7):
+                expected = (image[y, x, c] / 255.0 - MEAN_RGB[c]) / STD_RGB[c]
+                assert abs(fused[c, y, x] - expected) < 1e-6  # float32 arithmetic
+    np.testing.assert_array_equal(_denormalize(fused), image)  # the tests' inverse is exact after rounding

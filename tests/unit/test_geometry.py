@@ -118,6 +118,69 @@ def test_batched_functions_match_per_camera_numpy_and_torch() -> None:
     assert isinstance(single, torch.Tensor) and single.dtype == torch.float32
 
 
+def _plain_division(points, proj):
+    """``xy / depth`` as before the behind-camera rule (the same float operations), numpy or torch."""
+    homogeneous = points @ proj[..., :3].swapaxes(-1, -2) + proj[..., None, :, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return homogeneous[..., :2] / homogeneous[..., 2:3]
+
+
+def test_project_points_has_no_image_at_or_behind_the_camera() -> None:
+    rng = np.random.default_rng(11)
+    camera = _random_camera(rng)
+    ahead = _points_in_view(rng, 6)  # 4-6 m in front of the camera
+    # the mirror image of a point through the camera centre projects, by plain division, onto the same
+    # pixel as the point: it must not be taken for a visible point
+    behind = 2 * camera.center - ahead[:3]
+    proj = camera.projection
+    np.testing.assert_allclose(_plain_division(behind, proj), _plain_division(ahead[:3], proj))
+    points = np.concatenate([ahead, behind])  # (9, 3)
+    invisible = np.array([False] * 6 + [True] * 3)
+    for dtype in (np.float64, np.float32):
+        pts, proj_d = points.astype(dtype), proj.astype(dtype)
+        out = project_points(pts, proj_d)
+        assert out.dtype == dtype and out.shape == (9, 2)
+        assert np.isnan(out[invisible]).all() and np.isfinite(out[~invisible]).all()
+        np.testing.assert_array_equal(out[~invisible], _plain_division(pts, proj_d)[~invisible])  # bit for bit
+        pts_t, proj_t = torch.from_numpy(pts), torch.from_numpy(proj_d)
+        out_t = project_points(pts_t, proj_t)
+        assert out_t.dtype == pts_t.dtype and torch.isnan(out_t[invisible]).all()
+        assert torch.equal(out_t[~invisible], _plain_division(pts_t, proj_t)[~invisible])
+        # torch and numpy matmuls may round differently in the last bit
+        torch.testing.assert_close(out_t, torch.from_numpy(out), equal_nan=True)
+
+    # batched (2 cameras), and differentiable: finite gradients, zero for the points without an image
+    other = _random_camera(rng)
+    proj_b = torch.from_numpy(np.stack([proj, other.projection]))
+    pts_b = torch.from_numpy(np.stack([points, points])).requires_grad_(True)
+    out_b = project_points(pts_b, proj_b)
+    assert torch.isnan(out_b[0, torch.from_numpy(invisible)]).all()
+    torch.testing.assert_close(out_b[1, :6], torch.from_numpy(_plain_division(points[:6], other.projection)))
+    out_b.nan_to_num(0.0).sum().backward()
+    assert torch.isfinite(pts_b.grad).all()
+    assert (pts_b.grad[0, torch.from_numpy(invisible)] == 0).all() and (pts_b.grad[0, :6] != 0).any()
+
+
+def test_project_points_in_the_camera_plane_is_nan() -> None:
+    # an axis-aligned camera with integer extrinsics: depth 0 is exact in float32 too
+    R = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # camera z = world x
+    camera = Camera(R=R, t=np.array([10.0, -20.0, 3000.0]), K=K_H36M)
+    in_plane = np.array([[-3000.0, 250.0, -40.0], [-3000.0, 0.0, 0.0]])  # world x = -3000: depth exactly 0
+    ahead = np.array([[0.0, 100.0, 200.0], [-2999.0, 1.0, 1.0]])  # depths 3000 mm and 1 mm
+    points = np.concatenate([in_plane, ahead])
+    assert np.array_equal(world_to_camera(points, camera.R, camera.t)[:, 2], [0.0, 0.0, 3000.0, 1.0])
+    for dtype in (np.float64, np.float32):
+        pts, proj = points.astype(dtype), camera.projection.astype(dtype)
+        out = project_points(pts, proj)
+        assert np.isnan(out[:2]).all()
+        np.testing.assert_array_equal(out[2:], _plain_division(pts, proj)[2:])
+        out_t = project_points(torch.from_numpy(pts), torch.from_numpy(proj))
+        assert torch.isnan(out_t[:2]).all() and torch.isfinite(out_t[2:]).all()
+    # just in front of the plane (depth 1e-7 mm, below MIN_PROJECTION_DEPTH = 1e-6): no image either
+    nearly = np.array([[-3000.0 + 1e-7, 1.0, 1.0]])
+    assert np.isnan(project_points(nearly, camera.projection)).all()
+
+
 @pytest.mark.parametrize("dist_model", ["opencv", "h36m"])
 def test_distortion_matches_cv2_project_points(dist_model: str) -> None:
     rng = np.random.default_rng(2)

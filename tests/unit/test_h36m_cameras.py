@@ -17,15 +17,14 @@ from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import Camera, camera_to_pixels
 
 REPO = Path(__file__).parents[2]
-SHARED_CAMERAS = REPO.parent / "shared" / "h36m" / "h36m_cameras.json"
+#: The camera facts these tests read, copied from the project's collected facts (see its "source" field).
+CAMERA_FACTS = REPO / "tests" / "data" / "h36m_camera_facts.json"
 SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 
 
 @pytest.fixture(scope="module")
 def facts() -> dict:
-    if not SHARED_CAMERAS.is_file():
-        pytest.skip(f"{SHARED_CAMERAS} is absent (reference camera facts live outside the repository)")
-    return json.loads(SHARED_CAMERAS.read_text(encoding="utf-8"))
+    return json.loads(CAMERA_FACTS.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

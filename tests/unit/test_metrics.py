@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from ctxpose import metrics
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import Skeleton, get_skeleton
 
 SK = get_skeleton()
 J = SK.num_joints
@@ -18,6 +19,13 @@ ROOT = SK.root
 
 def _random_poses(rng: np.random.Generator, b: int, j: int = J) -> np.ndarray:
     return rng.normal(scale=300.0, size=(b, j, 3)) + np.array([0.0, 0.0, 4000.0])
+
+
+def _chain_skeleton(n: int, root: int = 0) -> Skeleton:
+    """A made-up n-joint chain 0-1-...-(n-1) (not the default skeleton)."""
+    return Skeleton(name=f"chain{n}", names=tuple(f"j{i}" for i in range(n)),
+                    bones=tuple((i, i + 1) for i in range(n - 1)), root=root, flip_pairs=(),
+                    h36m32_indices=tuple(range(n)))
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -58,6 +66,19 @@ def ref_procrustes_one(p, g):
         r = vt.T @ u.T
     scale = s.sum() / (p0**2).sum()
     return np.array([scale * r @ p0[j] + mg for j in range(len(p))])
+
+
+def ref_n_mpjpe_one(p, g, root=ROOT):
+    """N-MPJPE of one pose from the definition: root-centred, prediction scaled by <p, g> / <p, p>."""
+    p0, g0 = p - p[root], g - g[root]
+    s = sum(float(p0[j] @ g0[j]) for j in range(len(p))) / sum(float(p0[j] @ p0[j]) for j in range(len(p)))
+    return ref_mpjpe((s * p0)[None], g0[None])[0]
+
+
+def ref_limb_error_per_pose(pred, gt, bones):
+    """Mean over bones of |length difference|, pose by pose."""
+    return np.array([sum(abs(math.dist(p[a], p[b]) - math.dist(g[a], g[b])) for a, b in bones) / len(bones)
+                     for p, g in zip(pred, gt, strict=True)])
 
 
 def ref_limb_error_original(pred, gt, bones):
@@ -159,11 +180,7 @@ def test_pa_mpjpe_invariant_to_similarity_transform_and_refuses_reflection():
 def test_n_mpjpe_matches_loop_and_undoes_scale():
     rng = np.random.default_rng(4)
     pred, gt = _random_poses(rng, 5), _random_poses(rng, 5)
-    out = []
-    for p, g in zip(pred, gt, strict=True):
-        p0, g0 = p - p[ROOT], g - g[ROOT]
-        s = sum(float(p0[j] @ g0[j]) for j in range(J)) / sum(float(p0[j] @ p0[j]) for j in range(J))
-        out.append(ref_mpjpe((s * p0)[None], g0[None])[0])
+    out = [ref_n_mpjpe_one(p, g) for p, g in zip(pred, gt, strict=True)]
     np.testing.assert_allclose(metrics.n_mpjpe(pred, gt), out, rtol=1e-10)
     scaled = (gt - gt[:, ROOT : ROOT + 1]) * 0.7 + 123.0
     np.testing.assert_allclose(metrics.n_mpjpe(scaled, gt), 0.0, atol=1e-9)
@@ -181,18 +198,45 @@ def test_pck_2d_original_matches_loop():
     gt = _random_poses(rng, 9)
     pred = gt + rng.normal(scale=60.0, size=gt.shape)
     k = np.array([[600.0, 0, 192], [0, 600.0, 192], [0, 0, 1]])
+    # cameras at the world origin, some rotated away: poses 4 m off, partly behind them
     proj = np.stack([k @ np.hstack([_random_rotation(rng) if i % 2 else np.eye(3), np.zeros((3, 1))])
                      for i in range(9)])
     proj_v = proj[:, None].repeat(2, axis=1)  # (B, V, 3, 4): view 0 is used
     out = metrics.pck_2d_original(pred, gt, proj_v, image_height=384)
+    behind = 0
     for thr, rates in out.items():
         for j in range(J):
             hits = 0
             for b in range(9):
                 hp, hg = proj[b] @ np.append(pred[b, j], 1.0), proj[b] @ np.append(gt[b, j], 1.0)
+                if hp[2] <= 0 or hg[2] <= 0:  # no image: a miss
+                    behind += 1
+                    continue
                 hits += np.linalg.norm(hp[:2] / hp[2] - hg[:2] / hg[2]) <= 38.4 * thr
             assert rates[j] == pytest.approx(hits / 9)
     assert list(out) == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert behind > 0  # the data exercise the rule
+
+
+def test_pck_2d_counts_points_behind_or_in_the_camera_plane_as_misses():
+    proj = np.array([[[500.0, 0, 100, 0], [0, 500.0, 100, 0], [0, 0, 1, 0]]])  # camera at the origin, z forward
+    gt = np.zeros((1, 4, 3))
+    gt[0, :, 2] = 4000.0
+    gt[0, :, 0] = [0.0, 100.0, 200.0, 300.0]
+    pred = gt.copy()
+    pred[0, 1] *= -1  # mirrored through the camera centre: by plain division the same pixel as the truth
+    pred[0, 2, 2] = 0.0  # in the camera plane
+    gt[0, 3] *= -1  # the ground truth itself behind the camera (and the prediction in front)
+    for p, g, m in ((pred, gt, proj), (torch.from_numpy(pred), torch.from_numpy(gt), torch.from_numpy(proj))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no division warnings either
+            rates = metrics.pck_2d_original(p, g, m, image_height=200)
+        for thr in metrics.PCK_2D_THRESHOLDS:
+            np.testing.assert_array_equal(np.asarray(rates[thr]), [1.0, 0.0, 0.0, 0.0])
+    acc = metrics.MetricAccumulator(["S9"], ["Walking-1"], image_height=200, skeleton=_chain_skeleton(4))
+    acc.add([0], [0], [0], pred, gt, proj_matrices=proj)
+    summary = acc.summary()
+    assert summary.pck_2d_per_joint[0.5] == [1.0, 0.0, 0.0, 0.0] and summary.overall["pck2d@0.5"] == 0.25
 
 
 def test_pck_3d_and_auc_match_loops():
@@ -209,21 +253,31 @@ def test_pck_3d_and_auc_match_loops():
     np.testing.assert_allclose(metrics.auc_3d(pred, gt), ref_auc)
 
 
-def test_torch_and_numpy_agree_and_torch_is_differentiable():
+def test_numpy_and_torch_match_loop_references_and_gradients_match_finite_differences():
     rng = np.random.default_rng(8)
     pred, gt = _random_poses(rng, 3), _random_poses(rng, 3)
-    pt = torch.tensor(pred, dtype=torch.float64, requires_grad=True)
-    gt_t = torch.tensor(gt)
-    m = metrics
-    fns = (m.mpjpe, m.mpjpe_relative, m.pa_mpjpe, m.n_mpjpe, m.limb_length_error)
-    for fn in fns:
-        out_t = fn(pt, gt_t)
-        assert isinstance(out_t, torch.Tensor) and isinstance(fn(pred, gt), np.ndarray)
-        torch.testing.assert_close(out_t.detach(), torch.from_numpy(fn(pred, gt)))  # same math, float64
-    metrics.pa_mpjpe(pt, gt_t).sum().backward()
-    assert pt.grad is not None and torch.isfinite(pt.grad).all() and pt.grad.abs().sum() > 0
-    # float32 input stays float32
-    assert metrics.mpjpe(pt.float().detach(), gt_t.float()).dtype == torch.float32
+    aligned = np.stack([ref_procrustes_one(p, g) for p, g in zip(pred, gt, strict=True)])
+    references = {  # pure-python loops from the definitions, no torch involved
+        metrics.mpjpe: ref_mpjpe(pred, gt),
+        metrics.mpjpe_relative: ref_mpjpe(pred - pred[:, ROOT : ROOT + 1], gt - gt[:, ROOT : ROOT + 1]),
+        metrics.pa_mpjpe: ref_mpjpe(aligned, gt),
+        metrics.n_mpjpe: np.array([ref_n_mpjpe_one(p, g) for p, g in zip(pred, gt, strict=True)]),
+        metrics.limb_length_error: ref_limb_error_per_pose(pred, gt, SK.bones),
+    }
+    for fn, expected in references.items():
+        out_np = fn(pred, gt)
+        assert isinstance(out_np, np.ndarray) and out_np.dtype == np.float64, fn.__name__
+        np.testing.assert_allclose(out_np, expected, rtol=1e-10, err_msg=fn.__name__)  # float64 round-off
+        out_t = fn(torch.tensor(pred), torch.tensor(gt))
+        assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float64, fn.__name__
+        np.testing.assert_allclose(out_t.numpy(), expected, rtol=1e-10, err_msg=fn.__name__)
+        out_32 = fn(torch.tensor(pred, dtype=torch.float32), torch.tensor(gt, dtype=torch.float32))
+        assert out_32.dtype == torch.float32, fn.__name__
+        # float32 on coordinates ~4000 mm (relative 6e-8): 0.01 mm on errors of hundreds of mm
+        np.testing.assert_allclose(out_32.double().numpy(), expected, rtol=0, atol=1e-2, err_msg=fn.__name__)
+        # the analytic gradient (what training through a metric would use) against central finite differences
+        pt = torch.tensor(pred[:2], requires_grad=True)
+        assert torch.autograd.gradcheck(lambda x, fn=fn: fn(x, torch.tensor(gt[:2])), (pt,), eps=1e-4, atol=1e-5)
 
 
 def test_weighted_procrustes_ignores_invalid_joints_and_empty_poses_give_nan():
@@ -280,6 +334,24 @@ def test_accumulator_per_action_and_subject_match_loops():
         np.testing.assert_allclose(summary.pck_2d_per_joint[thr], rates)
         assert summary.overall[f"pck2d@{thr}"] == pytest.approx(rates.mean())
     assert summary.to_dict()["count"] == n
+
+
+def test_accumulator_uses_the_given_skeleton_root_and_bones():
+    rng = np.random.default_rng(12)
+    sk = _chain_skeleton(5, root=2)
+    gt = _random_poses(rng, 6, j=5)
+    pred = gt + rng.normal(scale=50.0, size=gt.shape)
+    acc = metrics.MetricAccumulator(["S1"], ["Posing-1"], skeleton=sk)
+    acc.add(np.arange(6), np.zeros(6), np.zeros(6), pred, gt)
+    summary = acc.summary()
+    rel = ref_mpjpe(pred - pred[:, 2:3], gt - gt[:, 2:3])  # centred on joint 2, the skeleton's root
+    assert summary.overall["mpjpe_relative"] == pytest.approx(rel.mean())
+    assert summary.overall["limb_length_error"] == pytest.approx(ref_limb_error_original(pred, gt, sk.bones))
+    # the default (ContextPose) skeleton is the default, and poses of another joint count are refused
+    default = metrics.MetricAccumulator(["S1"], ["Posing-1"])
+    assert default.skeleton == SK
+    with pytest.raises(ValueError, match=r"5 joints, skeleton contextpose17 has 17"):
+        default.add(np.arange(6), np.zeros(6), np.zeros(6), pred, gt)
 
 
 def test_base_action_name():
