@@ -174,7 +174,7 @@ def test_resume_failures_and_settings(synth, tmp_path):
     with pytest.raises(DataError, match="annot_data.mat"):
         preprocess_3dhp(tmp_path / "nothing", tmp_path / "q")
     dry = preprocess_3dhp(root, tmp_path / "dry", Preprocess3DHPOptions(dry_run=True, all_frames=True))
-    assert dry.planned[0] == {"sequence": "TS1", "cameras": ["TS1"], "frames": FRAMES, "crops": FRAMES}
+    assert dry.planned[0] == {"sequence": "TS1", "cameras": ["cam_8"], "frames": FRAMES, "crops": FRAMES}
     assert not (tmp_path / "dry").exists()
 
 

@@ -38,7 +38,7 @@ from ctxpose.data.h36m.process_sequence import SequenceResult
 from ctxpose.data.mpi_inf_3dhp import labels as L
 from ctxpose.data.mpi_inf_3dhp import metadata
 from ctxpose.data.mpi_inf_3dhp.annotations import read_annotations
-from ctxpose.data.mpi_inf_3dhp.cameras import load_3dhp_camera, projection_residuals
+from ctxpose.data.mpi_inf_3dhp.cameras import camera_name, load_3dhp_camera, projection_residuals
 from ctxpose.data.transforms import undistorted_crop
 from ctxpose.errors import DataError
 from ctxpose.skeleton import H36M_CONTEXTPOSE, MPI_INF_3DHP, MPI_INF_3DHP_TO_CONTEXTPOSE_INDEX
@@ -264,8 +264,8 @@ def preprocess_3dhp(root: str | Path, out_dir: str | Path, options: Preprocess3D
                                                                       metadata.ANNOTATION_FILE), opts.all_frames))
         except DataError:
             planned[job.sequence] = 0  # the worker reports the error
-        report.planned.append({"sequence": job.sequence, "cameras": [job.sequence], "frames": planned[job.sequence],
-                               "crops": planned[job.sequence]})
+        report.planned.append({"sequence": job.sequence, "cameras": [camera_name(job.sequence)],
+                               "frames": planned[job.sequence], "crops": planned[job.sequence]})
     if opts.dry_run:
         return report
     start = time.perf_counter()
