@@ -20,13 +20,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
 
 from ctxpose.geometry.cameras import project_points
-from ctxpose.skeleton import H36M_CONTEXTPOSE, Skeleton, get_skeleton
+from ctxpose.skeleton import (
+    CONTEXTPOSE_TO_3DHP,
+    H36M_CONTEXTPOSE,
+    MPI_INF_3DHP,
+    MPI_INF_3DHP_NAMES,
+    Skeleton,
+    get_skeleton,
+)
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -429,3 +437,259 @@ class MetricAccumulator:
                      for thr in PCK_2D_THRESHOLDS if f"pck2d@{thr}" in data}
         everything = np.ones(len(data["index"]), dtype=bool)
         return MetricSummary(len(data["index"]), means(everything), per_action, per_subject, per_joint)
+
+
+# =========================================================================== MPI-INF-3DHP (official protocol)
+#
+# A port of the test set's MATLAB evaluation (``test_util/mpii_test_predictions_py.m``,
+# ``mpii_evaluate_errors.m``, ``mpii_compute_3d_pck.m``, ``mpii_get_pck_auc_joint_groups.m``,
+# ``mpii_get_activity_name.m``), written from what those files do:
+#
+# * ground truth ``univ_annot3`` (the universal, Human3.6M-scaled skeleton) minus its pelvis (joint 15 in
+#   MATLAB order); the prediction is used as given (the script does not subtract its pelvis);
+# * per-joint Euclidean error, mm; PCK = % of errors strictly below 150 mm; the PCK curve at 0:5:150 mm
+#   (31 thresholds) and AUC = 100 x its mean (an exact prediction scores 30/31 = 96.77: nothing is below 0);
+# * per joint group, then "Total" = the groups weighted by their joint counts;
+# * MPJPE: mean over frames per joint, "Average" = mean over all 17 joints, the zero-error pelvis included;
+# * tables per sequence and per activity (1..7) plus "All" (every frame pooled).
+#
+# Two joint-group files circulate: the release's (17 joints: head with head top, spine, hips with pelvis)
+# and the 14-joint one most recent projects ship (pelvis, spine and head dropped). They give different PCK
+# and AUC on the same errors, so both are supported by name and every table says which one was used.
+
+#: MPI-INF-3DHP activity labels 1..7 (``mpii_get_activity_name.m``).
+MPI_INF_3DHP_ACTIVITIES = ("Standing/Walking", "Exercising", "Sitting", "Reaching/Crouching", "On The Floor",
+                           "Sports", "Miscellaneous")
+#: Scenes of the test sequences (frame-weighted summaries): green screen, studio without it, outdoor.
+MPI_INF_3DHP_SCENES = (("green screen", ("TS1", "TS2")), ("studio", ("TS3", "TS4")), ("outdoor", ("TS5", "TS6")))
+#: Joint groups by name, in 3DHP joint names (``ctxpose.skeleton.MPI_INF_3DHP_NAMES``): "17" is the
+#: release's ``mpii_get_pck_auc_joint_groups.m``, "14" the variant without pelvis, spine and head.
+MPI_INF_3DHP_JOINT_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "17": (("Head", ("head_top", "head")), ("Neck", ("neck",)), ("Shou", ("right_shoulder", "left_shoulder")),
+           ("Elbow", ("right_elbow", "left_elbow")), ("Wrist", ("right_wrist", "left_wrist")),
+           ("spine", ("spine",)), ("Hip", ("right_hip", "left_hip", "pelvis")),
+           ("Knee", ("right_knee", "left_knee")), ("Ankle", ("right_ankle", "left_ankle"))),
+    "14": (("Head", ("head_top",)), ("Neck", ("neck",)), ("Shou", ("right_shoulder", "left_shoulder")),
+           ("Elbow", ("right_elbow", "left_elbow")), ("Wrist", ("right_wrist", "left_wrist")),
+           ("Hip", ("right_hip", "left_hip")), ("Knee", ("right_knee", "left_knee")),
+           ("Ankle", ("right_ankle", "left_ankle"))),
+}
+#: Ground truths: "univ_annot3" is what the official evaluation compares against; "annot3_nonstandard" (the
+#: subject's own bone lengths) is not comparable with published numbers.
+MPI_INF_3DHP_GROUND_TRUTHS = ("univ_annot3", "annot3_nonstandard")
+MPI_INF_3DHP_AUC_THRESHOLDS_MM = tuple(float(t) for t in range(0, 151, 5))
+MPI_INF_3DHP_PCK_THRESHOLD_MM = 150.0
+MPI_INF_3DHP_CSV_NAMES = ("mpii_3dhp_evaluation_sequencewise.csv", "mpii_3dhp_evaluation_activitywise.csv")
+
+
+def mpi_inf_3dhp_root_relative(keypoints: np.ndarray, joint_order: str = "contextpose17") -> np.ndarray:
+    """Poses in the 3DHP joint order with the pelvis at the origin (what ``inference_data.mat`` holds).
+
+    Args:
+        keypoints: (N, 17, 3) poses, mm, in ``joint_order`` ("contextpose17" or "mpi_inf_3dhp17").
+        joint_order: the order of ``keypoints``.
+
+    Returns:
+        (N, 17, 3) float64, 3DHP order, minus the pelvis (3DHP joint 14).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.ndim != 3 or kp.shape[1:] != (MPI_INF_3DHP.num_joints, 3):
+        raise ValueError(f"expected (N, {MPI_INF_3DHP.num_joints}, 3) poses, got {kp.shape}")
+    if joint_order == "contextpose17":
+        kp = kp[:, list(CONTEXTPOSE_TO_3DHP)]
+    elif joint_order != MPI_INF_3DHP.name:
+        raise ValueError(f"joint_order {joint_order!r}: expected 'contextpose17' or {MPI_INF_3DHP.name!r}")
+    return kp - kp[:, MPI_INF_3DHP.root : MPI_INF_3DHP.root + 1]
+
+
+def mpi_inf_3dhp_group_indices(joint_groups: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The named joint groups as (group name, 3DHP joint indices)."""
+    if joint_groups not in MPI_INF_3DHP_JOINT_GROUPS:
+        raise ValueError(f"joint groups {joint_groups!r}: expected one of {sorted(MPI_INF_3DHP_JOINT_GROUPS)}")
+    return tuple((name, tuple(MPI_INF_3DHP.names.index(j) for j in joints))
+                 for name, joints in MPI_INF_3DHP_JOINT_GROUPS[joint_groups])
+
+
+def mpi_inf_3dhp_pck_auc(errors: np.ndarray, joint_groups: str = "17") -> tuple[dict[str, float], dict[str, float]]:
+    """PCK and AUC per joint group and "Total", as ``mpii_compute_3d_pck.m``.
+
+    Args:
+        errors: (F, 17) per-joint errors of F frames, mm, 3DHP order.
+        joint_groups: "17" or "14".
+
+    Returns:
+        ``(pck, auc)``: group name (and "Total") -> percent; NaN for F = 0.
+    """
+    groups = mpi_inf_3dhp_group_indices(joint_groups)
+    thresholds = np.asarray(MPI_INF_3DHP_AUC_THRESHOLDS_MM)
+    pck, auc = {}, {}
+    total_curve, total_pck, count = np.zeros(len(thresholds)), 0.0, 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for name, idx in groups:
+            e = np.asarray(errors, dtype=np.float64)[:, list(idx)].reshape(-1)
+            curve = (e[None, :] < thresholds[:, None]).sum(axis=1) / e.size
+            pck[name] = float(100.0 * (e < MPI_INF_3DHP_PCK_THRESHOLD_MM).sum() / e.size)
+            auc[name] = float(100.0 * curve.mean())
+            total_curve += curve * len(idx)
+            total_pck += pck[name] * len(idx)
+            count += len(idx)
+    pck["Total"] = total_pck / count
+    auc["Total"] = float(100.0 * (total_curve / count).mean())
+    return pck, auc
+
+
+@dataclass(frozen=True)
+class MPI3DHPResult:
+    """MPI-INF-3DHP results in the official layout.
+
+    Each table maps a row name to ``{"n_frames", "mpjpe" (mm, mean of the 17 per-joint means),
+    "mpjpe_per_joint" (17 values, 3DHP order), "pck" {group: %, "Total": %}, "auc" {...}}``.
+
+    Attributes:
+        joint_groups: "17" or "14" (which group file the PCK/AUC columns use).
+        ground_truth: "univ_annot3" (standard) or "annot3_nonstandard".
+        group_names: the PCK/AUC columns, "Total" last.
+        per_sequence: "TS1".. rows (sequences present, in order).
+        per_activity: the 7 activity names and "All" (frames pooled).
+        per_scene: "green screen", "studio", "outdoor" (frames pooled, i.e. weighted by frames) for the
+            scenes present.
+    """
+
+    joint_groups: str
+    ground_truth: str
+    group_names: tuple[str, ...]
+    per_sequence: dict[str, dict]
+    per_activity: dict[str, dict]
+    per_scene: dict[str, dict]
+
+    @property
+    def overall(self) -> dict:
+        """The "All" row: every frame pooled (the number papers report)."""
+        return self.per_activity["All"]
+
+    @property
+    def standard(self) -> bool:
+        """Whether the ground truth is the official one (``univ_annot3``)."""
+        return self.ground_truth == "univ_annot3"
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict with the protocol settings and every table."""
+        return {"dataset": "mpi_inf_3dhp", "joint_groups": self.joint_groups, "ground_truth": self.ground_truth,
+                "standard_ground_truth": self.standard, "pck_threshold_mm": MPI_INF_3DHP_PCK_THRESHOLD_MM,
+                "auc_thresholds_mm": list(MPI_INF_3DHP_AUC_THRESHOLDS_MM), "group_names": list(self.group_names),
+                "overall": self.overall, "per_sequence": self.per_sequence, "per_activity": self.per_activity,
+                "per_scene": self.per_scene}
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` atomically; returns the path."""
+        import json
+
+        from ctxpose.utils.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=True))
+        return Path(path)
+
+    def official_tables(self) -> tuple[list[list], list[list]]:
+        """The cell arrays ``mpii_evaluate_errors.m`` returns (sequence-wise, activity-wise).
+
+        Returns:
+            Two lists of rows ("" for an empty cell): an MPJPE block (header of joint names and "Average"),
+            then a PCK block and an AUC block (header "PCK"/"AUC", group names, "Total"), padded to one width.
+        """
+        width = len(MPI_INF_3DHP_NAMES) + 2
+
+        def block(rows: dict[str, dict], names: list[str]) -> list[list]:
+            out = [["", *MPI_INF_3DHP_NAMES, "Average"]]
+            out += [[n, *rows[k]["mpjpe_per_joint"], rows[k]["mpjpe"]] for k, n in zip(rows, names, strict=True)]
+            for metric in ("pck", "auc"):
+                out.append([metric.upper(), *self.group_names])
+                out += [[n, *(rows[k][metric][g] for g in self.group_names)] for k, n in zip(rows, names,
+                                                                                          strict=True)]
+            return [r + [""] * (width - len(r)) for r in out]
+
+        seq_names = [f"TestSeq{int(s[2:])}" if s[2:].isdigit() else s for s in self.per_sequence]
+        return block(self.per_sequence, seq_names), block(self.per_activity, list(self.per_activity))
+
+    def write_official_csv(self, out_dir: str | Path) -> tuple[Path, Path]:
+        """The two CSV files the official script writes (``writetable(cell2table(seq_table), ...)``).
+
+        ``mpii_3dhp_evaluation_sequencewise.csv`` and ``..._activitywise.csv`` in ``out_dir``: a header of
+        MATLAB's default variable names (``seq_table1``.., ``activity_table1``..), then the rows of
+        :meth:`official_tables`; numbers with 15 significant digits, empty cells empty.
+        """
+        import csv
+        import io
+
+        from ctxpose.utils.io import atomic_write_text
+
+        paths = []
+        for name, var, rows in zip(MPI_INF_3DHP_CSV_NAMES, ("seq_table", "activity_table"), self.official_tables(),
+                                   strict=True):
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow([f"{var}{i + 1}" for i in range(len(rows[0]))])
+            writer.writerows([[v if isinstance(v, str) else f"{v:.15g}" for v in row] for row in rows])
+            paths.append(Path(out_dir) / name)
+            atomic_write_text(paths[-1], buf.getvalue())
+        return paths[0], paths[1]
+
+
+def _mpi_inf_3dhp_row(errors: np.ndarray, joint_groups: str) -> dict:
+    pck, auc = mpi_inf_3dhp_pck_auc(errors, joint_groups)
+    with np.errstate(invalid="ignore"):
+        per_joint = errors.mean(axis=0) if len(errors) else np.full(errors.shape[1], np.nan)
+    return {"n_frames": int(len(errors)), "mpjpe": float(per_joint.mean()),
+            "mpjpe_per_joint": [float(v) for v in per_joint], "pck": pck, "auc": auc}
+
+
+def evaluate_mpi_inf_3dhp(pred: np.ndarray, gt: np.ndarray, sequence: Sequence[str] | np.ndarray,
+                          activity: Sequence[int] | np.ndarray, *, joint_groups: str = "17",
+                          joint_order: str = "contextpose17", pred_root_relative: bool = False,
+                          ground_truth: str = "univ_annot3") -> MPI3DHPResult:
+    """MPI-INF-3DHP evaluation of gathered predictions, as the official MATLAB scripts compute it.
+
+    Args:
+        pred: (N, 17, 3) predictions, test camera frame (any rotation shared with ``gt``), mm.
+        gt: (N, 17, 3) ground truth of the same frames, mm: ``univ_annot3`` for the standard protocol.
+        sequence: (N,) sequence names "TS1".."TS6".
+        activity: (N,) activity labels 1..7 (``activity_annotation``).
+        joint_groups: "17" (the release's groups) or "14" (without pelvis, spine, head).
+        joint_order: order of ``pred`` and ``gt``: "contextpose17" (ours) or "mpi_inf_3dhp17".
+        pred_root_relative: False (default): the prediction's pelvis is subtracted first (our absolute
+            predictions); True: ``pred`` is used as given, like the official script reads
+            ``inference_data.mat`` (then it must already be root-relative).
+        ground_truth: the name recorded for ``gt``: "univ_annot3" or "annot3_nonstandard".
+
+    Returns:
+        :class:`MPI3DHPResult`.
+
+    Raises:
+        ValueError: mismatched shapes or lengths, an activity outside 1..7 or unknown settings.
+    """
+    if ground_truth not in MPI_INF_3DHP_GROUND_TRUTHS:
+        raise ValueError(f"ground_truth {ground_truth!r}: expected one of {MPI_INF_3DHP_GROUND_TRUTHS}")
+    groups = mpi_inf_3dhp_group_indices(joint_groups)
+    gt_rel = mpi_inf_3dhp_root_relative(gt, joint_order)
+    if pred_root_relative:
+        p = np.asarray(pred, dtype=np.float64)
+        pred_rel = p[:, list(CONTEXTPOSE_TO_3DHP)] if joint_order == "contextpose17" else p
+    else:
+        pred_rel = mpi_inf_3dhp_root_relative(pred, joint_order)
+    if pred_rel.shape != gt_rel.shape:
+        raise ValueError(f"pred {pred_rel.shape} and gt {gt_rel.shape} differ")
+    seq = np.asarray(sequence).astype(str).reshape(-1)
+    act = np.asarray(activity).astype(np.int64).reshape(-1)
+    if len(seq) != len(gt_rel) or len(act) != len(gt_rel):
+        raise ValueError(f"{len(gt_rel)} poses but {len(seq)} sequence names and {len(act)} activities")
+    if len(act) and (act.min() < 1 or act.max() > len(MPI_INF_3DHP_ACTIVITIES)):
+        raise ValueError(f"activities must be 1..{len(MPI_INF_3DHP_ACTIVITIES)}, got {act.min()}..{act.max()}")
+    errors = np.linalg.norm(pred_rel - gt_rel, axis=-1)  # (N, 17)
+    order = sorted(set(seq.tolist()), key=lambda s: (len(s), s))  # TS1 .. TS6
+    per_sequence = {s: _mpi_inf_3dhp_row(errors[seq == s], joint_groups) for s in order}
+    per_activity = {name: _mpi_inf_3dhp_row(errors[act == k + 1], joint_groups)
+                    for k, name in enumerate(MPI_INF_3DHP_ACTIVITIES)}
+    per_activity["All"] = _mpi_inf_3dhp_row(errors, joint_groups)
+    per_scene = {name: _mpi_inf_3dhp_row(errors[np.isin(seq, members)], joint_groups)
+                 for name, members in MPI_INF_3DHP_SCENES if np.isin(seq, members).any()}
+    return MPI3DHPResult(joint_groups, ground_truth, (*(g for g, _ in groups), "Total"), per_sequence,
+                         per_activity, per_scene)

@@ -18,6 +18,7 @@ from ctxpose._version import __version__
 from ctxpose.cli import config as config_cmd
 from ctxpose.cli import demo as demo_cmd
 from ctxpose.cli import eval as eval_cmd
+from ctxpose.cli import export_3dhp as export_3dhp_cmd
 from ctxpose.cli import preprocess as preprocess_cmd
 from ctxpose.cli import synthesize as synthesize_cmd
 from ctxpose.cli import train as train_cmd
@@ -35,6 +36,7 @@ app.add_typer(synthesize_cmd.app, name="synthesize")
 app.command("train")(train_cmd.main)
 app.command("eval")(eval_cmd.main)
 app.command("demo")(demo_cmd.main)
+app.command("export-3dhp")(export_3dhp_cmd.main)
 
 
 def _version(value: bool) -> None:

@@ -11,10 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ctxpose.cli.preprocess_3dhp import main as preprocess_3dhp_main
 from ctxpose.data.h36m.preprocess import PreprocessOptions, PreprocessReport, check_options, preprocess_h36m
 from ctxpose.utils.io import atomic_write_text
 
 app = typer.Typer(help="Turn raw datasets into processed folders (crops + labels).", no_args_is_help=True)
+app.command("3dhp")(preprocess_3dhp_main)
 
 ListOpt = Annotated[str | None, typer.Option(help="Comma-separated filter, e.g. S1,S5 (default: all present).")]
 

@@ -9,10 +9,12 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from ctxpose.cli.synthesize_3dhp import main as synthesize_3dhp_main
 from ctxpose.data.h36m import metadata
 from ctxpose.data.h36m.synthesize import DEFAULT_ACTIONS, DEFAULT_SUBJECTS, synthesize_h36m
 
 app = typer.Typer(help="Write synthetic raw datasets in the official layouts.", no_args_is_help=True)
+app.command("3dhp")(synthesize_3dhp_main)
 
 
 @app.command()

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ctxpose.errors import DataError
-from ctxpose.utils.io import atomic_path
+from ctxpose.utils.io import atomic_path, load_npz
 
 FORMAT = "ctxpose-labels"
 VERSION = 1
@@ -121,24 +121,12 @@ class Labels:
         if self.meta.get("version") != VERSION:
             raise DataError(f"{source}: labels version {self.meta.get('version')!r}, this ctxpose reads "
                             f"version {VERSION}; re-run `ctxpose preprocess h36m`")
-        cols = self.columns()
-        n = len(cols["frame"])
-        num_joints = cols["keypoints_3d"].shape[1] if cols["keypoints_3d"].ndim == 3 else None
-        for name, (kind, tail) in _SCHEMA.items():
-            arr = cols[name]
-            expected = (n, *[num_joints if d == "J" else d for d in tail])
-            if arr.shape != expected:
-                raise DataError(f"{source}: column {name!r} has shape {arr.shape}, expected {expected}")
-            if arr.dtype.kind != kind:
-                raise DataError(f"{source}: column {name!r} has dtype {arr.dtype}, expected kind {kind!r}")
-        if n and not np.all(np.isfinite(cols["keypoints_3d"])):
-            raise DataError(f"{source}: keypoints_3d contains NaN or inf")
+        check_columns(self.columns(), _SCHEMA, source)
 
     def save(self, path: str | Path) -> None:
         """Validate and write atomically (temp file, then rename) as an uncompressed npz, no pickles."""
         self.validate(path)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **self.columns(), meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        write_table(path, self.columns(), self.meta)
 
 
 def load_labels(path: str | Path) -> Labels:
@@ -147,21 +135,66 @@ def load_labels(path: str | Path) -> Labels:
     Raises:
         DataError: the file is missing, not an npz, or does not follow the schema.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"labels file {path} does not exist; run `ctxpose preprocess h36m` first")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable labels npz ({e})") from None
-    missing = [k for k in [*_SCHEMA, "meta"] if k not in data]
+    data, meta = read_table(path, tuple(_SCHEMA), "run `ctxpose preprocess h36m` first")
+    labels = Labels(**{k: data[k] for k in _SCHEMA}, meta=meta)
+    labels.validate(path)
+    return labels
+
+
+# --------------------------------------------------------------------------- table files (shared by datasets)
+
+def check_columns(cols: dict[str, np.ndarray], schema: dict[str, tuple[str, tuple[Any, ...]]],
+                  source: str | Path) -> None:
+    """Check the shape and dtype kind of every schema column; N = rows of the first column.
+
+    Args:
+        cols: name -> array.
+        schema: name -> (dtype kind, trailing shape; "J" = joints, read from ``keypoints_3d``).
+        source: the file, for messages.
+
+    Raises:
+        DataError: naming ``source``, the column, what was found and what was expected.
+    """
+    n = len(cols[next(iter(schema))])
+    kp = cols.get("keypoints_3d")
+    num_joints = kp.shape[1] if kp is not None and kp.ndim == 3 else None
+    for name, (kind, tail) in schema.items():
+        arr = cols[name]
+        expected = (n, *[num_joints if d == "J" else d for d in tail])
+        if arr.shape != expected:
+            raise DataError(f"{source}: column {name!r} has shape {arr.shape}, expected {expected}")
+        if arr.dtype.kind != kind:
+            raise DataError(f"{source}: column {name!r} has dtype {arr.dtype}, expected kind {kind!r}")
+    if n and kp is not None and not np.all(np.isfinite(kp)):
+        raise DataError(f"{source}: keypoints_3d contains NaN or inf")
+
+
+def write_table(path: str | Path, cols: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write columns and a JSON ``meta`` atomically (temp file, then rename) as an uncompressed npz, no pickles."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **cols, meta=np.array(json.dumps(meta, sort_keys=True)))
+
+
+def read_table(path: str | Path, names: tuple[str, ...], hint: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read the columns ``names`` and the ``meta`` of a :func:`write_table` file (no pickles).
+
+    Args:
+        path: the ``.npz``.
+        names: required columns.
+        hint: what to do when the file is missing, e.g. "run `ctxpose preprocess h36m` first".
+
+    Returns:
+        (columns, meta).
+
+    Raises:
+        DataError: missing or unreadable file, missing columns, meta not JSON.
+    """
+    data = load_npz(path, "labels file", f"; {hint}")
+    missing = [k for k in [*names, "meta"] if k not in data]
     if missing:
-        raise DataError(f"{path}: missing columns {missing}; expected {[*_SCHEMA, 'meta']}")
+        raise DataError(f"{path}: missing columns {missing}; expected {[*names, 'meta']}")
     try:
         meta = json.loads(str(data.pop("meta")))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: meta is not JSON ({e})") from None
-    labels = Labels(**{k: data[k] for k in _SCHEMA}, meta=meta)
-    labels.validate(path)
-    return labels
+    return data, meta

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ctxpose.geometry.cameras import crop_intrinsics, scale_intrinsics
+from ctxpose.geometry.cameras import Camera, crop_camera, crop_intrinsics, scale_intrinsics
+from ctxpose.geometry.distortion import undistort_crop_maps
 
 #: ImageNet statistics in RGB order (as the original, which applies them to BGR images).
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
@@ -115,3 +116,25 @@ def crop_and_resize(image: np.ndarray, K: np.ndarray, bbox: Sequence[int] | None
         image = resize_image(image, shape)
         K = scale_intrinsics(K, before, shape)
     return image, K
+
+
+def undistorted_crop(image: np.ndarray, camera: Camera, bbox: Sequence[float] | np.ndarray,
+                     out_hw: tuple[int, int]) -> tuple[np.ndarray, Camera]:
+    """The undistorted crop of ``bbox`` resized to ``out_hw``, made by ONE ``cv2.remap`` of the full frame.
+
+    Undistortion, crop and resize are folded into one map
+    (:func:`ctxpose.geometry.distortion.undistort_crop_maps`); pixels outside the frame are black.
+
+    Args:
+        image: (H, W, 3) full (distorted) frame of ``camera``.
+        camera: the frame's camera (its distortion model and coefficients are undone).
+        bbox: (left, top, right, bottom) box in the full frame, px.
+        out_hw: (height, width) of the crop.
+
+    Returns:
+        (crop, crop_camera): the crop is the image of the pinhole ``crop_camera(camera, bbox, out_hw)``.
+    """
+    crop_cam = crop_camera(camera, bbox, out_hw)
+    map_x, map_y = undistort_crop_maps(camera.K, camera.dist, crop_cam.K, out_hw, camera.dist_model)
+    crop = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return crop, crop_cam

@@ -116,3 +116,28 @@ def load_weights_only(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
     except Exception:  # torch raises RuntimeError, EOFError, ValueError... for damaged archives
         raise CheckpointError(f"{path}: damaged or truncated torch file (its archive cannot be read)") from None
+
+
+def load_npz(path: str | Path, what: str, hint: str = "") -> dict:
+    """Every array of an ``.npz`` file, refusing pickled objects (``allow_pickle=False``).
+
+    Args:
+        path: the file.
+        what: what the file is, for messages ("labels file", "predictions file").
+        hint: appended to the "does not exist" message, e.g. "; run `ctxpose preprocess h36m` first".
+
+    Raises:
+        DataError: the file is missing, not an npz, or holds pickled objects.
+    """
+    import numpy as np
+
+    from ctxpose.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} {path} does not exist{hint}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable {what} (.npz without pickles: {e})") from None

@@ -28,7 +28,7 @@ import logging
 import multiprocessing
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -178,9 +178,10 @@ def _extract_archives(raw_dir: Path, extract_dir: Path, todo: list[tuple[metadat
             report.failed[f"archive {archive.name}"] = str(e)
 
 
-def _read_manifest(path: Path, opts: PreprocessOptions) -> dict:
+def _read_manifest(path: Path, opts: PreprocessOptions, fmt: str = "ctxpose-h36m-manifest") -> dict:
+    """The manifest of finished sequences (a new one if absent); ``opts.settings()`` must match the file's."""
     if not path.is_file():
-        return {"format": "ctxpose-h36m-manifest", "version": 1, "settings": opts.settings(), "sequences": {}}
+        return {"format": fmt, "version": 1, "settings": opts.settings(), "sequences": {}}
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -315,21 +316,9 @@ def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: Preproces
     emit("plan", {"sequences": len(jobs), "frames": sum(len(j.frames) * len(j.cameras) for j in jobs)})
     out.mkdir(parents=True, exist_ok=True)
     planned = {j.seq.key: len(j.frames) * len(j.cameras) for j in jobs}
-    for result in _run_jobs(jobs, opts.workers, emit):
-        unused = planned[result.key] - result.frames_written  # poses shorter than the official count, failures
-        if result.error:
-            report.failed[result.key] = result.error
-            emit("failed", {"key": result.key, "error": result.error, "unused": unused})
-            continue
-        report.done.append(result)
-        report.frames_written += result.frames_written
-        report.bytes_written += result.bytes_written
-        manifest["sequences"][result.key] = {
-            "part": str((out / "parts" / f"{result.key}.npz").relative_to(out)), "rows": result.rows,
-            "cameras": result.cameras, "bbox_sources": result.bbox_sources,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
-        emit("done", {"key": result.key, "unused": unused})
+    _collect(_run_jobs(jobs, opts.workers, emit), planned, report, manifest, manifest_path, emit,
+             lambda r: {"part": str((out / "parts" / f"{r.key}.npz").relative_to(out)), "rows": r.rows,
+                        "cameras": r.cameras, "bbox_sources": r.bbox_sources})
     if manifest["sequences"] or not (out / "labels.npz").exists():
         atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
         report.labels_path, report.rows = _merge(out, manifest, opts)
@@ -339,17 +328,41 @@ def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: Preproces
     return report
 
 
-def _run_jobs(jobs: list[SequenceJob], workers: int, emit: Callable[[str, dict], None]):
-    """Yield results as sequences finish; frame ticks go to ``emit("frames", {"n": k})``."""
+def _collect(results: Iterator[SequenceResult], planned: dict[str, int], report: PreprocessReport, manifest: dict,
+             manifest_path: Path, emit: Callable[[str, dict], None],
+             entry: Callable[[SequenceResult], dict]) -> None:
+    """Book results as they arrive: a failure into ``report.failed``; a finished sequence into the report and
+    the manifest (``entry(result)`` plus the time, written after each); emits "failed" / "done" with the
+    planned crops that were not made ("unused": poses shorter than the official count, failures)."""
+    for result in results:
+        unused = planned[result.key] - result.frames_written
+        if result.error:
+            report.failed[result.key] = result.error
+            emit("failed", {"key": result.key, "error": result.error, "unused": unused})
+            continue
+        report.done.append(result)
+        report.frames_written += result.frames_written
+        report.bytes_written += result.bytes_written
+        manifest["sequences"][result.key] = {**entry(result), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
+        emit("done", {"key": result.key, "unused": unused})
+
+
+def _run_jobs(jobs: list, workers: int, emit: Callable[[str, dict], None], process: Callable = process_sequence):
+    """Yield results as sequences finish; frame ticks go to ``emit("frames", {"n": k})``.
+
+    ``process(job, progress)`` (module-level, picklable) turns a job into a result; the MPI-INF-3DHP
+    preprocessing passes its own.
+    """
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            yield process_sequence(job, lambda n: emit("frames", {"n": n}))
+            yield process(job, lambda n: emit("frames", {"n": n}))
         return
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
         queue = manager.Queue()
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = [pool.submit(_worker, job, queue) for job in jobs]
+            futures = [pool.submit(_worker, process, job, queue) for job in jobs]
             pending = set(futures)
             while pending:
                 _drain(queue, emit)
@@ -376,5 +389,5 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _worker(job: SequenceJob, queue) -> SequenceResult:
-    return process_sequence(job, queue.put)
+def _worker(process: Callable, job, queue) -> SequenceResult:
+    return process(job, queue.put)

@@ -27,10 +27,9 @@ from ctxpose.data.h36m.raw import (
     square_bbox,
 )
 from ctxpose.data.labels import Labels
-from ctxpose.data.transforms import scale_bbox
+from ctxpose.data.transforms import scale_bbox, undistorted_crop
 from ctxpose.errors import DataError
-from ctxpose.geometry.cameras import Camera, crop_camera
-from ctxpose.geometry.distortion import undistort_crop_maps
+from ctxpose.geometry.cameras import Camera
 from ctxpose.skeleton import get_skeleton
 from ctxpose.utils.io import atomic_write_bytes
 
@@ -134,9 +133,7 @@ def _process_camera(job: SequenceJob, cam: str, poses32: np.ndarray, frames: np.
     Ks, paths, nbytes = [], [], 0
     params = [cv2.IMWRITE_JPEG_QUALITY, int(job.jpeg_quality)]
     for i, (frame_index, image) in enumerate(iter_video_frames(video, frames)):
-        crop_cam = crop_camera(camera, boxes[i], out_hw)
-        map_x, map_y = undistort_crop_maps(camera.K, camera.dist, crop_cam.K, out_hw, camera.dist_model)
-        crop = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        crop, crop_cam = undistorted_crop(image, camera, boxes[i], out_hw)
         ok, buf = cv2.imencode(".jpg", crop, params)
         if not ok:
             raise DataError(f"cannot JPEG-encode a crop of {video} frame {frame_index}")

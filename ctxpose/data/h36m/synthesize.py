@@ -16,7 +16,6 @@ With ``archives=True`` the files are packed into the official archive names (``V
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import shutil
@@ -34,6 +33,7 @@ from ctxpose.data.h36m.raw import sphere_bboxes, sphere_points
 from ctxpose.data.h36m.synthetic_body import background_texture, render_frame, walking_poses
 from ctxpose.geometry.cameras import Camera, world_to_camera
 from ctxpose.utils.io import atomic_path
+from ctxpose.utils.matlab import USERBLOCK_BYTES, matlab_v73_header
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +86,6 @@ def write_pose_cdf(path: Path, values: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _matlab_header() -> bytes:
-    """The 128-byte MAT-file header MATLAB puts in the HDF5 user block of v7.3 files."""
-    now = datetime.datetime(2010, 1, 1).strftime("%a %b %d %H:%M:%S %Y")
-    text = f"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: {now} HDF5 schema 1.00 .".encode("ascii")
-    return text.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
-
-
 def write_mask_mat(path: Path, bboxes: np.ndarray, image_hw: tuple[int, int]) -> None:
     """Write ground-truth masks as MATLAB ``save(file, '-v7.3', 'Masks')`` of a 1xN cell of logical images.
 
@@ -106,7 +99,7 @@ def write_mask_mat(path: Path, bboxes: np.ndarray, image_hw: tuple[int, int]) ->
     h, w = image_hw
     ref_dtype = h5py.special_dtype(ref=h5py.Reference)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", userblock_size=512) as f:
+        with h5py.File(tmp, "w", userblock_size=USERBLOCK_BYTES) as f:
             refs_group = f.create_group("#refs#")
             refs = np.empty((len(bboxes), 1), dtype=object)
             for i, (left, top, right, bottom) in enumerate(bboxes):
@@ -121,7 +114,7 @@ def write_mask_mat(path: Path, bboxes: np.ndarray, image_hw: tuple[int, int]) ->
             masks = f.create_dataset("Masks", data=refs, dtype=ref_dtype)
             masks.attrs["MATLAB_class"] = np.bytes_("cell")
         with open(tmp, "r+b") as f:
-            f.write(_matlab_header())
+            f.write(matlab_v73_header())
 
 
 def _scaled_camera(camera: Camera, full_hw: tuple[int, int], size: int | None) -> tuple[Camera, tuple[int, int]]:

@@ -1,0 +1,1 @@
+"""MPI-INF-3DHP test set: official layout, cameras, synthesis, preprocessing, dataset and export."""

@@ -1,0 +1,366 @@
+"""End to end on a synthetic MPI-INF-3DHP test set: synthesize -> preprocess -> dataset -> evaluate ->
+export -> read back (h5py, GNU Octave).
+
+Independent checks: the files are read with h5py (and Octave when installed), projections are redone with
+``cv2.projectPoints``, crops are compared with the source images, and expected numbers are derived by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from ctxpose.data.h36m.synthetic_body import BONE_COLORS_BGR
+from ctxpose.data.mpi_inf_3dhp import metadata
+from ctxpose.data.mpi_inf_3dhp.cameras import load_3dhp_camera
+from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
+from ctxpose.data.mpi_inf_3dhp.export import evaluate_like_official, export_inference_data, read_predictions
+from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
+from ctxpose.data.mpi_inf_3dhp.preprocess import Preprocess3DHPOptions, preprocess_3dhp
+from ctxpose.data.mpi_inf_3dhp.synthesize import synthesize_3dhp
+from ctxpose.errors import DataError
+from ctxpose.metrics import evaluate_mpi_inf_3dhp
+from ctxpose.skeleton import CONTEXTPOSE_TO_3DHP, H36M_CONTEXTPOSE, MPI_INF_3DHP
+from ctxpose.utils.matlab import write_mat_v73
+
+SIZE, FRAMES, CROP = 256, 12, 64
+DATA = Path(__file__).parents[1] / "data" / "mpi_inf_3dhp"
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return synthesize_3dhp(tmp_path_factory.mktemp("3dhp"), n_frames=FRAMES, size=SIZE, seed=1)
+
+
+@pytest.fixture(scope="module")
+def processed(synth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("processed")
+    report = preprocess_3dhp(synth.test_set.parent, out, Preprocess3DHPOptions(image_size=CROP))
+    return out, report
+
+
+def _predictions(tmp_path: Path, ds: MPIInf3DHPDataset, keypoints: np.ndarray) -> Path:
+    """A predictions.npz as ``ctxpose eval`` writes it (ids + names), with the given camera-frame poses."""
+    ids = ds.sample_ids()
+    path = tmp_path / "predictions.npz"
+    np.savez(path, index=np.arange(len(ds)), keypoints_3d=keypoints.astype(np.float32), **ids,
+             subject_names=np.array(ds.subject_names), action_names=np.array(ds.action_names))
+    return path
+
+
+def test_synthetic_files_are_matlab_v73_in_the_release_layout(synth):
+    assert sorted(p.name for p in synth.test_set.iterdir()) == list(metadata.SEQUENCES)
+    for seq in metadata.SEQUENCES:
+        path = synth.test_set / seq / "annot_data.mat"
+        assert path.read_bytes()[:19] == b"MATLAB 7.3 MAT-file"
+        with h5py.File(path, "r") as f:
+            assert f.userblock_size == 512
+            assert sorted(f) == ["activity_annotation", "annot2", "annot3", "bb_crop", "univ_annot3", "valid_frame"]
+            assert all(f[k].attrs["MATLAB_class"] == b"double" for k in f)
+            assert f["annot2"].shape == (FRAMES, 1, 17, 2) and f["annot3"].shape == (FRAMES, 1, 17, 3)
+            assert f["univ_annot3"].shape == (FRAMES, 1, 17, 3) and f["bb_crop"].shape == (FRAMES, 34)
+            assert f["valid_frame"].shape == f["activity_annotation"].shape == (FRAMES, 1)
+            annot3, annot2 = f["annot3"][:, 0], f["annot2"][:, 0]
+            valid = f["valid_frame"][:, 0] == 1
+            activity = f["activity_annotation"][:, 0]
+        assert valid.tolist() == [i % 5 != 2 for i in range(FRAMES)]
+        assert sorted(set(activity[valid].astype(int))) == list(range(1, 8))
+        cam = load_3dhp_camera(seq, cv2.imread(str(synth.test_set / seq / "imageSequence/img_000001.jpg")).shape[:2])
+        uv, _ = cv2.projectPoints(annot3[valid].reshape(-1, 1, 3), np.zeros(3), np.zeros(3), cam.K, cam.dist)
+        np.testing.assert_allclose(annot2[valid].reshape(-1, 2), uv.reshape(-1, 2), atol=1e-9)
+        assert len(list((synth.test_set / seq / "imageSequence").glob("img_*.jpg"))) == FRAMES
+    h, w = cv2.imread(str(synth.test_set / "TS5/imageSequence/img_000012.jpg")).shape[:2]
+    assert (w, h) == (SIZE, 144)  # 1920x1080 scaled to 256 wide
+
+
+def test_preprocess_keeps_valid_frames_with_both_joint_orders(synth, processed):
+    out, report = processed
+    assert report.ok, report.failed
+    cols, meta = load_3dhp_labels(out / "labels.npz")
+    assert meta["sequences"] == list(metadata.SEQUENCES) and len(cols["frame"]) == 6 * 10
+    for seq in metadata.SEQUENCES:
+        ann = synth.annotations[seq]
+        rows = np.flatnonzero(cols["sequence"] == seq)
+        frames = cols["frame"][rows]
+        assert frames.tolist() == np.flatnonzero(ann.valid).tolist() and cols["valid"][rows].all()
+        np.testing.assert_array_equal(cols["annot3"][rows], ann.annot3[frames])
+        np.testing.assert_array_equal(cols["univ_annot3"][rows], ann.univ_annot3[frames])
+        np.testing.assert_array_equal(cols["activity"][rows], ann.activity[frames])
+        for k, name in enumerate(MPI_INF_3DHP.names):  # our order, joint by joint through the H36M source joint
+            ours = H36M_CONTEXTPOSE.h36m32_indices.index(MPI_INF_3DHP.h36m32_indices[k])
+            np.testing.assert_array_equal(cols["keypoints_3d"][rows][:, ours], ann.annot3[frames][:, k], name)
+        for i in rows:  # square boxes around all 2D joints
+            left, top, right, bottom = cols["bbox"][i]
+            uv = cols["annot2"][i]
+            assert right - left == pytest.approx(bottom - top, rel=1e-6)
+            assert (uv[:, 0] > left).all() and (uv[:, 0] < right).all() and (uv[:, 1] > top).all()
+        assert report.done[metadata.SEQUENCES.index(seq)].residual_px["max"] < 1e-6
+        assert meta["projection_residual_px"][seq]["max"] < 1e-6
+        assert cols["image"][rows[0]] == f"images/{seq}/img_{frames[0] + 1:06d}.jpg"
+
+
+def test_crops_show_the_body_where_the_crop_camera_projects_it(processed):
+    out, _ = processed
+    cols, _ = load_3dhp_labels(out / "labels.npz")
+    palette = np.array([np.array(c) * s for c in BONE_COLORS_BGR for s in (1.0, 0.8, 0.55)])
+    hits = total = 0
+    for i in range(len(cols["frame"])):
+        image = cv2.imread(str(out / cols["image"][i])).astype(np.float64)
+        assert image.shape == (CROP, CROP, 3)
+        uvw = cols["keypoints_3d"][i] @ cols["K"][i].T
+        for u, v in uvw[:, :2] / uvw[:, 2:]:
+            colour = image[int(round(v)), int(round(u))]
+            hits += int(np.min(((palette - colour) ** 2).sum(axis=1)) < 60**2 or colour.max() - colour.min() > 60)
+            total += 1
+    assert hits / total >= 0.9, hits / total
+
+
+def test_ts5_crop_is_one_undistorting_remap_of_the_image(synth, tmp_path):
+    out = tmp_path / "p"
+    assert preprocess_3dhp(synth.test_set, out, Preprocess3DHPOptions(image_size=96, jpeg_quality=100,
+                                                                       sequences=("TS5",))).ok
+    cols, _ = load_3dhp_labels(out / "labels.npz")
+    errors = {"distorted": [], "pinhole": []}
+    for i in range(0, len(cols["frame"]), 3):
+        crop = cv2.imread(str(out / cols["image"][i])).astype(np.float64)
+        frame = cv2.imread(str(synth.test_set / metadata.image_relpath("TS5", int(cols["frame"][i]))))
+        cam = load_3dhp_camera("TS5", frame.shape[:2])
+        rays = np.array([[u, v, 1.0] for v in range(4, 92, 11) for u in range(4, 92, 11)]) @ np.linalg.inv(
+            cols["K"][i]).T
+        for name, dist in (("distorted", cam.dist), ("pinhole", np.zeros(5))):
+            src, _ = cv2.projectPoints(rays[:, None] * 4000.0, np.zeros(3), np.zeros(3), cam.K, dist)
+            for (su, sv), (u, v) in zip(src.reshape(-1, 2), [(u, v) for v in range(4, 92, 11)
+                                                             for u in range(4, 92, 11)], strict=True):
+                ref = cv2.getRectSubPix(frame, (1, 1), (float(su), float(sv))).reshape(3).astype(np.float64)
+                errors[name].append(abs(float((ref - crop[v, u]) @ [0.114, 0.587, 0.299])))
+    assert np.mean(errors["distorted"]) < 2.5, np.mean(errors["distorted"])
+    assert np.mean(errors["pinhole"]) > 2 * np.mean(errors["distorted"]), errors
+
+
+def test_residual_reveals_a_wrong_camera(synth, tmp_path):
+    broken = tmp_path / "ts"
+    shutil.copytree(synth.test_set / "TS3", broken / "TS3")
+    path = broken / "TS3" / "annot_data.mat"
+    with h5py.File(path, "r+") as f:
+        f["annot2"][...] = f["annot2"][()] + np.array([3.0, -4.0])  # 5 px off
+    report = preprocess_3dhp(broken, tmp_path / "p", Preprocess3DHPOptions(image_size=32))
+    assert report.done[0].residual_px["median"] == pytest.approx(5.0, abs=1e-6)
+
+
+def test_resume_failures_and_settings(synth, tmp_path):
+    root = tmp_path / "ts"
+    shutil.copytree(synth.test_set, root)
+    (root / "TS2" / "annot_data.mat").write_bytes(b"not hdf5")
+    (root / "TS4" / "imageSequence" / "img_000004.jpg").unlink()
+    out = tmp_path / "p"
+    first = preprocess_3dhp(root, out, Preprocess3DHPOptions(image_size=32, sequences=("TS1", "TS2", "TS4")))
+    assert [r.key for r in first.done] == ["TS1"] and sorted(first.failed) == ["TS2", "TS4"]
+    assert "TS2/annot_data.mat" in first.failed["TS2"] and "HDF5" in first.failed["TS2"]
+    assert "TS4/imageSequence/img_000004.jpg" in first.failed["TS4"]
+    again = preprocess_3dhp(root, out, Preprocess3DHPOptions(image_size=32, sequences=("TS1", "TS3")))
+    assert again.skipped == ["TS1"] and [r.key for r in again.done] == ["TS3"]
+    cols, _ = load_3dhp_labels(out / "labels.npz")
+    assert sorted(set(cols["sequence"].tolist())) == ["TS1", "TS3"]
+    assert not list(out.rglob("*.tmp"))
+    with pytest.raises(DataError, match="other settings"):
+        preprocess_3dhp(root, out, Preprocess3DHPOptions(image_size=48))
+    with pytest.raises(DataError, match="annot_data.mat"):
+        preprocess_3dhp(tmp_path / "nothing", tmp_path / "q")
+    dry = preprocess_3dhp(root, tmp_path / "dry", Preprocess3DHPOptions(dry_run=True, all_frames=True))
+    assert dry.planned[0] == {"sequence": "TS1", "cameras": ["cam_8"], "frames": FRAMES, "crops": FRAMES}
+    assert not (tmp_path / "dry").exists()
+
+
+def test_all_frames_are_flagged_and_the_dataset_skips_invalid_ones(synth, tmp_path):
+    out = tmp_path / "p"
+    assert preprocess_3dhp(synth.test_set, out, Preprocess3DHPOptions(image_size=32, all_frames=True,
+                                                                       sequences=("TS6",))).ok
+    cols, _ = load_3dhp_labels(out / "labels.npz")
+    assert len(cols["frame"]) == FRAMES and (~cols["valid"]).sum() == 2
+    assert len(MPIInf3DHPDataset(out)) == 10 and len(MPIInf3DHPDataset(out, include_invalid=True)) == FRAMES
+
+
+def test_dataset_items_have_the_human36m_schema(processed, tmp_path):
+    from ctxpose.data.datasets import Human36MDataset
+    from tests.unit import dataset_fixtures as F
+
+    out, _ = processed
+    ds = MPIInf3DHPDataset(out, image_shape=(64, 64))
+    h36m = Human36MDataset(F.write_ctxpose_folder(tmp_path / "h36m"), "val", image_shape=(64, 64))[0]
+    item = ds[13]
+    assert set(item) == set(h36m)
+    for key, value in h36m.items():
+        assert (np.shape(item[key]), np.asarray(item[key]).dtype) == (np.shape(value), np.asarray(value).dtype), key
+    seq, frame = ds.sequence[13], int(item["frame"])
+    assert ds.subject_names[item["subject_idx"]] == seq and item["subject_idx"] == int(seq[2:]) - 1
+    np.testing.assert_array_equal(item["R"][0], np.eye(3))
+    np.testing.assert_array_equal(item["t"][0], np.zeros(3))
+    np.testing.assert_allclose(item["root"], item["keypoints_3d"][H36M_CONTEXTPOSE.root])
+    cols, _ = load_3dhp_labels(out / "labels.npz")
+    row = np.flatnonzero((cols["sequence"] == seq) & (cols["frame"] == frame))[0]
+    assert ds.action_names[item["action_idx"]] == metadata.ACTIVITIES[cols["activity"][row] - 1]
+    uvw = item["proj_matrices"][0] @ np.append(item["keypoints_3d"][0], 1.0)  # a joint lands where K puts it
+    np.testing.assert_allclose(uvw[:2] / uvw[2], (cols["K"][row] @ cols["keypoints_3d"][row][0])[:2]
+                               / cols["keypoints_3d"][row][0][2], rtol=1e-4)
+    assert ds.camera_names[item["camera_idx"]] == ("GOPR0046" if seq in ("TS5", "TS6") else "cam_8")
+
+
+def test_root_estimates_from_predictions(processed, tmp_path):
+    out, _ = processed
+    ds = MPIInf3DHPDataset(out)
+    guess = ds.ground_truth("annot3_nonstandard") + np.array([5.0, -3.0, 40.0])
+    path = _predictions(tmp_path, ds, guess)
+    with_roots = MPIInf3DHPDataset(out, root_estimates=path)
+    np.testing.assert_allclose(with_roots[7]["root"], guess[7, H36M_CONTEXTPOSE.root], atol=1e-3)
+    assert with_roots.root_source == str(path) and ds.root_source == "annot3"
+    with pytest.raises(DataError, match="samples"):
+        MPIInf3DHPDataset(out, sequences=("TS1",), root_estimates=path)
+
+
+def test_evaluator_runs_unchanged_and_its_output_exports(processed, tmp_path):
+    from ctxpose.data.loaders import make_eval_loader
+    from ctxpose.engine.evaluator import evaluate, save_eval
+    from tests.unit.engine_standins import StandinModel
+
+    out, _ = processed
+    ds = MPIInf3DHPDataset(out)
+    torch.manual_seed(0)
+    result = evaluate(StandinModel(), make_eval_loader(ds, batch_size=8, num_workers=0), "cpu")
+    assert len(result.arrays["index"]) == len(ds) and np.isfinite(result.metrics["mpjpe"])
+    _, pred_path = save_eval(result, tmp_path)
+    report = export_inference_data(pred_path, tmp_path / "inference_data.mat", out / "labels.npz")
+    assert report.frames == {s: 10 for s in metadata.SEQUENCES} and report.missing == []
+    official = evaluate_like_official(read_predictions(pred_path), out / "labels.npz")
+    direct = ds.evaluate_predictions(result.arrays)
+    assert official.overall["mpjpe"] == pytest.approx(direct.overall["mpjpe"], rel=1e-5)
+    assert official.overall["auc"]["Total"] == pytest.approx(direct.overall["auc"]["Total"], abs=1e-6)
+    assert list(direct.per_sequence) == list(metadata.SEQUENCES) and direct.overall["n_frames"] == len(ds)
+    with pytest.raises(DataError, match="outside"):
+        ds.evaluate_predictions({"index": np.array([len(ds)]), "keypoints_3d": np.zeros((1, 17, 3))})
+
+
+def test_tiny_contextpose_model_evaluates_on_3dhp(processed):
+    from ctxpose.config import load_config
+    from ctxpose.data.limb_prior import LimbPrior
+    from ctxpose.data.loaders import make_eval_loader
+    from ctxpose.engine.evaluator import evaluate
+    from ctxpose.models.build import build_model
+
+    out, _ = processed
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "tiny_cpu.yaml")
+    torch.manual_seed(0)
+    model = build_model(cfg, LimbPrior(torch.full((16,), 250.0), torch.full((16,), 20.0)))
+    ds = MPIInf3DHPDataset(out, image_shape=tuple(cfg.model.image_shape), sequences=("TS1", "TS5"))
+    result = evaluate(model, make_eval_loader(ds, batch_size=4, num_workers=0), "cpu")
+    kp = result.arrays["keypoints_3d"]
+    roots = ds.ground_truth("annot3_nonstandard")[:, H36M_CONTEXTPOSE.root]
+    assert kp.shape == (20, 17, 3) and np.all(np.abs(kp - roots[:, None]) <= cfg.model.volume_net.cuboid_size / 2 + 1)
+
+
+@pytest.mark.parametrize("joint_groups", ["17", "14"])
+def test_exact_and_shifted_predictions_on_the_synthetic_test_set(processed, tmp_path, joint_groups):
+    out, _ = processed
+    ds = MPIInf3DHPDataset(out)
+    gt = ds.ground_truth("univ_annot3")
+    seq, act = ds.sequence, ds.activity
+    exact = evaluate_like_official(read_predictions(_predictions(tmp_path, ds, gt.astype(np.float64))),
+                                   out / "labels.npz", joint_groups).overall
+    assert (exact["pck"]["Total"], round(exact["auc"]["Total"], 2), round(exact["mpjpe"], 6)) == (100.0, 96.77, 0.0)
+    rel = gt - gt[:, [H36M_CONTEXTPOSE.root]]  # on the synthetic 1/64 mm grid: shifts are exact
+    for shift, want in ((100, (100.0, 32.26, 100.0)), (151, (0.0, 0.0, 151.0))):
+        o = evaluate_mpi_inf_3dhp(rel + [shift, 0, 0], gt, seq, act, joint_groups=joint_groups,
+                                  pred_root_relative=True).overall
+        assert (o["pck"]["Total"], round(o["auc"]["Total"], 2), o["mpjpe"]) == want
+
+
+def test_export_is_3x17x1xN_root_relative_in_3dhp_order(processed, tmp_path):
+    out, _ = processed
+    ds = MPIInf3DHPDataset(out)
+    pred = ds.ground_truth("annot3_nonstandard") + np.arange(17)[None, :, None] * [1.0, 10.0, 100.0]
+    path = _predictions(tmp_path, ds, pred)
+    export_inference_data(path, tmp_path / "inference_data.mat", out / "labels.npz")
+    stored = pred.astype(np.float32).astype(np.float64)
+    with h5py.File(tmp_path / "inference_data.mat", "r") as f:
+        assert f.userblock_size == 512 and sorted(f) == list(metadata.SEQUENCES)
+        for seq in metadata.SEQUENCES:
+            rows = np.flatnonzero(ds.sequence == seq)
+            data = f[seq][()]
+            assert data.shape == (len(rows), 1, 17, 3) and data.dtype == np.float64  # MATLAB 3x17x1xN
+            assert f[seq].attrs["MATLAB_class"] == b"double"
+            for k, name in enumerate(MPI_INF_3DHP.names):
+                j = H36M_CONTEXTPOSE.h36m32_indices.index(MPI_INF_3DHP.h36m32_indices[k])
+                want = stored[rows, j] - stored[rows, H36M_CONTEXTPOSE.root]
+                np.testing.assert_allclose(data[:, 0, k, :], want, atol=1e-9, err_msg=name)
+            assert np.all(data[:, 0, MPI_INF_3DHP.root] == 0)
+
+
+def test_export_refuses_incomplete_or_foreign_predictions(processed, tmp_path):
+    out, _ = processed
+    ds = MPIInf3DHPDataset(out)
+    ids = ds.sample_ids()
+    kp = ds.ground_truth()
+    np.savez(tmp_path / "short.npz", keypoints_3d=kp[1:], frame=ids["frame"][1:], sequence=ds.sequence[1:])
+    with pytest.raises(DataError, match="TS1 has 10 valid frames, the predictions 9"):
+        export_inference_data(tmp_path / "short.npz", tmp_path / "x.mat", out / "labels.npz")
+    assert not (tmp_path / "x.mat").exists()
+    np.savez(tmp_path / "h36m.npz", keypoints_3d=kp, frame=ids["frame"], subject_idx=np.zeros(len(kp), int),
+             subject_names=np.array(["S9"]))
+    with pytest.raises(DataError, match="not MPI-INF-3DHP test sequences"):
+        export_inference_data(tmp_path / "h36m.npz", tmp_path / "x.mat")
+    np.savez(tmp_path / "ts1.npz", keypoints_3d=kp[:10], frame=ids["frame"][:10], sequence=ds.sequence[:10])
+    assert export_inference_data(tmp_path / "ts1.npz", tmp_path / "x.mat").missing == list(metadata.SEQUENCES[1:])
+
+
+def _octave(mat: Path, test_set: Path) -> dict[str, list[str]]:
+    script = f"addpath('{DATA}'); official_style_eval('{mat}', '{test_set}');"
+    run = subprocess.run(["octave-cli", "--quiet", "--no-window-system", "--eval", script], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = {}
+    for line in run.stdout.splitlines():
+        key, *rest = line.split()
+        lines.setdefault(key, []).append(rest)
+    return lines
+
+
+@pytest.mark.skipif(shutil.which("octave-cli") is None, reason="GNU Octave is not installed")
+def test_octave_loads_the_export_like_the_official_script(synth, processed, tmp_path):
+    out, _ = processed
+    ds = MPIInf3DHPDataset(out)
+    gt = ds.ground_truth("univ_annot3")
+    shifted = gt.copy()
+    shifted[:, [j for j in range(17) if j != H36M_CONTEXTPOSE.root]] += [100.0, 0.0, 0.0]  # pelvis kept
+    for name, pred in (("exact", gt), ("shift", shifted)):
+        path = _predictions(tmp_path, ds, pred)  # float32 holds the 1/64 mm grid exactly
+        mat = tmp_path / f"{name}.mat"
+        export_inference_data(path, mat, out / "labels.npz")
+        got = _octave(mat, synth.test_set)
+        assert got["size"] == [[s, "3", "17", "1", "10"] for s in metadata.SEQUENCES]
+        assert got["class"][0] == ["TS1", "double"] and got["frames"] == [["60"]]
+        python = {g: evaluate_like_official(read_predictions(path), out / "labels.npz", g).overall
+                  for g in ("17", "14")}
+        for g in ("17", "14"):
+            pck, auc = (float(v) for v in (dict(got["pck"])[g], dict(got["auc"])[g]))
+            assert pck == pytest.approx(python[g]["pck"]["Total"], abs=1e-8)
+            assert auc == pytest.approx(python[g]["auc"]["Total"], abs=1e-8)
+        mpjpe = float(got["mpjpe"][0][0])
+        assert mpjpe == pytest.approx(python["17"]["mpjpe"], abs=1e-8)
+        if name == "exact":
+            assert (pck, round(auc, 2), round(mpjpe, 6)) == (100.0, 96.77, 0.0)
+        else:  # 16 joints 100 mm off, the pelvis exact: by hand
+            assert mpjpe == pytest.approx(1600 / 17, abs=1e-6)
+            assert float(dict(got["auc"])["17"]) == pytest.approx(100 * (16 * 10 + 30) / (17 * 31), abs=1e-6)
+            assert float(dict(got["auc"])["14"]) == pytest.approx(100 * 10 / 31, abs=1e-6)  # no pelvis in 14
+    # a prediction that was not made root-relative is metres off in the official computation
+    raw = tmp_path / "raw.mat"
+    absolute = {s: np.transpose(gt[ds.sequence == s][:, list(CONTEXTPOSE_TO_3DHP)], (2, 1, 0))[:, :, None, :]
+                for s in metadata.SEQUENCES}
+    write_mat_v73(raw, absolute)
+    assert float(dict(_octave(raw, synth.test_set)["pck"])["17"]) < 5
