@@ -15,3 +15,7 @@ class DataError(CtxposeError):
 
 class CheckpointError(CtxposeError):
     """A checkpoint cannot be read or does not fit the model."""
+
+
+class OutputError(CtxposeError):
+    """An output file or folder cannot be written (read-only place, full disk, a file where a folder should be)."""

@@ -17,6 +17,7 @@ from ctxpose.cli import eval as eval_cmd
 from ctxpose.cli import preprocess as preprocess_cmd
 from ctxpose.cli import synthesize as synthesize_cmd
 from ctxpose.cli import train as train_cmd
+from ctxpose.cli import visualize as visualize_cmd
 from ctxpose.errors import CtxposeError
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(preprocess_cmd.app, name="preprocess")
 app.add_typer(synthesize_cmd.app, name="synthesize")
+app.add_typer(visualize_cmd.app, name="visualize")
 app.command("train")(train_cmd.main)
 app.command("eval")(eval_cmd.main)
 app.command("demo")(demo_cmd.main)

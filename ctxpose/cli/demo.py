@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 
 from ctxpose.config import save_config
-from ctxpose.engine.demo import demo_config, evaluate_untrained, prepare_demo_data, save_overlay
+from ctxpose.engine.demo import demo_config, evaluate_untrained, prepare_demo_data
+from ctxpose.viz.predictions import save_overlay
 
 console = Console()
 
@@ -43,7 +44,7 @@ def main(
     console.print("[bold]4/4[/bold] evaluating the trained model")
     result = evaluate_checkpoint(cfg, summary["checkpoint"], "cpu", "val", out / "eval")
     print_table({"overall": result.metrics, "per_action": result.per_action})
-    overlay = save_overlay(cfg, result, out / "eval" / "overlay.png")
+    overlay = save_overlay(out / "eval", processed, out / "eval" / "overlay.png")
     after = result.metrics["mpjpe"]
     console.print(f"val MPJPE: untrained {untrained:.1f} mm -> trained {after:.1f} mm "
                   f"({100 * after / untrained:.0f}%), {time.perf_counter() - start:.0f} s in total")

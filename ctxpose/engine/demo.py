@@ -1,4 +1,4 @@
-"""The demo pipeline: synthetic Human3.6M -> preprocess -> the tiny setting -> overlay of the results.
+"""The demo pipeline: synthetic Human3.6M -> preprocess -> the tiny setting (its overlay: ``ctxpose.viz``).
 
 Everything it needs is in the package (the config below is the tiny CPU setting of ``configs/tiny_cpu.yaml``
 with the demo's schedule), so it works from a plain ``pip install``. ``ctxpose demo`` and
@@ -79,25 +79,3 @@ def evaluate_untrained(cfg: ExperimentConfig, path: Path) -> float:
     seed_everything(cfg.train.seed)  # the same initial weights the training run starts from
     torch_save_atomic(Components().build_model(cfg).state_dict(), path)
     return evaluate_checkpoint(cfg, path, torch.device("cpu"), "val").metrics["mpjpe"]
-
-
-def save_overlay(cfg: ExperimentConfig, result: Any, path: Path) -> Path:
-    """Four validation crops with the projected prediction (red) and ground truth (green), as a PNG."""
-    import cv2
-    import numpy as np
-
-    from ctxpose.data.datasets import Human36MDataset
-    from ctxpose.engine.logging import draw_keypoints
-    from ctxpose.skeleton import get_skeleton
-
-    arrays, dataset = result.arrays, Human36MDataset.from_config(cfg, "val")
-    rows = np.linspace(0, len(arrays["index"]) - 1, 4).round().astype(int)
-    tiles = [draw_keypoints(dataset[int(arrays["index"][r])]["images"][0], arrays["proj_matrices"][r],
-                            arrays["keypoints_3d"][r], arrays["keypoints_3d_gt"][r], get_skeleton(cfg.model.skeleton))
-             for r in rows]
-    from ctxpose.utils.io import atomic_path
-
-    with atomic_path(path.with_suffix(".png")) as tmp:
-        ok, data = cv2.imencode(".png", np.concatenate(tiles, axis=1)[:, :, ::-1])
-        tmp.write_bytes(data.tobytes())
-    return path

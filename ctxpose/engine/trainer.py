@@ -41,11 +41,12 @@ from ctxpose.engine.checkpoint import (
     unwrap,
 )
 from ctxpose.engine.evaluator import evaluate, make_eval_loader, move_batch
-from ctxpose.engine.logging import RunLogger, batch_visualization, write_run_info
+from ctxpose.engine.logging import RunLogger, write_run_info
 from ctxpose.errors import ConfigError, CtxposeError
 from ctxpose.skeleton import get_skeleton
 from ctxpose.utils.io import atomic_write_text
 from ctxpose.utils.seed import seed_everything, worker_init_fn
+from ctxpose.viz.draw import batch_visualization
 
 logger = logging.getLogger(__name__)
 
