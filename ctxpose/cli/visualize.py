@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-app = typer.Typer(help="Pictures, videos and plots of the data, predictions, network internals and runs.",
+app = typer.Typer(help="Pictures, videos and plots of the data, predictions, network internals and runs.\n\n"
+                       "Example: ctxpose visualize predictions runs/<run>/eval_val --dataset data/human36m/processed",
                   no_args_is_help=True)
 console = Console()
 
