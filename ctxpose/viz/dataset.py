@@ -39,7 +39,6 @@ class SampleTable:
         proj: (N, 3, 4) world mm -> crop px of the stored crop.
         keypoints_3d: (N, J, 3) ground truth, world mm.
         bbox: (N, 4) (left, top, right, bottom) crop box in the full frame, px, or None.
-        up: the world's vertical axis ("z" for Human3.6M).
         extra: layout-specific (N, ...) columns its ``raw_frames`` needs (Human3.6M: ``R``, ``t``).
     """
 
@@ -54,7 +53,6 @@ class SampleTable:
     proj: np.ndarray
     keypoints_3d: np.ndarray
     bbox: np.ndarray | None = None
-    up: str = "z"
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -110,7 +108,7 @@ def _read_h36m(root: Path) -> SampleTable:
     sequence = np.array([f"{a}-{int(t)}" for a, t in zip(lab.action.tolist(), lab.trial.tolist(), strict=True)])
     return SampleTable(root, "ctxpose-h36m", skeleton, lab.subject.astype(str), sequence, lab.camera.astype(str),
                        lab.frame.astype(np.int64), lab.image.astype(str), projection_matrix(lab.K, lab.R, lab.t),
-                       lab.keypoints_3d, lab.bbox.astype(np.float64), "z", {"R": lab.R, "t": lab.t})
+                       lab.keypoints_3d, lab.bbox.astype(np.float64), {"R": lab.R, "t": lab.t})
 
 
 def _h36m_raw_frames(raw: Path, table: SampleTable, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray,

@@ -85,8 +85,7 @@ def test_another_layout_is_one_small_reader(processed: Path, tmp_path: Path, mon
     def read(r: Path) -> vd.SampleTable:
         _, base = vd.open_processed(processed)
         return vd.SampleTable(r, "toy", base.skeleton, np.array(["TS1"]), np.array(["seq-1"]), np.array(["cam0"]),
-                              np.array([7]), np.array(["imgs/a.png"]), projection_matrix(K, R, t)[None], POSE[None],
-                              up="z")
+                              np.array([7]), np.array(["imgs/a.png"]), projection_matrix(K, R, t)[None], POSE[None])
 
     monkeypatch.setattr(vd, "LAYOUTS", [*vd.LAYOUTS, vd.Layout("toy", lambda r: (r / "annot.txt").is_file(), read)])
     with ImageSink(tmp_path / "out") as sink:
