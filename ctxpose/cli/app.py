@@ -22,6 +22,7 @@ from ctxpose.cli import export_3dhp as export_3dhp_cmd
 from ctxpose.cli import preprocess as preprocess_cmd
 from ctxpose.cli import synthesize as synthesize_cmd
 from ctxpose.cli import train as train_cmd
+from ctxpose.cli import visualize as visualize_cmd
 
 app = typer.Typer(
     name="ctxpose",
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(preprocess_cmd.app, name="preprocess")
 app.add_typer(synthesize_cmd.app, name="synthesize")
+app.add_typer(visualize_cmd.app, name="visualize")
 app.command("train")(train_cmd.main)
 app.command("eval")(eval_cmd.main)
 app.command("demo")(demo_cmd.main)

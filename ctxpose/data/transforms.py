@@ -49,6 +49,20 @@ def normalize_to_tensor(image: np.ndarray) -> np.ndarray:
     return out
 
 
+def tensor_to_image(image_chw: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normalize_to_tensor`: a network input back to the picture (for drawing).
+
+    Args:
+        image_chw: (3, H, W) float normalised BGR image.
+
+    Returns:
+        (H, W, 3) uint8 BGR image (rounded, clipped to 0..255).
+    """
+    chw = np.asarray(image_chw, dtype=np.float64)
+    hwc = (chw.transpose(1, 2, 0) + _OFFSET.astype(np.float64)) / _SCALE.astype(np.float64)
+    return np.clip(hwc, 0, 255).round().astype(np.uint8)
+
+
 def scale_bbox(bbox: Sequence[int] | np.ndarray, scale: float) -> np.ndarray:
     """Scale boxes about their centre with the original's integer arithmetic.
 

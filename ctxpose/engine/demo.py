@@ -78,27 +78,6 @@ def evaluate_untrained(cfg: ExperimentConfig, path: Path) -> float:
     return evaluate_checkpoint(cfg, path, "cpu", "val").metrics["mpjpe"]
 
 
-def save_overlay(cfg: ExperimentConfig, result: Any, path: Path) -> Path:
-    """Four validation crops with the projected prediction (red) and ground truth (green), as a PNG."""
-    import cv2
-    import numpy as np
-
-    from ctxpose.data.datasets import Human36MDataset
-    from ctxpose.engine.logging import draw_keypoints
-    from ctxpose.skeleton import get_skeleton
-    from ctxpose.utils.io import atomic_path
-
-    arrays, dataset = result.arrays, Human36MDataset.from_config(cfg, "val")
-    rows = np.linspace(0, len(arrays["index"]) - 1, 4).round().astype(int)
-    tiles = [draw_keypoints(dataset[int(arrays["index"][r])]["images"][0], arrays["proj_matrices"][r],
-                            arrays["keypoints_3d"][r], arrays["keypoints_3d_gt"][r], get_skeleton(cfg.model.skeleton))
-             for r in rows]
-    with atomic_path(path.with_suffix(".png")) as tmp:
-        ok, data = cv2.imencode(".png", np.concatenate(tiles, axis=1)[:, :, ::-1])
-        tmp.write_bytes(data.tobytes())
-    return path
-
-
 def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = (),
              stage: Callable[[str], None] = lambda message: None) -> DemoResult:
     """The whole demo in ``out`` on the CPU; ``stage(message)`` announces each of its four stages.
@@ -110,6 +89,7 @@ def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = ()
     """
     from ctxpose.engine.evaluator import evaluate_checkpoint
     from ctxpose.engine.launch import RunInterrupted, launch_train
+    from ctxpose.viz.predictions import save_overlay
 
     start = time.perf_counter()
     stage(f"synthesizing and preprocessing a small Human3.6M ({DEMO_SUBJECTS[0]} train, {DEMO_SUBJECTS[1]} val)")
@@ -126,6 +106,6 @@ def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = ()
         raise RunInterrupted(f"the demo's training stopped; its run is in {trained.run_dir}")
     stage("evaluating the trained model")
     result = evaluate_checkpoint(cfg, trained.checkpoint, "cpu", "val", out / "eval")
-    overlay = save_overlay(cfg, result, out / "eval" / "overlay.png")
+    overlay = save_overlay(out / "eval", processed, out / "eval" / "overlay.png")
     return DemoResult(out / "config.yaml", trained.run_dir, trained.checkpoint, out / "eval", overlay, untrained,
                       result, time.perf_counter() - start)

@@ -381,7 +381,7 @@ class Trainer:
     def _log_images(self, batch: dict[str, Any], out: Any) -> None:
         freq = self.cfg.train.vis_freq
         if self.writer.enabled and freq > 0 and self.state.step % freq == 0:
-            from ctxpose.engine.logging import batch_visualization
+            from ctxpose.viz.draw import batch_visualization
 
             image = batch_visualization(batch, out.keypoints_3d, self.skeleton, self.cfg.train.vis_n_elements)
             self.writer.image("train/keypoints", self.state.step, image)

@@ -12,16 +12,19 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     A crash or exception leaves ``path`` untouched (old content or absent) and no temp file. An OS error
-    (full disk, read-only file system...) is raised naming ``path``, not the temporary name.
+    (full disk, read-only file system...) is raised naming ``path``, not the temporary name. With
+    ``keep_suffix`` the temporary name ends in ``path``'s suffix (for writers that pick the format by it,
+    such as ``cv2.VideoWriter``).
     """
     path = Path(path)
+    suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)

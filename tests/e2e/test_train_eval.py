@@ -97,8 +97,23 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     mpjpe = payload["overall"]["mpjpe"]
     assert f"trained {mpjpe:.1f} mm" in r.output and payload["overall"]["n_samples"] == 80
     image = cv2.imread(str(out / "eval" / "overlay.png"))
-    assert image is not None and image.shape == (256, 4 * 256, 3)  # 4 crops of 64 px drawn at 4x
+    # 4 crops of 64 px drawn at 256 px side by side (2 px gaps) under their titles and a legend
+    assert image is not None and image.shape[1] == 4 * 256 + 5 * 2 and image.shape[0] > 256
     assert json.loads((out / "run" / "metrics.json").read_text())[0]["step"] == 2
+    # every visualize mode on the demo's real files
+    viz = tmp_path / "viz"
+    for args, made in (
+        (["dataset", str(out / "processed"), "--subject", "S9", "--frames", "0:20:10", "--raw", str(out / "raw")],
+         "contact_sheet.png"),
+        (["predictions", str(out / "eval"), "--dataset", str(out / "processed"), "--samples", "2", "--worst", "4"],
+         "worst.png"),
+        (["model", str(out / "config.yaml"), "--checkpoint", str(out / "run" / "checkpoints" / "last.pt"),
+          "--sample", "3", "--device", "cpu"], "attention.png"),
+        (["run", str(out / "run")], "curves.png"),
+    ):
+        r = CliRunner().invoke(app, ["visualize", *args, "--size", "128", "--out", str(viz / args[0])])
+        assert r.exit_code == 0, (args[0], r.output)
+        assert cv2.imread(str(viz / args[0] / made)) is not None, args[0]
     # a second demo into the same folder reuses the data; a folder with foreign data is refused
     (tmp_path / "other" / "raw").mkdir(parents=True)
     r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "other")])

@@ -253,3 +253,14 @@ def test_normalisation_is_the_original_formula_on_bgr_channels():
                 expected = (image[y, x, c] / 255.0 - MEAN_RGB[c]) / STD_RGB[c]
                 assert abs(fused[c, y, x] - expected) < 1e-6  # float32 arithmetic
     np.testing.assert_array_equal(_denormalize(fused), image)  # the tests' inverse is exact after rounding
+
+
+def test_tensor_to_image_inverts_the_normalisation():
+    """What the pictures draw on: the formula's inverse, written out above, and a round trip of real pixels."""
+    from ctxpose.data.transforms import normalize_to_tensor, tensor_to_image
+
+    image = np.random.default_rng(5).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    chw = normalize_to_tensor(image)
+    np.testing.assert_array_equal(tensor_to_image(chw), image)
+    np.testing.assert_array_equal(tensor_to_image(chw), _denormalize(chw))
+    assert tensor_to_image(np.full((3, 2, 2), 99.0)).max() == 255  # clipped, not wrapped
