@@ -165,3 +165,17 @@ def load_labels(path: str | Path) -> Labels:
     labels = Labels(**{k: data[k] for k in _SCHEMA}, meta=meta)
     labels.validate(path)
     return labels
+
+
+def read_labels_meta(path: str | Path) -> dict[str, Any]:
+    """Only the ``meta`` of a labels file (the npz member is read alone, not the columns).
+
+    Raises:
+        DataError: missing or unreadable file, or no JSON meta.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read the labels meta ({type(e).__name__}: {e})") from None

@@ -96,7 +96,8 @@ def test_released_results_count_mismatch_is_one_clear_line(ours, tmp_path):
         Human36MDataset(ours, "val", image_shape=(32, 32), pred_results_path=tmp_path / "s9.pkl")
     msg = str(e.value)
     n_s9, n_val = len(_split_frames(["S9"])), len(_split_frames(["S9", "S11"]))
-    assert f"s9.pkl: has {n_s9} poses but the val split has {n_val} frames" in msg and "\n" not in msg
+    assert f"s9.pkl (val.pred_results_path): has {n_s9} poses" in msg and f"split has {n_val} frames" in msg
+    assert "--selection original" in msg and "\n" not in msg
     ds = Human36MDataset(ours, "val", subjects=("S9",), image_shape=(32, 32), pred_results_path=tmp_path / "s9.pkl")
     assert len(ds) == 4 * n_s9
     with open(tmp_path / "dup.pkl", "wb") as fh:
