@@ -32,6 +32,7 @@ app.add_typer(synthesize_cmd.app, name="synthesize")
 app.command("train")(train_cmd.main)
 app.command("eval")(eval_cmd.main)
 app.command("demo")(demo_cmd.main)
+app.command("fetch-weights")(importlib.import_module("ctxpose.cli.fetch_weights").main)
 
 err_console = Console(stderr=True)
 
