@@ -354,9 +354,14 @@ def _check_test_ids(path: Path, dataset: RootDataset, positions: np.ndarray, opt
     bad = np.flatnonzero(got != expected)
     if len(bad):
         i = int(bad[0])
+
+        def show(key: str) -> str:
+            seq, _, frame = key.rpartition("//")
+            return f"{seq} frame {frame}"
+
         raise DataError(f"{path} ({option}): the counts agree but {len(bad):,} samples are other frames than the "
-                        f"original's (sample {i} is {got[i]}, row {positions[i]} of the file is {expected[i]}); make "
-                        f"matching labels with {MATCHING_LABELS}")
+                        f"original's (sample {i} is {show(got[i])}, row {positions[i]} of the file is "
+                        f"{show(expected[i])}); make matching labels with {MATCHING_LABELS}")
 
 
 def _from_released(path: Path, dataset: RootDataset) -> np.ndarray:
