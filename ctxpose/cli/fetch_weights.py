@@ -85,7 +85,10 @@ def main(
             outcomes = fetch(options, wanted, hook)
     else:
         outcomes = []
-    if any(o.ok and o.name.startswith("algebraic-results") for o in outcomes) or labels is not None:
+    kinds = {a.name: a.kind for a in options.get_registry().artifacts}
+    fetched_results = not verify and any(o.ok and o.action != "missing" and kinds.get(o.name) == "results"
+                                         for o in outcomes)
+    if fetched_results or labels is not None:
         outcomes += keyed_predictions(options, labels)
     _print_outcomes(console, outcomes, json_out)
     if not all(o.ok for o in outcomes):
