@@ -35,6 +35,8 @@ def h36m(
     train_every: Annotated[int, typer.Option(help="Keep every n-th frame of training subjects (1 = all).")] = 5,
     test_every: Annotated[int, typer.Option(help="Keep every n-th frame of test subjects (1 = all).")] = 5,
     all_frames: Annotated[bool, typer.Option("--all-frames", help="Keep every frame (both splits).")] = False,
+    selection: Annotated[str, typer.Option(help="stride (every n-th frame) | original (the original's frames, so "
+                                                "the released pelvis estimates line up).")] = "stride",
     bbox_source: Annotated[str, typer.Option(help="auto (masks, else poses) | masks | poses.")] = "auto",
     bbox_scale: Annotated[float, typer.Option(help="Scale of the square box (ContextPose: 1.0).")] = 1.0,
     subjects: ListOpt = None,
@@ -54,13 +56,15 @@ def h36m(
         ctxpose preprocess h36m ~/h36m_raw data/human36m --workers 8
 
         ctxpose preprocess h36m ~/h36m_raw data/h36m_s1 --subjects S1 --actions Walking --dry-run
+
+        ctxpose preprocess h36m ~/h36m_raw data/human36m_original --selection original --workers 8
     """
     every = (1, 1) if all_frames else (train_every, test_every)
     opts = PreprocessOptions(
         image_size=image_size, jpeg_quality=jpeg_quality, train_every=every[0], test_every=every[1],
-        bbox_source=bbox_source, bbox_scale=bbox_scale, subjects=_split(subjects), actions=_split(actions),
-        cameras=_split(cameras), workers=workers, cameras_file=cameras_file, extract_dir=extract_dir,
-        keep_extracted=keep_extracted, dry_run=dry_run)
+        selection=selection, bbox_source=bbox_source, bbox_scale=bbox_scale, subjects=_split(subjects),
+        actions=_split(actions), cameras=_split(cameras), workers=workers, cameras_file=cameras_file,
+        extract_dir=extract_dir, keep_extracted=keep_extracted, dry_run=dry_run)
     check_options(opts)
     console = Console()
     if dry_run:
@@ -95,11 +99,13 @@ def h36m(
 
 def _print_report(console: Console, report: PreprocessReport, dry_run: bool) -> None:
     if dry_run:
-        table = Table(title="would process", caption="frames from the official counts; archives are not opened")
+        table = Table(title="would process", caption="frames from the official counts; archives are not opened; "
+                      "? = chosen by motion (--selection original), known once the poses are read")
         for col in ("sequence", "cameras", "frames", "crops"):
             table.add_column(col)
         for p in report.planned:
-            table.add_row(p["sequence"], ",".join(p["cameras"]), str(p["frames"]), str(p["crops"]))
+            table.add_row(p["sequence"], ",".join(p["cameras"]), *("?" if p[k] is None else str(p[k])
+                                                                   for k in ("frames", "crops")))
         console.print(table)
         console.print(f"{len(report.skipped)} already done, {len(report.absent)} not in this download")
         return

@@ -198,3 +198,17 @@ def read_table(path: str | Path, names: tuple[str, ...], hint: str) -> tuple[dic
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: meta is not JSON ({e})") from None
     return data, meta
+
+
+def read_labels_meta(path: str | Path) -> dict[str, Any]:
+    """Only the ``meta`` of a labels file (the npz member is read alone, not the columns).
+
+    Raises:
+        DataError: missing or unreadable file, or no JSON meta.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read the labels meta ({type(e).__name__}: {e})") from None

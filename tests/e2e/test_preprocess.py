@@ -252,7 +252,7 @@ def test_archives_input_and_malicious_member(tmp_path):
     synth = synthesize_h36m(raw_dir, subjects=["S1"], actions=["Walking-1"], n_frames=4, size=200, archives=True)
     assert sorted(p.name for p in raw_dir.iterdir()) == sorted(
         f"{k}_S1.tgz" for k in ("Poses_D2_Positions", "Poses_D3_Positions", "Poses_D3_Positions_mono",
-                                "Segments_mat_gt_bb", "Videos"))
+                                "Poses_D3_Positions_mono_universal", "Segments_mat_gt_bb", "Videos"))
     report = preprocess_h36m(raw_dir, tmp_path / "p", PreprocessOptions(image_size=64, train_every=1))
     assert report.ok and [r.key for r in report.done] == ["S1/Walking-1"]
     labels = load_labels(tmp_path / "p" / "labels.npz")

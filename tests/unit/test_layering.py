@@ -1,5 +1,5 @@
-"""Imports point one way: cli -> engine -> viz -> data | models | metrics -> geometry -> config | skeleton | errors
-| utils, and no module imports (even lazily, inside a function) a module that imports it back."""
+"""Imports point one way: cli -> engine | weights -> viz -> data | models | metrics -> geometry -> config | skeleton
+| errors | utils, and no module imports (even lazily, inside a function) a module that imports it back."""
 
 import ast
 from pathlib import Path
@@ -8,17 +8,18 @@ PACKAGE = Path(__file__).parents[2] / "ctxpose"
 
 #: for each part of the package, the parts it must never import
 FORBIDDEN = {
-    "data": {"models", "engine", "losses", "cli", "viz"},
-    "models": {"data", "engine", "losses", "metrics", "cli", "viz"},
-    "losses": {"engine", "data", "cli", "viz"},
-    "metrics": {"engine", "data", "models", "losses", "cli", "viz"},
+    "data": {"models", "engine", "losses", "cli", "viz", "weights"},
+    "models": {"data", "engine", "losses", "metrics", "cli", "viz", "weights"},
+    "weights": {"engine", "cli", "viz"},
+    "losses": {"engine", "data", "cli", "viz", "weights"},
+    "metrics": {"engine", "data", "models", "losses", "cli", "viz", "weights"},
     "engine": {"cli"},
-    "viz": {"engine", "losses", "cli"},
-    "geometry": {"data", "models", "engine", "losses", "metrics", "cli", "viz"},
-    "skeleton": {"data", "models", "engine", "losses", "metrics", "cli", "geometry", "config", "viz"},
-    "config": {"data", "models", "engine", "losses", "metrics", "cli", "geometry", "viz"},
-    "config_compat": {"config", "data", "models", "engine", "losses", "metrics", "cli", "geometry", "viz"},
-    "utils": {"data", "models", "engine", "losses", "metrics", "cli", "geometry", "viz"},
+    "viz": {"engine", "losses", "cli", "weights"},
+    "geometry": {"data", "models", "engine", "losses", "metrics", "cli", "viz", "weights"},
+    "skeleton": {"data", "models", "engine", "losses", "metrics", "cli", "geometry", "config", "viz", "weights"},
+    "config": {"data", "models", "engine", "losses", "metrics", "cli", "geometry", "viz", "weights"},
+    "config_compat": {"config", "data", "models", "engine", "losses", "metrics", "cli", "geometry", "viz", "weights"},
+    "utils": {"data", "models", "engine", "losses", "metrics", "cli", "geometry", "viz", "weights"},
 }
 
 

@@ -96,7 +96,8 @@ def test_released_results_count_mismatch_is_one_clear_line(ours, tmp_path):
         Human36MDataset(ours, "val", image_shape=(32, 32), use_gt_pelvis=False, pred_results_path=tmp_path / "s9.pkl")
     msg = str(e.value)
     n_s9, n_val = len(_split_frames(["S9"])), len(_split_frames(["S9", "S11"]))
-    assert f"s9.pkl: has {n_s9} poses but the val split has {n_val} frames" in msg and "\n" not in msg
+    assert f"s9.pkl (val.pred_results_path): has {n_s9} poses" in msg and f"split has {n_val} frames" in msg
+    assert "--selection original" in msg and "\n" not in msg
     ds = Human36MDataset(ours, "val", subjects=("S9",), image_shape=(32, 32), use_gt_pelvis=False,
                          pred_results_path=tmp_path / "s9.pkl")
     assert len(ds) == 4 * n_s9
@@ -185,3 +186,62 @@ def test_the_skeleton_reaches_the_dataset_and_the_root_estimates(ours, tmp_path,
                           pred_results_path=tmp_path / "val.pkl")
     np.testing.assert_allclose(est[0]["root"], ds[0]["keypoints_3d"][2], atol=1e-3)
     assert json.loads(str(np.load(tmp_path / "labels.npz")["meta"]))["skeleton"] == other.name
+
+
+class _TableDataset:
+    """RootDataset over frames of the original test table (one camera), optionally with our labels' meta."""
+
+    def __init__(self, split, subjects, actions, trials, frames, root=None):
+        self.split, self.format, self.root = split, "ctxpose" if root else "original", root
+        self.skeleton = SK
+        self.subject_names = sorted(set(subjects), key=lambda s: int(s[1:]))
+        self.action_names = sorted(set(actions))
+        self.camera_names = ["55011271"]
+        self.cols = (np.array(subjects), np.array(actions), np.array(trials), np.array(frames))
+
+    def __len__(self):
+        return len(self.cols[0])
+
+    def sample_ids(self):
+        s, a, t, f = self.cols
+        return {"subject_idx": np.array([self.subject_names.index(x) for x in s]),
+                "action_idx": np.array([self.action_names.index(x) for x in a]), "trial": t,
+                "camera_idx": np.zeros(len(s), np.int64), "frame": f}
+
+    def split_frame_positions(self):
+        return np.arange(len(self)), len(self)
+
+
+def test_released_val_file_is_checked_frame_by_frame_against_the_original_test_table(tmp_path):
+    from ctxpose.data.h36m.selection import original_test_table
+
+    table = original_test_table()
+    kp = np.random.default_rng(0).normal(size=(len(table), SK.num_joints, 3))
+    path = tmp_path / "val.pkl"
+    path.write_bytes(pickle.dumps({"keypoints_3d": kp, "indexes": np.arange(len(table))}))
+    good = _TableDataset("val", table.subject, table.action, table.trial, table.frame)
+    np.testing.assert_allclose(load_root_predictions(path, good), kp[:, SK.root])
+    stride = table.frame.copy()
+    stride[5] += 1  # same count, another frame (as labels made with another selection would have)
+    bad = _TableDataset("val", table.subject, table.action, table.trial, stride)
+    with pytest.raises(DataError, match=r"counts agree but 1 samples are other frames.*sample 5 is S9/"
+                                        r"Directions-1 frame 321, row 5 of the file is S9/Directions-1 frame 320.*"
+                                        r"--selection original"):
+        load_root_predictions(path, bad)
+
+
+def test_released_train_file_on_stride_labels_is_refused_even_when_counts_agree(tmp_path):
+    import json
+
+    meta = {"format": "ctxpose-labels", "version": 1, "selection": {"rule": "stride", "train_every": 2}}
+    np.savez(tmp_path / "labels.npz", meta=np.array(json.dumps(meta)))
+    n = 6
+    ds = _TableDataset("train", ["S1"] * n, ["Walking"] * n, [1] * n, np.arange(n) * 2, root=tmp_path)
+    path = tmp_path / "train.pkl"
+    path.write_bytes(pickle.dumps({"keypoints_3d": np.zeros((n, SK.num_joints, 3)), "indexes": np.arange(n)}))
+    with pytest.raises(DataError, match=r"counts agree \(6 frames\) but the labels were made with --selection "
+                                        r"stride.*--selection original"):
+        load_root_predictions(path, ds)
+    meta["selection"] = {"rule": "original"}
+    np.savez(tmp_path / "labels.npz", meta=np.array(json.dumps(meta)))
+    assert load_root_predictions(path, ds).shape == (n, 3)

@@ -21,13 +21,14 @@ from ctxpose.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-_ARCHIVE_RE = re.compile(r"^(?P<kind>Poses_D3_Positions|Poses_D2_Positions|Poses_D3_Positions_mono|Videos|"
-                         r"Segments_mat_gt_bb)_(?P<subject>S\d+)\.tgz$")
+_ARCHIVE_RE = re.compile(r"^(?P<kind>Poses_D3_Positions|Poses_D2_Positions|Poses_D3_Positions_mono|"
+                         r"Poses_D3_Positions_mono_universal|Videos|Segments_mat_gt_bb)_(?P<subject>S\d+)\.tgz$")
 _KIND_OF_PREFIX = {"Poses_D3_Positions": "D3_Positions", "Poses_D2_Positions": "D2_Positions",
-                   "Poses_D3_Positions_mono": "D3_Positions_mono", "Videos": "Videos",
+                   "Poses_D3_Positions_mono": "D3_Positions_mono",
+                   "Poses_D3_Positions_mono_universal": "D3_Positions_mono_universal", "Videos": "Videos",
                    "Segments_mat_gt_bb": "ground_truth_bb"}
-_EXTENSION = {"D3_Positions": ".cdf", "D2_Positions": ".cdf", "D3_Positions_mono": ".cdf", "Videos": ".mp4",
-              "ground_truth_bb": ".mat"}
+_EXTENSION = {"D3_Positions": ".cdf", "D2_Positions": ".cdf", "D3_Positions_mono": ".cdf",
+              "D3_Positions_mono_universal": ".cdf", "Videos": ".mp4", "ground_truth_bb": ".mat"}
 
 
 def parse_archive_name(name: str) -> tuple[str, str] | None:

@@ -22,7 +22,8 @@ from typing import Any
 
 from ctxpose.errors import DataError
 
-RAW_KINDS = ("D3_Positions", "D2_Positions", "D3_Positions_mono", "Videos", "ground_truth_bb")
+RAW_KINDS = ("D3_Positions", "D2_Positions", "D3_Positions_mono", "D3_Positions_mono_universal", "Videos",
+             "ground_truth_bb")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ for both splits: the 26,634-frame test set documented in the original ``mvn/data
 (frame counts from ``metadata.xml``), and ContextPose evaluates it with ``retain_every_n_frames_in_test: 1``.
 The original training images were chosen by motion (``process_h36m.py``: keep a frame once a joint has
 moved 40 mm; 159,181 frames, about every 2.4th), which a fixed stride replaces; ``--train-every 2`` comes
-closest in count, ``1`` keeps all frames.
+closest in count, ``1`` keeps all frames. ``selection="original"`` keeps exactly the original table's frames
+instead (:mod:`ctxpose.data.h36m.selection`), so the released pelvis estimates line up with the labels.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ from ctxpose.data.h36m import metadata
 from ctxpose.data.h36m.archives import extract_members, list_archives
 from ctxpose.data.h36m.cameras import image_size, load_h36m_cameras
 from ctxpose.data.h36m.process_sequence import SequenceJob, SequenceResult, process_sequence
+from ctxpose.data.h36m.selection import (
+    SELECTIONS,
+    needs_universal_poses,
+    selection_meta,
+    sequence_frames,
+    universal_relpath,
+)
 from ctxpose.data.labels import FORMAT, VERSION, Labels, load_labels
 from ctxpose.errors import DataError
 from ctxpose.skeleton import get_skeleton
@@ -48,7 +56,7 @@ from ctxpose.utils.io import atomic_path, atomic_write_text
 logger = logging.getLogger(__name__)
 
 BBOX_SOURCES = ("auto", "masks", "poses")
-_SETTINGS_KEYS = ("image_size", "jpeg_quality", "train_every", "test_every", "bbox_source", "bbox_scale")
+_SETTINGS_KEYS = ("image_size", "jpeg_quality", "train_every", "test_every", "bbox_source", "bbox_scale", "selection")
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class PreprocessOptions:
         jpeg_quality: JPEG quality 0..100 (95 = OpenCV's default, as the original's undistorted images).
         train_every: keep every n-th pose frame of training subjects (1 = all frames).
         test_every: same for test subjects.
+        selection: "stride" (every n-th frame) or "original" (the original's frames and order, see
+            :mod:`ctxpose.data.h36m.selection`; train_every/test_every must stay at their defaults).
         bbox_source: "auto" (masks if present, else projected poses), "masks" or "poses".
         bbox_scale: scale of the square box about its centre (original ``scale_bbox``; ContextPose 1.0).
         subjects, actions, cameras: filters (None = all); actions as "Walking" or "Walking-1".
@@ -74,6 +84,7 @@ class PreprocessOptions:
     jpeg_quality: int = 95
     train_every: int = 5
     test_every: int = 5
+    selection: str = "stride"
     bbox_source: str = "auto"
     bbox_scale: float = 1.0
     subjects: tuple[str, ...] | None = None
@@ -129,6 +140,11 @@ def check_options(opts: PreprocessOptions) -> None:
         raise DataError(f"--image-size {opts.image_size} / --jpeg-quality {opts.jpeg_quality}: expected >= 8 / 0..100")
     if opts.train_every < 1 or opts.test_every < 1:
         raise DataError("--train-every/--test-every must be >= 1")
+    if opts.selection not in SELECTIONS:
+        raise DataError(f"--selection {opts.selection!r}: expected one of {SELECTIONS}")
+    if opts.selection == "original" and (opts.train_every, opts.test_every) != (5, 5):
+        raise DataError("--train-every/--test-every/--all-frames apply to --selection stride; --selection original "
+                        "keeps the original's frames (motion rule for training, every 64th for test)")
     for c in opts.cameras or ():
         if c not in metadata.camera_ids():
             raise DataError(f"--cameras: unknown camera {c!r}; expected some of {metadata.camera_ids()}")
@@ -149,9 +165,11 @@ def _any_present(raw_dir: Path, extract_dir: Path, seq: metadata.Sequence, cams:
                if kind in ("D3_Positions", "Videos"))
 
 
-def _needed_files(seq: metadata.Sequence, cams: list[str]) -> dict[str, tuple[str, str]]:
+def _needed_files(seq: metadata.Sequence, cams: list[str], selection: str = "stride") -> dict[str, tuple[str, str]]:
     """key -> (raw kind, relative path) of the files one sequence needs."""
     need = {"D3_Positions": ("D3_Positions", metadata.raw_relpath("D3_Positions", seq.subject, seq.base_name))}
+    if needs_universal_poses(seq, selection):
+        need["universal"] = ("D3_Positions_mono_universal", universal_relpath(seq))
     for c in cams:
         need[f"Videos:{c}"] = ("Videos", metadata.raw_relpath("Videos", seq.subject, seq.base_name, c))
         need[f"ground_truth_bb:{c}"] = ("ground_truth_bb",
@@ -165,7 +183,7 @@ def _extract_archives(raw_dir: Path, extract_dir: Path, todo: list[tuple[metadat
     archives = list_archives(raw_dir)
     wanted: dict[Path, set[str]] = {}
     for seq, cams in todo:
-        for kind, rel in _needed_files(seq, cams).values():
+        for kind, rel in _needed_files(seq, cams, opts.selection).values():
             if kind == "ground_truth_bb" and opts.bbox_source == "poses":
                 continue
             if _locate(raw_dir, extract_dir, rel) is None and (kind, seq.subject) in archives:
@@ -186,7 +204,7 @@ def _read_manifest(path: Path, opts: PreprocessOptions, fmt: str = "ctxpose-h36m
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e}); delete it to start over") from None
-    old = manifest.get("settings", {})
+    old = {"selection": "stride", **manifest.get("settings", {})}  # folders made before --selection: stride
     diff = {k: (old.get(k), v) for k, v in opts.settings().items() if old.get(k) != v}
     if diff:
         raise DataError(f"{path.parent}: made with other settings {diff} (old, new); use another output folder")
@@ -205,8 +223,7 @@ def _merge(out: Path, manifest: dict, opts: PreprocessOptions) -> tuple[Path, in
         "bbox_sources_used": {k: manifest["sequences"][k]["bbox_sources"] for k in keys},
         "dist_model": "h36m (source cameras); crops are undistorted pinholes",
         "frame": "0-based pose frame index; image file name = frame",
-        "selection": {"train_every": opts.train_every, "test_every": opts.test_every,
-                      "train_subjects": metadata.train_subjects(), "test_subjects": metadata.test_subjects()},
+        "selection": selection_meta(opts.selection, opts.train_every, opts.test_every),
         "sequences": keys,
     }
     labels = Labels.concatenate(shards, meta) if shards else Labels.empty(skeleton.num_joints, meta)
@@ -291,11 +308,11 @@ def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: Preproces
     manifest = _read_manifest(manifest_path, opts)
     report = PreprocessReport()
     todo = _plan(raw_dir, out, extract_dir, opts, manifest, report)
-    selection = {s: opts.train_every if metadata.split_of(s) == "train" else opts.test_every
-                 for s in metadata.subjects()}
-    for seq, cams in todo:
-        frames = len(range(0, seq.num_frames, selection[seq.subject]))
-        report.planned.append({"sequence": seq.key, "cameras": cams, "frames": frames, "crops": frames * len(cams)})
+    for seq, cams in todo:  # the motion rule's count is known once the poses are read (not in a dry run)
+        frames = (None if needs_universal_poses(seq, opts.selection)
+                  else len(sequence_frames(seq, opts.selection, opts.train_every, opts.test_every)))
+        report.planned.append({"sequence": seq.key, "cameras": cams, "frames": frames,
+                               "crops": None if frames is None else frames * len(cams)})
     if opts.dry_run:
         return report
     start = time.perf_counter()
@@ -303,14 +320,21 @@ def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: Preproces
     cameras = load_h36m_cameras(opts.cameras_file)
     jobs = []
     for seq, cams in todo:
-        files = {k: _locate(raw_dir, extract_dir, rel) for k, (_, rel) in _needed_files(seq, cams).items()}
+        files = {k: _locate(raw_dir, extract_dir, rel)
+                 for k, (_, rel) in _needed_files(seq, cams, opts.selection).items()}
         if not _any_present(raw_dir, extract_dir, seq, cams):  # not in these archives either
             report.absent.append(seq.key)
+            continue
+        try:
+            frames = sequence_frames(seq, opts.selection, opts.train_every, opts.test_every,
+                                     files.pop("universal", None))
+        except DataError as e:
+            report.failed[seq.key] = str(e)
             continue
         jobs.append(SequenceJob(
             seq=seq, cameras={c: cameras[(seq.subject, c)] for c in cams},
             nominal_hw={c: image_size(seq.subject, c) for c in cams}, files=files,
-            frames=tuple(range(0, seq.num_frames, selection[seq.subject])), out_dir=out,
+            frames=frames, out_dir=out,
             part_path=out / "parts" / seq.subject / f"{seq.name}.npz", image_size=opts.image_size,
             jpeg_quality=opts.jpeg_quality, bbox_source=opts.bbox_source, bbox_scale=opts.bbox_scale))
     emit("plan", {"sequences": len(jobs), "frames": sum(len(j.frames) * len(j.cameras) for j in jobs)})

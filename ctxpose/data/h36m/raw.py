@@ -68,15 +68,16 @@ def check_cdf_complete(path: Path) -> None:
             offset += rec_size
 
 
-def read_cdf_poses(path: Path, values_per_joint: int = 3) -> np.ndarray:
+def read_cdf_poses(path: Path, values_per_joint: int = 3, dtype: type | None = np.float64) -> np.ndarray:
     """Read a Human3.6M pose CDF.
 
     Args:
         path: e.g. ``S1/MyPoseFeatures/D3_Positions/Directions 1.cdf``.
         values_per_joint: 3 for D3 positions (world mm), 2 for D2 positions (px).
+        dtype: dtype of the result; None keeps the file's (float32 in the real files).
 
     Returns:
-        (N, 32, values_per_joint) float64 poses, N = number of frames.
+        (N, 32, values_per_joint) poses, N = number of frames.
 
     Raises:
         DataError: missing, truncated, unreadable, or not shaped (1, N, 32 * values_per_joint).
@@ -96,7 +97,8 @@ def read_cdf_poses(path: Path, values_per_joint: int = 3) -> np.ndarray:
         pose = pose[None]
     if pose.ndim != 3 or pose.shape[0] != 1 or pose.shape[2] != width:
         raise DataError(f"{path}: 'Pose' has shape {pose.shape}, expected (1, N, {width})")
-    return pose[0].reshape(-1, 32, values_per_joint).astype(np.float64)
+    pose = pose[0].reshape(-1, 32, values_per_joint)
+    return pose if dtype is None else pose.astype(dtype)
 
 
 def mask_to_bbox(mask_wh: np.ndarray) -> tuple[int, int, int, int]:

@@ -4,7 +4,8 @@ For each (subject, sequence) it writes, with the dataset's own file base names (
 
 * ``S*/MyPoseFeatures/D3_Positions/<base>.cdf``: world poses (N, 32 x 3), mm, written with cdflib in the
   real files' format (CDF 3.3, little-endian, column-major, one record read as (1, N, 96)).
-* ``.../D2_Positions/<base>.<camera>.cdf`` (distorted pixels) and ``.../D3_Positions_mono/`` (camera frame).
+* ``.../D2_Positions/<base>.<camera>.cdf`` (distorted pixels), ``.../D3_Positions_mono/`` (camera frame) and
+  ``.../D3_Positions_mono_universal/`` (the same: the synthetic body has one skeleton).
 * ``S*/Videos/<base>.<camera>.mp4``: the body rendered as shaded coloured limbs through the real camera
   (``load_h36m_cameras``) INCLUDING its lens distortion, over a textured backdrop, at the real
   1000x1002 / 1000x1000 sizes (or smaller with ``size``); videos get the few extra frames real ones have.
@@ -156,7 +157,9 @@ def _synthesize_sequence(root: Path, seq: metadata.Sequence, poses: np.ndarray, 
         video_poses = np.concatenate([poses, np.repeat(poses[-1:], extra, axis=0)])
         pixels = camera.project(poses)  # (N, 32, 2) distorted
         cam_frame = world_to_camera(poses, camera.R, camera.t)
-        for kind, values in (("D2_Positions", pixels.reshape(n, 64)), ("D3_Positions_mono", cam_frame.reshape(n, 96))):
+        # one synthetic skeleton: the "universal" camera-frame poses are the camera-frame poses themselves
+        for kind, values in (("D2_Positions", pixels.reshape(n, 64)), ("D3_Positions_mono", cam_frame.reshape(n, 96)),
+                             ("D3_Positions_mono_universal", cam_frame.reshape(n, 96))):
             p = root / metadata.raw_relpath(kind, seq.subject, seq.base_name, cam_id)
             write_pose_cdf(p, values)
             written.append(p)

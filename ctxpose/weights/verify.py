@@ -1,0 +1,96 @@
+"""Prove a file is what the registry says, with the project's own safe readers (nothing is executed).
+
+* contextpose / backbone: ``read_state_dict`` (``torch.load(weights_only=True)``), then the keys and shapes
+  against the network of the artifact's ``model`` settings, built on the meta device (no memory, no
+  weights): ``load_checkpoint``'s strict rule (``module.`` prefix allowed) or ``load_backbone_checkpoint``'s
+  (a final layer with another joint count is re-initialised, as the original).
+* layout: the same strict rule against a shipped key/shape listing of a model ctxpose does not build.
+* results: the restricted unpickler, fields, shapes, a permutation of indexes, the expected row count.
+* limb-prior: ``load_limb_prior`` (datasets mean, std with one value per bone).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ctxpose.config import config_from_dict
+from ctxpose.data.limb_prior import LimbPrior, load_limb_prior
+from ctxpose.data.predictions import read_released_results
+from ctxpose.errors import CtxposeError
+from ctxpose.models.build import build_model, load_backbone_checkpoint, load_state_dict_strict, read_state_dict
+from ctxpose.skeleton import get_skeleton
+from ctxpose.weights.registry import Artifact, load_layout
+
+
+class VerificationError(CtxposeError):
+    """A file is not what the registry says it is."""
+
+
+def meta_model(model_settings: dict) -> nn.Module:
+    """The network of a config ``model`` section, on the meta device (shapes only)."""
+    config = config_from_dict({"model": model_settings})
+    bones = get_skeleton(config.model.skeleton).num_bones
+    prior = LimbPrior(torch.full((bones,), 300.0), torch.full((bones,), 30.0))  # CPU: read at construction
+    with torch.device("meta"):
+        return build_model(config, prior)
+
+
+def layout_module(layout: dict[str, list[int]]) -> nn.Module:
+    """A module on the meta device whose state_dict has exactly the keys and shapes of ``layout``."""
+    root = nn.Module()
+    for key, shape in layout.items():
+        *path, leaf = key.split(".")
+        module = root
+        for part in path:
+            if part not in module._modules:
+                module.add_module(part, nn.Module())
+            module = module._modules[part]
+        module.register_buffer(leaf, torch.empty(shape, device="meta"))
+    return root
+
+
+def verify_file(artifact: Artifact, path: Path, label: str | None = None) -> str:
+    """Check ``path`` against ``artifact``'s kind; returns a short description of what was found.
+
+    Args:
+        artifact: registry entry.
+        path: the file (possibly a temporary name).
+        label: the name to use in messages instead of ``path`` (the destination).
+
+    Raises:
+        VerificationError: one line naming ``label`` and what did not fit.
+    """
+    label = label or str(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "copying into a meta parameter is a no-op"
+            return _verify(artifact, Path(path), label)
+    except CtxposeError as e:
+        message = str(e).replace(str(path), label)
+        raise VerificationError(f"{label}: not the {artifact.name} file the registry describes: {message}") from None
+
+
+def _verify(artifact: Artifact, path: Path, label: str) -> str:
+    if artifact.kind in ("contextpose", "backbone"):
+        model = meta_model(artifact.model)
+        if artifact.kind == "contextpose":
+            state = read_state_dict(path)
+            load_state_dict_strict(model, state, label)
+            return f"{len(state)} tensors fit the network"
+        load_backbone_checkpoint(model, path)
+        return "fits the pose-ResNet backbone"
+    if artifact.kind == "layout":
+        state = read_state_dict(path)
+        load_state_dict_strict(layout_module(load_layout(artifact.layout or "")), state, label)
+        return f"{len(state)} tensors fit {artifact.layout}"
+    if artifact.kind == "results":
+        kp, _ = read_released_results(path, artifact.rows)
+        return f"{len(kp):,} poses"
+    if artifact.kind == "limb-prior":
+        prior = load_limb_prior(path)
+        return f"{prior.num_bones} bones"
+    raise VerificationError(f"{label}: unknown kind {artifact.kind!r}")

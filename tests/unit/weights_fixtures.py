@@ -1,0 +1,149 @@
+"""Files and a local HTTP server for the fetch-weights tests (nothing touches the real internet).
+
+The server (pytest-httpserver on 127.0.0.1) serves real files made here: a tiny checkpoint of our network
+(configs/tiny_cpu.yaml), a released-results pickle, a limb-length HDF5; per path it can honour or ignore
+HTTP Range, drop the connection midway on the first request, corrupt the body, stall, or answer 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from werkzeug import Request, Response
+
+from ctxpose.config import load_config
+from ctxpose.data.limb_prior import LimbPrior
+from ctxpose.models.build import build_model
+from ctxpose.skeleton import get_skeleton
+
+REPO = Path(__file__).parents[2]
+DATA = REPO / "tests" / "data" / "weights"
+#: the tiny_cpu.yaml model section, as a registry `model` table
+TINY_MODEL_TOML = "{ backbone = { num_layers = 18 }, volume_net = { volume_size = 16, att_channels = 17 } }"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tiny_checkpoint_bytes(tmp: Path) -> bytes:
+    """state_dict of the network built from configs/tiny_cpu.yaml, saved by torch.save."""
+    cfg = load_config(REPO / "configs" / "tiny_cpu.yaml")
+    torch.manual_seed(0)
+    model = build_model(cfg, LimbPrior(torch.full((16,), 300.0), torch.full((16,), 30.0)))
+    path = tmp / "tiny.pth"
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)  # as DDP saves it
+    return path.read_bytes()
+
+
+def results(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    kp = (rng.normal(size=(n, get_skeleton().num_joints, 3)) * 100 + 1000).astype(np.float32)
+    return kp, rng.permutation(n)
+
+
+def results_pickle_bytes(n: int, seed: int = 0) -> bytes:
+    kp, idx = results(n, seed)
+    return pickle.dumps({"keypoints_3d": kp, "indexes": idx})
+
+
+def limb_h5_bytes(tmp: Path) -> bytes:
+    path = tmp / "limbs.h5"
+    with h5py.File(path, "w") as f:
+        f["mean"] = np.linspace(100, 400, 16)
+        f["std"] = np.linspace(5, 20, 16)
+    return path.read_bytes()
+
+
+@dataclass
+class Served:
+    data: bytes
+    ranges: bool = True  # honour Range
+    drop_first: bool = False  # first request: half the body, then the connection closes
+    corrupt: bool = False
+    stall: float = 0.0  # seconds before answering
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+
+
+class FileServer:
+    """Serves ``Served`` entries by path and records every request (path, Range header, status)."""
+
+    def __init__(self, httpserver) -> None:
+        self.server = httpserver
+        self.files: dict[str, Served] = {}
+        self.log: list[tuple[str, str | None, int]] = []
+        httpserver.expect_request(re.compile(r"^/files/.*")).respond_with_handler(self._handle)
+
+    def add(self, name: str, served: Served) -> str:
+        self.files[name] = served
+        return self.url(name)
+
+    def url(self, name: str) -> str:
+        return self.server.url_for(f"/files/{name}")
+
+    @property
+    def prefix(self) -> str:
+        return self.server.url_for("/files")
+
+    def _handle(self, request: Request) -> Response:
+        name = request.path[len("/files/"):]
+        served = self.files.get(name)
+        rng = request.headers.get("Range")
+        if served is None or served.status == 404:
+            self.log.append((name, rng, 404))
+            return Response("not found", status=404)
+        if served.stall:
+            time.sleep(served.stall)
+        data = bytearray(served.data)
+        if served.corrupt:
+            data[len(data) // 2] ^= 0xFF
+        start = 0
+        m = re.match(r"bytes=(\d+)-$", rng or "")
+        status = 200
+        headers = {"Accept-Ranges": "bytes" if served.ranges else "none", **served.headers}
+        if m and served.ranges:
+            start = int(m.group(1))
+            if start >= len(data):
+                self.log.append((name, rng, 416))
+                return Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        body = bytes(data[start:])
+        headers["Content-Length"] = str(len(body))
+        self.log.append((name, rng, status))
+        if served.drop_first:
+            served.drop_first = False
+            half = body[: len(body) // 2]
+            return Response(iter([half]), status=status, headers=headers, direct_passthrough=True)
+        return Response(body, status=status, headers=headers)
+
+
+def registry_toml(entries: list[dict]) -> str:
+    """A registry file; entries: name, kind, dest, urls, and optional model/sha256/rows/split/layout/size."""
+    out = ["format = 1", ""]
+    for e in entries:
+        out.append("[[artifact]]")
+        for key in ("name", "kind", "dest", "split", "layout"):
+            if key in e:
+                out.append(f'{key} = "{e[key]}"')
+        out.append(f'description = "test artifact {e["name"]}"')
+        for key in ("rows", "size"):
+            if key in e:
+                out.append(f"{key} = {e[key]}")
+        if "sha256" in e:
+            out.append(f'sha256 = "{e["sha256"]}"')
+        if "model" in e:
+            out.append(f"model = {e['model']}")
+        for url in e["urls"]:
+            out += ["  [[artifact.url]]", f'  url = "{url}"', '  source = "test"']
+        out.append("")
+    return "\n".join(out)
