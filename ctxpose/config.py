@@ -61,6 +61,27 @@ class DeviceKind(str, Enum):
     CUDA = "cuda"
 
 
+class EvalDataset(str, Enum):
+    """What ``ctxpose eval`` evaluates on: the config's Human3.6M split, or the MPI-INF-3DHP test set."""
+
+    H36M = "h36m"
+    MPI_INF_3DHP = "3dhp"
+
+
+class JointGroups(str, Enum):
+    """MPI-INF-3DHP PCK/AUC joint groups: the release's 17 joints, or the 14 most projects ship."""
+
+    ALL17 = "17"
+    DROP3 = "14"
+
+
+class GroundTruth3DHP(str, Enum):
+    """MPI-INF-3DHP ground truth: ``univ_annot3`` (the official evaluation) or ``annot3`` (non-standard)."""
+
+    UNIV = "univ_annot3"
+    ANNOT3 = "annot3_nonstandard"
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
     """Pose-ResNet backbone (Xiao et al. 2018) with a 3-layer deconv head."""
@@ -70,6 +91,8 @@ class BackboneConfig:
     num_final_layer_channel: int | None = None  # heatmap channels, one per joint; None: the skeleton's count
     init_weights: bool = True
     fix_weights: bool = False  # frozen backbone: not trained, batch norm in eval mode (as the original)
+    # frozen (as fix_weights) for the first N epochs, then trained end to end: the released 3DHP model's schedule
+    freeze_epochs: int = 0
     checkpoint: str | None = None  # backbone-only weights (original: data/pretrained/human36m/backbone_weights.pth)
 
 
@@ -376,6 +399,10 @@ def validate_config(config: ExperimentConfig) -> None:
     if joints and bb.num_final_layer_channel not in (None, joints):
         errors.append(f"model.backbone.num_final_layer_channel: {bb.num_final_layer_channel}, expected {joints} "
                       f"(joints of skeleton {m.skeleton})")
+    _positive(errors, "model.backbone.freeze_epochs", bb.freeze_epochs, strict=False)
+    if bb.freeze_epochs and bb.fix_weights:
+        errors.append("model.backbone.freeze_epochs: the backbone is frozen for the whole run already "
+                      "(fix_weights: true); set one of them")
     if bb.style == "caffe" and bb.num_layers in (18, 34):
         errors.append(f"model.backbone.style: caffe moves the stride into a bottleneck's first 1x1 conv; "
                       f"ResNet-{bb.num_layers} has basic blocks (use simple, or num_layers 50, 101 or 152)")

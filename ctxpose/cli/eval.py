@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ctxpose.cli.options import AmpOpt, DeviceOpt, GpusOpt, ProcsOpt, SetOpt, nproc
-from ctxpose.config import Split
+from ctxpose.config import EvalDataset, GroundTruth3DHP, JointGroups, Split
 
 
 def main(
@@ -18,37 +18,78 @@ def main(
     checkpoint: Annotated[Path | None, typer.Option(
         metavar="FILE", show_default=False,
         help="Weights: a run checkpoint, our weights or the original's released weights.pth.")] = None,
-    split: Annotated[Split, typer.Option(help="Which split to evaluate.")] = Split.VAL,
+    split: Annotated[Split, typer.Option(help="Which Human3.6M split to evaluate.")] = Split.VAL,
+    dataset: Annotated[EvalDataset, typer.Option(
+        help="h36m: the config's Human3.6M split; 3dhp: the MPI-INF-3DHP test set in --data (zero-shot).")
+    ] = EvalDataset.H36M,
+    data: Annotated[Path | None, typer.Option(
+        metavar="DIR", show_default=False, help="With --dataset 3dhp: the folder of `ctxpose preprocess 3dhp`.")
+    ] = None,
+    joint_groups: Annotated[JointGroups, typer.Option(
+        help="With --dataset 3dhp: PCK/AUC joint groups (17: the release's; 14: pelvis, spine, head dropped).")
+    ] = JointGroups.ALL17,
+    ground_truth: Annotated[GroundTruth3DHP, typer.Option(
+        help="With --dataset 3dhp: univ_annot3 (official) or annot3 (non-standard, labelled so).")
+    ] = GroundTruth3DHP.UNIV,
+    root_estimates: Annotated[Path | None, typer.Option(
+        metavar="FILE", show_default=False,
+        help="With --dataset 3dhp: a predictions.npz whose pelvis is the cuboid root (default: the ground-truth "
+             "pelvis, the zero-shot protocol).")] = None,
     gpus: GpusOpt = None,
     procs: ProcsOpt = None,
     device: DeviceOpt = None,
     amp: AmpOpt = None,
     out: Annotated[Path | None, typer.Option(
         metavar="DIR", show_default=False,
-        help="Output folder (default: RUN/eval_<split> for a run folder, else ./eval).")] = None,
+        help="Output folder (default: RUN/eval_<split|3dhp> for a run folder, else ./eval or ./eval_3dhp).")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Evaluate a checkpoint: MPJPE, PA-MPJPE, N-MPJPE... overall, per action and per subject; writes
-    metrics.json and predictions.npz.
+    """Evaluate a checkpoint: MPJPE, PA-MPJPE, N-MPJPE... overall, per action and per subject, or the official
+    MPI-INF-3DHP PCK/AUC/MPJPE tables; writes metrics.json and predictions.npz.
 
     Example: ctxpose eval runs/tiny_cpu_20260101-120000 --device cpu
 
-    More: ctxpose eval configs/human36m_contextpose.yaml --checkpoint weights.pth --gpus 2 --out results/h36m
+    More: ctxpose eval configs/human36m_contextpose.yaml --checkpoint weights.pth --gpus 2 --out results/h36m;
+    ctxpose eval RUN --dataset 3dhp --data data/3dhp --joint-groups 14
     """
     from rich.console import Console
 
     from ctxpose.config import load_config
+    from ctxpose.engine.evaluator import MPI3DHPOptions
     from ctxpose.engine.launch import Layout, launch_eval
     from ctxpose.engine.runs import resolve_eval_target
+    from ctxpose.errors import ConfigError
 
+    is_3dhp = dataset is EvalDataset.MPI_INF_3DHP
+    if is_3dhp and data is None:
+        raise ConfigError("--dataset 3dhp: needs --data DIR (the folder of `ctxpose preprocess 3dhp`)")
+    given_3dhp_options = [name for name, value, default in (
+        ("--data", data, None), ("--root-estimates", root_estimates, None),
+        ("--joint-groups", joint_groups, JointGroups.ALL17), ("--ground-truth", ground_truth, GroundTruth3DHP.UNIV))
+        if value != default]
+    if not is_3dhp and given_3dhp_options:
+        raise ConfigError(f"{', '.join(given_3dhp_options)}: only with --dataset 3dhp")
+    if is_3dhp and split is not Split.VAL:
+        raise ConfigError("--split: the MPI-INF-3DHP test set has no splits; leave --split out with --dataset 3dhp")
     cfg_path, weights = resolve_eval_target(target, checkpoint)
     cfg = load_config(cfg_path, set_ or [])
     n, device = nproc(gpus, procs, device)
-    out = out or (Path(target) / f"eval_{split.value}" if Path(target).is_dir() else Path("eval"))
-    result = launch_eval(cfg, weights, split=split, out_dir=out, device=device, layout=Layout(n), amp=amp)
-    if result is not None:
+    name = "eval_3dhp" if is_3dhp else f"eval_{split.value}"
+    out = out or (Path(target) / name if Path(target).is_dir() else Path("eval_3dhp" if is_3dhp else "eval"))
+    options = MPI3DHPOptions(data, joint_groups, ground_truth, root_estimates) if is_3dhp else None
+    result = launch_eval(cfg, weights, split=split, out_dir=out, device=device, layout=Layout(n), amp=amp,
+                         mpi_inf_3dhp=options)
+    if result is None:
+        return
+    console = Console()
+    if is_3dhp:
+        from ctxpose.cli.tables_3dhp import print_3dhp_result
+
+        print_3dhp_result(console, result.extra["mpi_inf_3dhp"])
+        console.print(f"cuboid root: {result.extra['root_source']}")
+    else:
         print_table(result.to_dict())
-        Console().print(f"wrote {out / 'metrics.json'} and {out / 'predictions.npz'}")
+    console.print(f"wrote {out / 'metrics.json'} and {out / 'predictions.npz'}")
 
 
 def print_table(payload: dict[str, Any]) -> None:

@@ -255,6 +255,11 @@ class Human36MDataset(Dataset):
 
     # ------------------------------------------------------------------ protocol for predictions
 
+    def image_paths(self) -> np.ndarray | None:
+        """(N,) str path of each sample's first-view crop, relative to :attr:`root`; None for the original's layout
+        (its files are full frames, cropped at load time)."""
+        return None if self._templates else self._rows["image"][self._starts]
+
     def sample_ids(self) -> dict[str, np.ndarray]:
         """(N,) int64 ids of each sample's first view: subject_idx, action_idx, trial, camera_idx, frame."""
         return {k: self._rows[k][self._starts].astype(np.int64)

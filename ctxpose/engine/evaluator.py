@@ -6,13 +6,23 @@ no padding, so no sample is seen twice); :meth:`PoseEvaluator.summarize` gathers
 to every rank, orders them by dataset index (de-duplicating by index as a safeguard) and computes the
 metrics once from the gathered arrays.
 
-Files (:func:`save_eval`): ``metrics.json`` (overall, per action, per subject) and ``predictions.npz``:
+Files (:func:`save_eval`): ``metrics.json`` (overall, per action, per subject; for MPI-INF-3DHP also the
+official tables under ``mpi_inf_3dhp``, the pelvis source under ``root_source``, and the two CSV files the
+official script writes) and ``predictions.npz``:
 
     index (N,) int64 dataset index        subject_idx, action_idx, trial, camera_idx, frame (N,) int64
     keypoints_3d (N, J, 3) float32 predicted, world mm
     keypoints_3d_gt (N, J, 3) float32 ground truth, world mm
     validity (N, J) float32               proj_matrices (N, 3, 4) float32 first view, world mm -> crop px
     subject_names, action_names, camera_names (str arrays)
+    skeleton () str joint order           image_shape (2,) int64 network input (H, W) the projections refer to
+    image_paths (N,) str first-view crop relative to dataset_root () str (the processed folder; absent for
+        the original's layout, whose files are full frames): ``ctxpose visualize predictions`` needs nothing else
+
+For MPI-INF-3DHP (:class:`MPI3DHPEvaluator`) "world" is the test camera's frame in the file (keypoints and
+``proj_matrices`` turned back from the upright frame the network saw); ``subject_idx`` is the sequence
+(TS1..TS6), ``action_idx`` the activity, ``frame`` the 0-based annotation frame: what ``ctxpose export-3dhp``
+reads.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ctxpose.config import Amp, ExperimentConfig, Split
+from ctxpose.config import Amp, ExperimentConfig, GroundTruth3DHP, JointGroups, Split
 from ctxpose.engine import dist
 from ctxpose.engine.components import Components
 from ctxpose.engine.precision import autocast_context
@@ -63,10 +73,12 @@ class EvalResult:
     per_action: dict[str, dict[str, float]] = field(default_factory=dict)
     per_subject: dict[str, dict[str, float]] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # dataset-specific results (objects with to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` payload."""
-        return {"overall": self.metrics, "per_action": self.per_action, "per_subject": self.per_subject}
+        extra = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in self.extra.items()}
+        return {"overall": self.metrics, "per_action": self.per_action, "per_subject": self.per_subject, **extra}
 
 
 class Evaluator(Protocol):
@@ -95,7 +107,7 @@ class PoseEvaluator:
     def reset(self) -> None:
         self._parts: dict[str, list[np.ndarray]] = {
             k: [] for k in (*ID_KEYS, "keypoints_3d", "keypoints_3d_gt", "validity", "proj_matrices")}
-        self._image_height: int | None = None
+        self._image_hw: tuple[int, int] | None = None
 
     def process(self, batch: dict[str, Any], output: Any) -> None:
         def numpy(t: torch.Tensor) -> np.ndarray:
@@ -105,7 +117,7 @@ class PoseEvaluator:
         self._parts["keypoints_3d_gt"].append(numpy(batch["keypoints_3d"]))
         self._parts["validity"].append(numpy(batch["validity"]))
         self._parts["proj_matrices"].append(numpy(batch["proj_matrices"][:, 0]))
-        self._image_height = int(batch["images"].shape[-2])
+        self._image_hw = (int(batch["images"].shape[-2]), int(batch["images"].shape[-1]))
         for key in ID_KEYS:
             self._parts[key].append(batch[key].cpu().numpy().astype(np.int64).reshape(-1))
 
@@ -117,8 +129,50 @@ class PoseEvaluator:
         arrays = {k: v[first] for k, v in arrays.items()}
         for key in NAME_KEYS:
             arrays[key] = np.asarray(list(getattr(self.dataset, key, [])), dtype=str)
-        heights = [h for h in dist.all_gather_object(self._image_height) if h is not None]
-        return compute_result(arrays, heights[0] if heights else None, self.skeleton)
+        sizes = [hw for hw in dist.all_gather_object(self._image_hw) if hw is not None]
+        arrays["skeleton"] = np.asarray(self.skeleton.name)
+        if sizes:
+            arrays["image_shape"] = np.asarray(sizes[0], dtype=np.int64)
+        paths = self.dataset.image_paths() if hasattr(self.dataset, "image_paths") else None
+        if paths is not None and len(arrays["index"]):  # so the pictures need nothing but this file
+            arrays["image_paths"] = np.asarray(paths, dtype=str)[arrays["index"]]
+            arrays["dataset_root"] = np.asarray(str(Path(self.dataset.root).resolve()))
+        return compute_result(arrays, sizes[0][0] if sizes else None, self.skeleton)
+
+
+class MPI3DHPEvaluator(PoseEvaluator):
+    """:class:`PoseEvaluator` plus the official MPI-INF-3DHP tables, with the arrays in the test camera's frame.
+
+    Args:
+        dataset: a :class:`ctxpose.data.mpi_inf_3dhp.dataset.MPIInf3DHPDataset`.
+        joint_groups: PCK/AUC joint groups, "17" or "14".
+        ground_truth: "univ_annot3" (official) or "annot3_nonstandard".
+    """
+
+    def __init__(self, dataset: Any, joint_groups: JointGroups | str = JointGroups.ALL17,
+                 ground_truth: GroundTruth3DHP | str = GroundTruth3DHP.UNIV) -> None:
+        super().__init__(dataset)
+        self.joint_groups, self.ground_truth = JointGroups(joint_groups), GroundTruth3DHP(ground_truth)
+
+    def summarize(self) -> EvalResult:
+        result = super().summarize()  # rotation-invariant metrics: the same in either frame
+        arrays, to_camera = result.arrays, self.dataset.to_camera
+        for key in ("keypoints_3d", "keypoints_3d_gt"):
+            arrays[key] = to_camera(arrays[key]).astype(np.float32)
+        # P_cam x_cam = P_world x_world with x_world = R^T x_cam: the 3x3 part times R^T
+        proj = arrays["proj_matrices"].astype(np.float64)
+        proj[:, :, :3] = to_camera(proj[:, :, :3])
+        arrays["proj_matrices"] = proj.astype(np.float32)
+        official = self.dataset.evaluate_predictions(arrays, self.joint_groups.value, self.ground_truth.value)
+        result.extra = {"mpi_inf_3dhp": official, "root_source": self.dataset.root_source}
+        return result
+
+
+def evaluator_for(dataset: Dataset) -> Evaluator:
+    """The evaluator a dataset calls for: :class:`MPI3DHPEvaluator` for MPI-INF-3DHP, else :class:`PoseEvaluator`."""
+    from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
+
+    return MPI3DHPEvaluator(dataset) if isinstance(dataset, MPIInf3DHPDataset) else PoseEvaluator(dataset)
 
 
 def move_batch(batch: dict[str, Any], device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
@@ -152,14 +206,14 @@ def evaluate(
         device: where the model lives.
         amp: ``None``, ``"bf16"`` or ``"fp16"``.
         progress: ``progress(batches_done, batches_total)`` on rank 0.
-        evaluator: what to compute (default :class:`PoseEvaluator` over the loader's dataset).
+        evaluator: what to compute (default :func:`evaluator_for` the loader's dataset).
         should_stop: called with the batch index before each batch; True raises :class:`StopRequested`.
 
     Returns:
         The evaluator's result, the same on every rank.
     """
     device = torch.device(device)
-    evaluator = evaluator or PoseEvaluator(loader.dataset)
+    evaluator = evaluator or evaluator_for(loader.dataset)
     evaluator.reset()
     was_training = model.training
     model.eval()
@@ -210,8 +264,28 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     atomic_write_text(metrics_path, json.dumps(result.to_dict(), indent=2))
     with atomic_path(pred_path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **result.arrays)
+    if "mpi_inf_3dhp" in result.extra:
+        result.extra["mpi_inf_3dhp"].write_official_csv(out_dir)
     logger.info("wrote %s and %s", metrics_path, pred_path)
     return metrics_path, pred_path
+
+
+@dataclass(frozen=True)
+class MPI3DHPOptions:
+    """``ctxpose eval --dataset 3dhp``: the processed test set and its protocol.
+
+    Attributes:
+        data: folder written by ``ctxpose preprocess 3dhp``.
+        joint_groups: PCK/AUC joint groups ("17" or "14").
+        ground_truth: "univ_annot3" (official) or "annot3_nonstandard".
+        root_estimates: a camera-frame ``predictions.npz`` whose pelvis is the cuboid root; None: the
+            ground-truth pelvis of ``annot3`` (the zero-shot protocol).
+    """
+
+    data: Path
+    joint_groups: JointGroups = JointGroups.ALL17
+    ground_truth: GroundTruth3DHP = GroundTruth3DHP.UNIV
+    root_estimates: Path | None = None
 
 
 def evaluate_checkpoint(
@@ -223,35 +297,44 @@ def evaluate_checkpoint(
     amp: Amp | str | None = None,
     progress: Callable[[int, int], None] | None = None,
     components: Components | None = None,
+    mpi_inf_3dhp: MPI3DHPOptions | None = None,
 ) -> EvalResult:
-    """Build the model and ``split`` dataset from ``cfg``, load weights, evaluate (all ranks), save (rank 0).
+    """Build the model and the dataset from ``cfg``, load weights, evaluate (all ranks), save (rank 0).
 
     Args:
         cfg: experiment config.
         checkpoint: our run checkpoint, our weights, or the original's released ``weights.pth``.
         device: ``cpu``, ``cuda`` (-> ``cuda:LOCAL_RANK``) or an explicit device.
-        split: ``"val"`` or ``"train"`` (evaluated without cuboid rotation either way).
+        split: ``"val"`` or ``"train"`` of the config's Human3.6M (evaluated without cuboid rotation either way).
         out_dir: where ``metrics.json`` and ``predictions.npz`` go (rank 0); ``None`` writes nothing.
         amp: ``None``, ``"bf16"`` or ``"fp16"``.
         progress: ``progress(batches_done, batches_total)`` on rank 0.
         components: model/dataset factories (default: the real pieces).
+        mpi_inf_3dhp: evaluate on the MPI-INF-3DHP test set instead of ``split`` (the model of ``cfg``
+            zero-shot, every valid frame).
     """
     from ctxpose.data.loaders import make_eval_loader
     from ctxpose.models import load_checkpoint
 
     comps = components or Components()
-    split = Split(split)
     env, device = dist.setup_process(device)
     model = comps.build_model(cfg)
     load_checkpoint(model, Path(checkpoint))  # our run checkpoints ({"model": ...}), plain and original weights
     model.to(device)
-    dataset = comps.build_dataset(cfg, split.value)
+    if mpi_inf_3dhp is None:
+        dataset = comps.build_dataset(cfg, Split(split).value)
+        evaluator: Evaluator = PoseEvaluator(dataset, get_skeleton(cfg.model.skeleton))
+    else:
+        from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
+
+        dataset = MPIInf3DHPDataset(mpi_inf_3dhp.data, image_shape=cfg.model.image_shape,
+                                    root_estimates=mpi_inf_3dhp.root_estimates)
+        evaluator = MPI3DHPEvaluator(dataset, mpi_inf_3dhp.joint_groups, mpi_inf_3dhp.ground_truth)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(0)
     loader = make_eval_loader(dataset, cfg.val.batch_size, num_workers=cfg.val.num_workers,
                               world_size=env.world_size, rank=env.rank, pin_memory=device.type == "cuda")
-    result = evaluate(model, loader, device, amp=amp, progress=progress,
-                      evaluator=PoseEvaluator(dataset, get_skeleton(cfg.model.skeleton)))
+    result = evaluate(model, loader, device, amp=amp, progress=progress, evaluator=evaluator)
     if out_dir is not None and dist.is_main_process():
         save_eval(result, out_dir)
     dist.barrier()

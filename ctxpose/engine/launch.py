@@ -24,7 +24,7 @@ from typing import Any
 from ctxpose.config import Amp, DeviceKind, ExperimentConfig, Split
 from ctxpose.engine import dist
 from ctxpose.engine.components import Components
-from ctxpose.engine.evaluator import EvalResult
+from ctxpose.engine.evaluator import EvalResult, MPI3DHPOptions
 from ctxpose.engine.runs import new_run_dir, resolve_resume
 from ctxpose.engine.trainer import TrainResult
 from ctxpose.errors import ConfigError
@@ -104,7 +104,8 @@ def _train_worker(cfg: ExperimentConfig, run_dir: str, device: str, resume: str 
 
 
 def _eval_worker(cfg: ExperimentConfig, checkpoint: str, device: str, split: Split, out: str | None,
-                 amp: Amp | None, show_progress: bool, verbose: bool, components: Components | None) -> EvalResult:
+                 amp: Amp | None, show_progress: bool, verbose: bool, components: Components | None,
+                 mpi_inf_3dhp: MPI3DHPOptions | None) -> EvalResult:
     """One evaluation process."""
     from ctxpose.engine.evaluator import evaluate_checkpoint
     from ctxpose.engine.progress import eval_progress
@@ -112,7 +113,7 @@ def _eval_worker(cfg: ExperimentConfig, checkpoint: str, device: str, split: Spl
     _worker_logging(verbose)
     with eval_progress(show_progress and dist.detect_env().rank == 0) as progress:
         return evaluate_checkpoint(cfg, checkpoint, device, split, out, amp, progress=progress,
-                                   components=components)
+                                   components=components, mpi_inf_3dhp=mpi_inf_3dhp)
 
 
 def _run(worker: Callable[..., Any], args: tuple[Any, ...], layout: Layout) -> Any:
@@ -196,8 +197,11 @@ def launch_eval(
     show_progress: bool = True,
     verbose: bool = False,
     components: Components | None = None,
+    mpi_inf_3dhp: MPI3DHPOptions | None = None,
 ) -> EvalResult | None:
     """Evaluate ``checkpoint`` on the processes of ``layout``; rank 0 writes ``out_dir`` (checked first).
+
+    ``split`` picks the config's Human3.6M split; ``mpi_inf_3dhp`` evaluates on the MPI-INF-3DHP test set instead.
 
     Returns:
         The :class:`~ctxpose.engine.evaluator.EvalResult` of global rank 0 (None on the other machines).
@@ -207,5 +211,5 @@ def launch_eval(
     if out_dir is not None:
         check_writable_dir(Path(out_dir))
     args = (cfg, str(checkpoint), device_name, Split(split), None if out_dir is None else str(out_dir),
-            Amp(amp) if amp is not None else None, show_progress, verbose, components)
+            Amp(amp) if amp is not None else None, show_progress, verbose, components, mpi_inf_3dhp)
     return _run(_eval_worker, args, layout)

@@ -2,6 +2,8 @@
 
 - **setup** (:meth:`Trainer.__init__`): join the process group, seed, build the model (identical initial
   weights on every rank), optimisers and schedulers, restore a run checkpoint, wrap DDP, loaders, logs.
+  A frozen backbone (``fix_weights``, or the first ``freeze_epochs`` epochs) is not trained and keeps its
+  batch-norm statistics (eval mode), as the original.
 - **one epoch** (:meth:`Trainer.run_epoch`, then :meth:`Trainer.end_epoch`): steps until the epoch's quota,
   then validation, the per-epoch scheduler step (as the original ``train.py``), ``metrics.json`` and the
   run checkpoint every ``train.checkpoint_every_epochs``.
@@ -26,6 +28,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -182,9 +185,9 @@ class Trainer:
         model = self.comps.build_model(cfg)
         if payload is None:
             self.comps.init_weights(model, cfg)
-        self.frozen_backbone = cfg.model.backbone.fix_weights
-        if self.frozen_backbone:
-            unwrap(model).backbone.requires_grad_(False)
+        # what the backbone trains when it is not frozen (the heatmap head stays frozen with use_feature_v2v)
+        self._backbone_trainable = [p for p in unwrap(model).backbone.parameters() if p.requires_grad]
+        self.frozen_backbone = False
         if cfg.train.sync_bn and self.world > 1:
             model = dist.convert_sync_batchnorm(model, self.device)
         model.to(self.device)
@@ -201,12 +204,8 @@ class Trainer:
                                len(payload["rng"]), self.world)
             self.resumed_from = (self.state.epoch, self.state.step)
             logger.info("resuming from epoch %d, step %d (%s)", self.state.epoch, self.state.step, resume)
-        if self.world > 1:
-            model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=False)
         self.model = model
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self._freeze_backbone(self._backbone_frozen_in(self.state.epoch))  # also wraps DDP
         self.dtype = self.params[0].dtype if self.params else torch.float32  # batches follow the model
 
         pin = self.device.type == "cuda"
@@ -257,6 +256,10 @@ class Trainer:
 
     def run_epoch(self) -> dict[str, float]:
         """Steps until the epoch's quota, ``max_steps`` or a stop request; returns this call's mean losses."""
+        frozen = self._backbone_frozen_in(self.state.epoch)
+        if frozen != self.frozen_backbone:
+            logger.info("epoch %d: the backbone is %s", self.state.epoch, "frozen" if frozen else "trained from now on")
+            self._freeze_backbone(frozen)
         set_loader_epoch(self.loader, self.state.epoch, skip_batches=self.state.epoch_step)
         sums: dict[str, float] = defaultdict(float)
         n_ok = 0
@@ -318,11 +321,12 @@ class Trainer:
         if vec[-2].item() > 0:
             return None, out, stop
         self.scaler.scale(total).backward()
+        active = [opt for name, opt in self.optimizers.items() if not (name == "backbone" and self.frozen_backbone)]
         if cfg.loss.grad_clip > 0:
-            for opt in self.optimizers.values():
+            for opt in active:
                 self.scaler.unscale_(opt)
             nn.utils.clip_grad_norm_(self.params, cfg.loss.grad_clip / cfg.train.volume_net_lr)
-        for opt in self.optimizers.values():
+        for opt in active:  # a frozen backbone's optimiser has no gradients to step (fp16's scaler refuses that)
             self.scaler.step(opt)
         self.scaler.update()
         return {k: float(v) / self.world for k, v in zip(names, vec[:-2].tolist(), strict=True)}, out, stop
@@ -336,7 +340,9 @@ class Trainer:
             entry["val"] = result.metrics
             self.writer.scalars(self.state.step, result.metrics, prefix="val")
         for sched in self.schedulers.values():  # once per epoch, as the original
-            sched.step()
+            with warnings.catch_warnings():  # a frozen backbone's optimiser has not stepped: its schedule still counts
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                sched.step()
         self.state.epoch, self.state.epoch_step = self.state.epoch + 1, 0
         if self.rank == 0:
             self.metrics.append(entry)
@@ -363,6 +369,22 @@ class Trainer:
         self._saved_step = self.state.step
 
     # ------------------------------------------------------------------ helpers
+
+    def _backbone_frozen_in(self, epoch: int) -> bool:
+        bb = self.cfg.model.backbone
+        return bb.fix_weights or epoch < bb.freeze_epochs
+
+    def _freeze_backbone(self, frozen: bool) -> None:
+        """Freeze or release the backbone's trainable parameters; re-wrap DDP, which registers only those."""
+        for p in self._backbone_trainable:
+            p.requires_grad_(not frozen)
+        self.frozen_backbone = frozen
+        net = unwrap(self.model)
+        if self.world > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=False)
+        self.params = [p for p in net.parameters() if p.requires_grad]
 
     def _train_mode(self) -> None:
         self.model.train()

@@ -136,7 +136,11 @@ def load_predictions(path: str | Path) -> Predictions:
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise DataError(f"{npz}: missing arrays {missing}; expected {list(REQUIRED)} from `ctxpose eval`")
-    skeleton = get_skeleton()
+    name = str(arrays["skeleton"]) if "skeleton" in arrays else None  # recorded by `ctxpose eval`
+    try:
+        skeleton = get_skeleton(name) if name else get_skeleton()
+    except KeyError as e:
+        raise DataError(f"{npz}: {e.args[0]}") from None
     n, j = len(arrays["index"]), skeleton.num_joints
     for key in ("keypoints_3d", "keypoints_3d_gt"):
         if arrays[key].shape != (n, j, 3):

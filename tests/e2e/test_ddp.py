@@ -104,6 +104,21 @@ def test_two_process_resume_is_bit_for_bit(tmp_path: Path) -> None:
     assert not torch.equal(a["rng"][0]["torch"], a["rng"][1]["torch"])
 
 
+def _freeze_worker(run_dir: str) -> None:
+    train(_cfg(2, "model.backbone.freeze_epochs=1", "train.n_epochs=2", "train.sync_bn=false"), run_dir, "cpu",
+          validate=False, components=standin_components(dropout=False))
+
+
+def test_two_processes_release_a_frozen_backbone(tmp_path: Path) -> None:
+    """DDP registers only trainable parameters: releasing the backbone after its frozen epochs re-wraps it."""
+    dist.launch(_freeze_worker, (str(tmp_path / "run"),), 2)
+    torch.manual_seed(0)
+    init = build_standin_no_dropout(None).state_dict()
+    trained = read_run_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    assert not torch.equal(trained["backbone.0.weight"], init["backbone.0.weight"])
+    assert int(trained["backbone.1.num_batches_tracked"]) == 3  # only the 3 steps of epoch 1 moved its statistics
+
+
 def nan_on_rank1_losses(out, keypoints_3d, validity, cfg) -> dict[str, torch.Tensor]:
     losses = standin_losses(out, keypoints_3d, validity, cfg)
     if dist.get_rank() == 1:

@@ -20,7 +20,7 @@ import torch
 from ctxpose.data.h36m.synthetic_body import BONE_COLORS_BGR
 from ctxpose.data.mpi_inf_3dhp import metadata
 from ctxpose.data.mpi_inf_3dhp.cameras import load_3dhp_camera
-from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
+from ctxpose.data.mpi_inf_3dhp.dataset import WORLD_TO_CAMERA, MPIInf3DHPDataset
 from ctxpose.data.mpi_inf_3dhp.export import evaluate_like_official, export_inference_data, read_predictions
 from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
 from ctxpose.data.mpi_inf_3dhp.preprocess import Preprocess3DHPOptions, preprocess_3dhp
@@ -200,11 +200,15 @@ def test_dataset_items_have_the_human36m_schema(processed, tmp_path):
         assert (np.shape(item[key]), np.asarray(item[key]).dtype) == (np.shape(value), np.asarray(value).dtype), key
     seq, frame = ds.sequence[13], int(item["frame"])
     assert ds.subject_names[item["subject_idx"]] == seq and item["subject_idx"] == int(seq[2:]) - 1
-    np.testing.assert_array_equal(item["R"][0], np.eye(3))
+    np.testing.assert_array_equal(item["R"][0], WORLD_TO_CAMERA)
     np.testing.assert_array_equal(item["t"][0], np.zeros(3))
     np.testing.assert_allclose(item["root"], item["keypoints_3d"][H36M_CONTEXTPOSE.root])
     cols, _ = load_3dhp_labels(out / "labels.npz")
     row = np.flatnonzero((cols["sequence"] == seq) & (cols["frame"] == frame))[0]
+    # the world is the camera frame turned upright: x_cam = R x_world, and z points up (head above the ankles)
+    np.testing.assert_allclose(item["keypoints_3d"] @ WORLD_TO_CAMERA.T, cols["keypoints_3d"][row], atol=1e-3)
+    names = H36M_CONTEXTPOSE.names
+    assert item["keypoints_3d"][names.index("head"), 2] > item["keypoints_3d"][names.index("left_ankle"), 2] + 1000
     assert ds.action_names[item["action_idx"]] == metadata.ACTIVITIES[cols["activity"][row] - 1]
     uvw = item["proj_matrices"][0] @ np.append(item["keypoints_3d"][0], 1.0)  # a joint lands where K puts it
     np.testing.assert_allclose(uvw[:2] / uvw[2], (cols["K"][row] @ cols["keypoints_3d"][row][0])[:2]
@@ -217,8 +221,8 @@ def test_root_estimates_from_predictions(processed, tmp_path):
     ds = MPIInf3DHPDataset(out)
     guess = ds.ground_truth("annot3_nonstandard") + np.array([5.0, -3.0, 40.0])
     path = _predictions(tmp_path, ds, guess)
-    with_roots = MPIInf3DHPDataset(out, root_estimates=path)
-    np.testing.assert_allclose(with_roots[7]["root"], guess[7, H36M_CONTEXTPOSE.root], atol=1e-3)
+    with_roots = MPIInf3DHPDataset(out, root_estimates=path)  # camera-frame file -> the samples' world
+    np.testing.assert_allclose(with_roots[7]["root"] @ WORLD_TO_CAMERA.T, guess[7, H36M_CONTEXTPOSE.root], atol=1e-3)
     assert with_roots.root_source == str(path) and ds.root_source == "annot3"
     with pytest.raises(DataError, match="samples"):
         MPIInf3DHPDataset(out, sequences=("TS1",), root_estimates=path)
@@ -234,6 +238,16 @@ def test_evaluator_runs_unchanged_and_its_output_exports(processed, tmp_path):
     torch.manual_seed(0)
     result = evaluate(StandinModel(), make_eval_loader(ds, batch_size=8, num_workers=0), "cpu")
     assert len(result.arrays["index"]) == len(ds) and np.isfinite(result.metrics["mpjpe"])
+    # the arrays are back in the camera frame, where the annotations and the export live
+    np.testing.assert_allclose(result.arrays["keypoints_3d_gt"], ds.ground_truth("annot3_nonstandard"), atol=1e-3)
+    uvw = np.einsum("nij,nkj->nki", result.arrays["proj_matrices"].astype(np.float64),
+                    np.concatenate([result.arrays["keypoints_3d_gt"], np.ones((len(ds), 17, 1))], -1))
+    item = ds[3]
+    ref = item["proj_matrices"][0] @ np.append(item["keypoints_3d"][5], 1.0)
+    np.testing.assert_allclose(uvw[3, 5, :2] / uvw[3, 5, 2], ref[:2] / ref[2], atol=1e-2)
+    assert result.extra["root_source"] == "annot3"
+    assert result.extra["mpi_inf_3dhp"].overall["mpjpe"] == pytest.approx(
+        ds.evaluate_predictions(result.arrays).overall["mpjpe"])
     _, pred_path = save_eval(result, tmp_path)
     report = export_inference_data(pred_path, tmp_path / "inference_data.mat", out / "labels.npz")
     assert report.frames == {s: 10 for s in metadata.SEQUENCES} and report.missing == []
@@ -364,3 +378,46 @@ def test_octave_loads_the_export_like_the_official_script(synth, processed, tmp_
                 for s in metadata.SEQUENCES}
     write_mat_v73(raw, absolute)
     assert float(dict(_octave(raw, synth.test_set)["pck"])["17"]) < 5
+
+
+@pytest.mark.slow
+def test_ctxpose_eval_on_3dhp_writes_the_official_tables(processed, tmp_path):
+    """`ctxpose eval CONFIG --checkpoint W --dataset 3dhp --data OUT`: every valid frame, files read back."""
+    import csv
+    import json
+
+    import h5py as _h5py
+    from typer.testing import CliRunner
+
+    from ctxpose.cli.app import app
+    from ctxpose.config import load_config
+    from ctxpose.engine.components import default_build_model
+
+    out, _ = processed
+    limbs = tmp_path / "limbs.h5"
+    with _h5py.File(limbs, "w") as f:
+        f["mean"], f["std"] = np.full(16, 250.0), np.full(16, 20.0)
+    sets = [f"dataset.limb_length_path={limbs}", "model.image_shape=[64,64]"]
+    torch.manual_seed(0)
+    weights = tmp_path / "w.pt"
+    torch.save(default_build_model(load_config("tiny_cpu", sets)).state_dict(), weights)
+    args = ["eval", "tiny_cpu", "--checkpoint", str(weights), "--device", "cpu", "--dataset", "3dhp", "--data",
+            str(out), "--joint-groups", "14", "--out", str(tmp_path / "ev"), *[x for s in sets for x in ("--set", s)]]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "joint groups 14" in r.output and "TS6" in r.output
+    payload = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert payload["root_source"] == "annot3" and payload["mpi_inf_3dhp"]["joint_groups"] == "14"
+    pred = np.load(tmp_path / "ev" / "predictions.npz")
+    ds = MPIInf3DHPDataset(out)
+    np.testing.assert_array_equal(pred["index"], np.arange(len(ds)))  # every valid frame once
+    direct = ds.evaluate_predictions({"index": pred["index"], "keypoints_3d": pred["keypoints_3d"]}, "14")
+    assert payload["mpi_inf_3dhp"]["overall"]["pck"]["Total"] == pytest.approx(direct.overall["pck"]["Total"])
+    rows = list(csv.reader(open(tmp_path / "ev" / "mpii_3dhp_evaluation_sequencewise.csv")))
+    assert len(rows) > 6
+    report = export_inference_data(tmp_path / "ev" / "predictions.npz", tmp_path / "i.mat", out / "labels.npz")
+    assert report.missing == []
+    r = CliRunner().invoke(app, ["eval", "tiny_cpu", "--checkpoint", str(weights), "--dataset", "3dhp"])
+    assert r.exit_code != 0 and "needs --data" in str(r.exception)
+    r = CliRunner().invoke(app, ["eval", "tiny_cpu", "--checkpoint", str(weights), "--joint-groups", "14"])
+    assert r.exit_code != 0 and "only with --dataset 3dhp" in str(r.exception)

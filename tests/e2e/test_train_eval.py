@@ -100,6 +100,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # 4 crops of 64 px drawn at 256 px side by side (2 px gaps) under their titles and a legend
     assert image is not None and image.shape[1] == 4 * 256 + 5 * 2 and image.shape[0] > 256
     assert json.loads((out / "run" / "metrics.json").read_text())[0]["step"] == 2
+    # the zero-shot MPI-INF-3DHP step: every valid synthetic frame of TS1-TS6, the official tables
+    three = json.loads((out / "eval_3dhp" / "metrics.json").read_text())
+    assert three["mpi_inf_3dhp"]["overall"]["n_frames"] == len(np.load(out / "eval_3dhp" / "predictions.npz")["index"])
+    assert list(three["mpi_inf_3dhp"]["per_sequence"]) == [f"TS{i}" for i in range(1, 7)]
+    assert "MPI-INF-3DHP zero-shot (synthetic): PCK" in r.output and "5/5" in r.output
     # every visualize mode on the demo's real files
     viz = tmp_path / "viz"
     for args, made in (
@@ -114,6 +119,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         r = CliRunner().invoke(app, ["visualize", *args, "--size", "128", "--out", str(viz / args[0])])
         assert r.exit_code == 0, (args[0], r.output)
         assert cv2.imread(str(viz / args[0] / made)) is not None, args[0]
+    # predictions.npz carries its crops' paths: the pictures need nothing but the eval folder
+    pred = np.load(out / "eval" / "predictions.npz")
+    assert str(pred["skeleton"]) == "contextpose17" and tuple(pred["image_shape"]) == (64, 64)
+    assert (Path(str(pred["dataset_root"])) / str(pred["image_paths"][0])).is_file()
+    r = CliRunner().invoke(app, ["visualize", "predictions", str(out / "eval"), "--samples", "1", "--size", "128",
+                                 "--out", str(viz / "alone")])
+    assert r.exit_code == 0 and "no image_paths" not in r.output, r.output
     # a second demo into the same folder reuses the data; a folder with foreign data is refused
     (tmp_path / "other" / "raw").mkdir(parents=True)
     r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "other")])

@@ -207,3 +207,15 @@ def test_demo_uses_the_tiny_cpu_model_and_losses():
     tiny = load_config(ROOT / "configs" / "tiny_cpu.yaml")
     assert demo.model == tiny.model and demo.loss == tiny.loss
     assert demo.dataset.root == "processed"
+
+
+def test_the_3dhp_config_is_the_paper_setting_with_a_frozen_start():
+    import dataclasses
+
+    paper = load_config("human36m_contextpose")
+    frozen = load_config("human36m_contextpose_3dhp")
+    assert frozen.model.backbone.freeze_epochs == 20 and paper.model.backbone.freeze_epochs == 0
+    same = dataclasses.replace(frozen, title=paper.title,
+                               model=dataclasses.replace(frozen.model, backbone=dataclasses.replace(
+                                   frozen.model.backbone, freeze_epochs=0)))
+    assert same == paper

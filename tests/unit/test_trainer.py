@@ -179,3 +179,27 @@ def test_frozen_backbone_keeps_its_batch_norm_statistics(tmp_path: Path) -> None
 def test_max_steps_below_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--max-steps 0: expected at least 1"):
         train(_cfg(), tmp_path, "cpu", max_steps=0, validate=False, components=standin_components())
+
+
+def test_freeze_epochs_keeps_the_backbone_bit_identical_then_trains_it(tmp_path: Path) -> None:
+    """The released 3DHP schedule: backbone frozen (weights and batch norm) for the first epochs, then trained."""
+    cfg = _cfg("model.backbone.freeze_epochs=2", "train.n_epochs=3")
+    comps = standin_components(dropout=False)
+    before = _init()
+    frozen = train(cfg, tmp_path / "a", "cpu", max_steps=4, validate=False, components=comps)  # epochs 0, 1
+    after_frozen = _weights(frozen.checkpoint)
+    for key in ("backbone.0.weight", "backbone.1.weight", "backbone.1.running_mean", "backbone.1.running_var"):
+        assert torch.equal(after_frozen[key], before[key]), key
+    assert not torch.equal(after_frozen["volume_net.1.weight"], before["volume_net.1.weight"])
+    resumed = train(cfg, tmp_path / "a", "cpu", validate=False, components=comps, resume=frozen.checkpoint)
+    trained = _weights(resumed.checkpoint)  # epoch 2: end to end
+    assert not torch.equal(trained["backbone.0.weight"], before["backbone.0.weight"])
+    assert int(trained["backbone.1.num_batches_tracked"]) == 2
+    straight = train(cfg, tmp_path / "b", "cpu", validate=False, components=comps)  # the same without a stop
+    for key, value in _weights(straight.checkpoint).items():
+        torch.testing.assert_close(trained[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_freeze_epochs_with_fix_weights_is_refused() -> None:
+    with pytest.raises(ConfigError, match="freeze_epochs: the backbone is frozen for the whole run already"):
+        _cfg("model.backbone.freeze_epochs=3", "model.backbone.fix_weights=true")

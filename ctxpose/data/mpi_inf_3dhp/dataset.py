@@ -1,10 +1,13 @@
 """MPI-INF-3DHP test samples over a processed folder, interchangeable with ``Human36MDataset`` items.
 
-Each kept frame is one single-view sample. The "world" of these samples is the test camera's frame
-(R = I, t = 0, mm): ``keypoints_3d`` is ``annot3``, predictions come out in the camera frame, and
-``ctxpose.engine.evaluator.evaluate`` runs on it unchanged. The cuboid's root is the ground-truth pelvis
-of ``annot3`` (the zero-shot protocol) or comes from an estimates file (our ``predictions.npz``, matched by
-``index`` and checked by the sample ids).
+Each kept frame is one single-view sample. The annotations are in the test camera's frame (x right, y down,
+z forward, mm); the samples' "world" is that frame turned upright (:data:`WORLD_TO_CAMERA`: world x = camera
+x, world y = camera z, world z = -camera y, so z points up as in Human3.6M, whose cuboids, rotation axis and
+learned volumes assume it). ``keypoints_3d``, ``root`` and ``R`` are in that world; :meth:`to_camera` turns
+world points (predictions) back into the camera frame, which the official evaluation and the export use. The
+cuboid's root is the ground-truth pelvis of ``annot3`` (the zero-shot protocol) or comes from an estimates
+file (a camera-frame ``predictions.npz`` of ``ctxpose eval --dataset 3dhp``, matched by ``index`` and checked by
+the sample ids).
 
 Ids: ``subject_idx`` indexes ``subject_names`` = TS1..TS6 (always all six, so ``subject_idx`` = TS number
 - 1), ``action_idx`` indexes the 7 activity names (activity - 1), ``camera_idx`` the cameras ("cam_8" for
@@ -35,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 GROUND_TRUTH_COLUMNS = {"univ_annot3": "keypoints_3d_univ", "annot3_nonstandard": "keypoints_3d"}
 
+#: World -> test camera rotation of the samples (``x_cam = R @ x_world``): the camera frame turned upright.
+WORLD_TO_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
 
 class MPIInf3DHPDataset(Dataset):
     """The processed MPI-INF-3DHP test set.
@@ -49,10 +55,11 @@ class MPIInf3DHPDataset(Dataset):
             ``keypoints_3d`` pelvis becomes the cuboid root, matched by ``index``.
 
     Items are dicts of numpy arrays with the keys, shapes and dtypes of ``Human36MDataset`` items, V = 1:
-    ``images`` (1, 3, H, W) float32 normalised BGR; ``proj_matrices`` (1, 3, 4) camera mm -> crop px; ``K``
-    (1, 3, 3), ``R`` (1, 3, 3) = I, ``t`` (1, 3) = 0; ``camera_indices`` (1,); ``keypoints_3d`` (17, 3) float32
-    ``annot3`` in the contextpose17 order, mm; ``validity`` (17,) ones; ``root`` (3,) mm; ``rotation`` () 0;
-    ``index``, ``subject_idx``, ``action_idx``, ``trial``, ``camera_idx``, ``frame`` int64.
+    ``images`` (1, 3, H, W) float32 normalised BGR; ``proj_matrices`` (1, 3, 4) world mm -> crop px; ``K``
+    (1, 3, 3), ``R`` (1, 3, 3) = :data:`WORLD_TO_CAMERA`, ``t`` (1, 3) = 0; ``camera_indices`` (1,);
+    ``keypoints_3d`` (17, 3) float32 ``annot3`` in the contextpose17 order, upright world mm; ``validity`` (17,)
+    ones; ``root`` (3,) world mm; ``rotation`` () 0; ``index``, ``subject_idx``, ``action_idx``, ``trial``,
+    ``camera_idx``, ``frame`` int64.
 
     Raises:
         DataError: not a processed 3DHP folder, unknown sequences, or estimates that do not fit.
@@ -87,10 +94,22 @@ class MPIInf3DHPDataset(Dataset):
         self.skeleton = get_skeleton()  # labels hold our joint order (and the 3DHP one beside it)
         self.root_source = "annot3" if root_estimates is None else str(root_estimates)
         self._roots = None
-        if root_estimates is not None:
-            self._roots = load_root_predictions(root_estimates, self).astype(np.float32)
+        if root_estimates is not None:  # the file is in the camera frame (what `ctxpose eval` writes for 3DHP)
+            self._roots = self.to_world(load_root_predictions(root_estimates, self)).astype(np.float32)
         logger.info("MPI-INF-3DHP: %d samples of %s from %s (root: %s)", len(self), wanted, self.root,
                     self.root_source)
+
+    # ------------------------------------------------------------------ frames
+
+    @staticmethod
+    def to_camera(points_world: np.ndarray) -> np.ndarray:
+        """(..., 3) upright-world points -> the test camera's frame (``x_cam = R x_world``), mm."""
+        return np.asarray(points_world, dtype=np.float64) @ WORLD_TO_CAMERA.T
+
+    @staticmethod
+    def to_world(points_camera: np.ndarray) -> np.ndarray:
+        """(..., 3) camera-frame points -> the samples' upright world, mm."""
+        return np.asarray(points_camera, dtype=np.float64) @ WORLD_TO_CAMERA
 
     # ------------------------------------------------------------------ columns
 
@@ -137,6 +156,10 @@ class MPIInf3DHPDataset(Dataset):
         return evaluate_mpi_inf_3dhp(pred, gt, self.sequence[index], self.activity[index], joint_groups=joint_groups,
                                      ground_truth=ground_truth)
 
+    def image_paths(self) -> np.ndarray:
+        """(N,) str path of each sample's crop, relative to :attr:`root`."""
+        return self._rows["image"].astype(str)
+
     def sample_ids(self) -> dict[str, np.ndarray]:
         """(N,) int64 ids per sample: subject_idx, action_idx, trial, camera_idx, frame."""
         return {k: v.copy() for k, v in self._ids.items()}
@@ -160,8 +183,8 @@ class MPIInf3DHPDataset(Dataset):
         if image.shape[:2] != self.image_shape:
             image, K = T.crop_and_resize(image, K, None, self.image_shape)
         K = np.asarray(K, np.float64)[None]
-        R, t = np.eye(3)[None], np.zeros((1, 3))
-        keypoints = self._rows["keypoints_3d"][index].astype(np.float32)
+        R, t = WORLD_TO_CAMERA[None], np.zeros((1, 3))
+        keypoints = self.to_world(self._rows["keypoints_3d"][index]).astype(np.float32)
         root = self._roots[index] if self._roots is not None else keypoints[self.skeleton.root]
         ids = {k: int(v[index]) for k, v in self._ids.items()}
         return {
