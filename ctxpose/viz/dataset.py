@@ -145,8 +145,57 @@ def _h36m_raw_frames(raw: Path, table: SampleTable, rows: np.ndarray) -> Iterato
                 yield r, np.ascontiguousarray(image[:, :, ::-1]), uv, None if table.bbox is None else table.bbox[r]
 
 
+# ---------------------------------------------------------------------------------------------- MPI-INF-3DHP
+
+
+def _detect_3dhp(root: Path) -> bool:
+    from ctxpose.data.mpi_inf_3dhp.labels import FORMAT
+
+    return (root / "labels.npz").is_file() and _labels_format(root / "labels.npz") == FORMAT
+
+
+def _read_3dhp(root: Path) -> SampleTable:
+    """``ctxpose preprocess 3dhp`` output in the upright world the model sees (the dataset's ``WORLD_TO_CAMERA``);
+    subject and sequence are the test sequence (TS1..TS6: one video each), so ``--subject TS5`` selects."""
+    from ctxpose.data.mpi_inf_3dhp.cameras import camera_name
+    from ctxpose.data.mpi_inf_3dhp.dataset import WORLD_TO_CAMERA, MPIInf3DHPDataset
+    from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
+    from ctxpose.geometry import projection_matrix
+
+    cols, _ = load_3dhp_labels(root / "labels.npz")
+    n = len(cols["frame"])
+    R, t = np.broadcast_to(WORLD_TO_CAMERA, (n, 3, 3)), np.zeros((n, 3))
+    cameras = np.array([camera_name(str(seq)) for seq in cols["sequence"]])
+    sequence = cols["sequence"].astype(str)
+    return SampleTable(root, "ctxpose-3dhp", get_skeleton(), sequence, sequence, cameras,
+                       cols["frame"].astype(np.int64), cols["image"].astype(str), projection_matrix(cols["K"], R, t),
+                       MPIInf3DHPDataset.to_world(cols["keypoints_3d"]), cols["bbox"].astype(np.float64))
+
+
+def _3dhp_raw_frames(raw: Path, table: SampleTable, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray,
+                                                                                          np.ndarray | None]]:
+    """The test set's full (distorted) frames, the joints projected through the sequence's real camera."""
+    import cv2
+
+    from ctxpose.data.mpi_inf_3dhp import metadata
+    from ctxpose.data.mpi_inf_3dhp.cameras import load_3dhp_camera
+    from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
+
+    test_set = metadata.find_test_set(raw)
+    for r in rows:
+        seq = str(table.subject[r])
+        path = test_set / metadata.image_relpath(seq, int(table.frame[r]))
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DataError(f"--raw {raw}: {path} missing or unreadable")
+        camera = load_3dhp_camera(seq, image.shape[:2])
+        uv = camera.project(MPIInf3DHPDataset.to_camera(table.keypoints_3d[r]))
+        yield int(r), np.ascontiguousarray(image[:, :, ::-1]), uv, None if table.bbox is None else table.bbox[r]
+
+
 #: known processed layouts, tried in order
-LAYOUTS: list[Layout] = [Layout("ctxpose-h36m", _detect_h36m, _read_h36m, _h36m_raw_frames)]
+LAYOUTS: list[Layout] = [Layout("ctxpose-h36m", _detect_h36m, _read_h36m, _h36m_raw_frames),
+                         Layout("ctxpose-3dhp", _detect_3dhp, _read_3dhp, _3dhp_raw_frames)]
 
 
 def open_processed(root: str | Path) -> tuple[Layout, SampleTable]:

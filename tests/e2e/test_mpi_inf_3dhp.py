@@ -421,3 +421,27 @@ def test_ctxpose_eval_on_3dhp_writes_the_official_tables(processed, tmp_path):
     assert r.exit_code != 0 and "needs --data" in str(r.exception)
     r = CliRunner().invoke(app, ["eval", "tiny_cpu", "--checkpoint", str(weights), "--joint-groups", "14"])
     assert r.exit_code != 0 and "only with --dataset 3dhp" in str(r.exception)
+
+
+def test_visualize_dataset_reads_the_processed_3dhp_layout(processed, synth, tmp_path):
+    """The 3DHP layout: crops through the crop camera, raw frames through the real (distorted) camera."""
+    from ctxpose.viz import dataset as vd
+    from ctxpose.viz.output import ImageSink
+    from ctxpose.viz.style import Style
+
+    out, _ = processed
+    layout, table = vd.open_processed(out)
+    cols, _ = load_3dhp_labels(out / "labels.npz")
+    assert layout.name == "ctxpose-3dhp" and len(table) == len(cols["frame"])
+    uvw = np.einsum("nij,nkj->nki", table.proj, np.concatenate([table.keypoints_3d, np.ones((len(table), 17, 1))], -1))
+    ref = np.einsum("nij,nkj->nki", cols["K"], cols["keypoints_3d"])  # pinhole of the undistorted crop, by hand
+    np.testing.assert_allclose(uvw[..., :2] / uvw[..., 2:], ref[..., :2] / ref[..., 2:], atol=1e-6)
+    rows = np.flatnonzero(table.subject == "TS5")[:2]
+    for r, frame, uv, _ in layout.raw_frames(synth.test_set.parent, table, rows):
+        cam = load_3dhp_camera("TS5", frame.shape[:2])
+        expected, _ = cv2.projectPoints(cols["annot3"][r], np.zeros(3), np.zeros(3), cam.K, cam.dist)
+        np.testing.assert_allclose(uv[list(CONTEXTPOSE_TO_3DHP)], expected[:, 0], atol=1e-3)
+    with ImageSink(tmp_path / "viz") as sink:
+        report = vd.visualize_dataset(out, sink, subject="TS1", raw=synth.test_set.parent, style=Style(size=128))
+    assert len(report.rows) == int((table.subject == "TS1").sum())
+    assert (tmp_path / "viz" / "contact_sheet.png").is_file()
