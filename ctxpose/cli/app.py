@@ -97,10 +97,13 @@ def _error(message: str) -> None:
 
 def run() -> None:
     """Run the app: user and OS errors print one red line and exit 1; usage errors exit 2."""
+    from ctxpose.cli.options import Stopped
     from ctxpose.errors import CtxposeError
 
     try:
         code = app(standalone_mode=False)  # non-standalone click returns typer.Exit's code instead of exiting
+    except Stopped as e:
+        raise KeyboardInterrupt(str(e)) from None  # ctxpose.cli.main prints "interrupted: ..." and exits 130
     except CtxposeError as e:
         _error(_escape(str(e)))
         sys.exit(1)
@@ -114,6 +117,8 @@ def run() -> None:
     except _click_exception_types() as e:
         e.show()  # type: ignore[attr-defined]
         sys.exit(e.exit_code)  # type: ignore[attr-defined]
+    if code == 130:  # typer swallowed a KeyboardInterrupt raised inside a command
+        raise KeyboardInterrupt
     if isinstance(code, int) and code:
         sys.exit(code)
 

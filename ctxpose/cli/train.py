@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ctxpose.cli.options import AmpOpt, ConfigArg, DeviceOpt, GpusOpt, ProcsOpt, SetOpt, nproc
+from ctxpose.cli.options import AmpOpt, ConfigArg, DeviceOpt, GpusOpt, ProcsOpt, SetOpt, Stopped, nproc
 
 
 def main(
@@ -51,10 +51,13 @@ def main(
 
     cfg = load_config(config, set_ or [])
     n, device = nproc(gpus, procs, device)
-    result = launch_train(cfg, resume=resume, logdir=logdir, device=device,
-                          layout=Layout(n, nnodes, node_rank, master_addr, master_port), amp=amp,
-                          max_steps=max_steps, validate=not no_val,
-                          verbose=logging.getLogger().getEffectiveLevel() <= logging.DEBUG)
+    try:
+        result = launch_train(cfg, resume=resume, logdir=logdir, device=device,
+                              layout=Layout(n, nnodes, node_rank, master_addr, master_port), amp=amp,
+                              max_steps=max_steps, validate=not no_val,
+                              verbose=logging.getLogger().getEffectiveLevel() <= logging.DEBUG)
+    except RunInterrupted as e:  # several processes: the workers checkpointed, rank 0's result is not ours
+        raise Stopped(str(e)) from None
     if result is None:  # a machine other than node 0: rank 0 reports
         return
     out = Console()
@@ -66,4 +69,4 @@ def main(
     out.print(f"{status}: {result.steps} steps, {result.epochs_completed} epochs, {result.nan_steps} skipped{extra}")
     out.print(f"run folder: {result.run_dir}  checkpoint: {result.checkpoint}")
     if result.stopped == "signal":
-        raise RunInterrupted(f"continue with --resume {result.run_dir}")
+        raise Stopped(f"continue with --resume {result.run_dir}")

@@ -1,0 +1,106 @@
+"""Real signals to real `ctxpose train` processes (the real tiny model on synthetic data).
+
+- Ctrl-C at an arbitrary moment of a one-process run: exit 130 with one line saying how to continue, and a
+  checkpoint of the last completed step; stopped + resumed equals uninterrupted, bit for bit.
+- SIGINT to the whole process group of a 2-process run (what a terminal's Ctrl-C and `timeout` do): every rank
+  stops after the same step and the checkpoint is written; the run resumes to the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.e2e.engine_data import make_processed, tiny_overrides
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals")]
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_processed(tmp_path_factory.mktemp("h36m"))
+
+
+def _command(processed: Path, logdir: Path, *extra: str) -> list[str]:
+    sets = [*tiny_overrides(processed), "train.n_epochs=40", "train.vis_freq=0"]
+    return [sys.executable, "-m", "ctxpose", "train", "tiny_cpu", "--device", "cpu", "--no-val", "--logdir",
+            str(logdir), *[x for s in sets for x in ("--set", s)], *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+
+
+def _wait_for_steps(logdir: Path, n: int, process: subprocess.Popen, timeout: float = 240.0) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        for run in logdir.glob("tiny_cpu_*"):
+            jsonl = run / "scalars.jsonl"
+            if jsonl.is_file() and len(jsonl.read_text().splitlines()) >= n:
+                return run
+        time.sleep(0.05)
+    raise AssertionError("training did not start in time")
+
+
+def _state(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+
+
+def test_ctrl_c_keeps_the_last_step_and_resumes_bit_for_bit(processed: Path, tmp_path: Path) -> None:
+    p = subprocess.Popen(_command(processed, tmp_path / "a"), env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    run = _wait_for_steps(tmp_path / "a", 3, p)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert f"continue with --resume {run}" in err and "Traceback" not in err
+    saved = _state(run)
+    stopped_at = saved["step"]
+    assert stopped_at >= 3
+    # the checkpoint is a completed step: batch norm counted exactly that many batches, each step logged once
+    assert int(saved["model"]["backbone.bn1.num_batches_tracked"]) == stopped_at
+    steps = [json.loads(line)["step"] for line in (run / "scalars.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, stopped_at + 1))
+
+    target = stopped_at + 2
+    r = subprocess.run(_command(processed, tmp_path / "a", "--resume", str(run), "--max-steps", str(target)),
+                       env=_env(), capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming from epoch {saved['epoch']}, step {stopped_at}" in r.stderr.replace("\n", " ")
+    r = subprocess.run(_command(processed, tmp_path / "b", "--max-steps", str(target)), env=_env(),
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    (fresh,) = (tmp_path / "b").iterdir()
+    a, b = _state(run), _state(fresh)
+    assert a["step"] == b["step"] == target
+    for key, value in b["model"].items():
+        torch.testing.assert_close(a["model"][key], value, rtol=0, atol=0, msg=key)
+    steps = [json.loads(line)["step"] for line in (run / "scalars.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, target + 1))  # no step twice across the stop
+
+
+def test_sigint_to_the_process_group_of_two_processes_checkpoints(processed: Path, tmp_path: Path) -> None:
+    p = subprocess.Popen(_command(processed, tmp_path / "a", "--procs", "2"), env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = _wait_for_steps(tmp_path / "a", 2, p)
+    os.killpg(p.pid, signal.SIGINT)  # as `timeout -s INT` and a terminal's Ctrl-C: every process gets it
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "interrupted" in err and f"--resume {run}" in err
+    saved = _state(run)
+    assert saved["world_size"] == 2 and saved["step"] >= 2
+    assert int(saved["model"]["backbone.bn1.num_batches_tracked"]) == saved["step"]
+    r = subprocess.run(_command(processed, tmp_path / "a", "--procs", "2", "--resume", "auto",
+                                "--max-steps", str(saved["step"] + 1)),
+                       env=_env(), capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert _state(run)["step"] == saved["step"] + 1
