@@ -27,7 +27,8 @@ from ctxpose.cli import visualize as visualize_cmd
 
 app = typer.Typer(
     name="ctxpose",
-    help="ContextPose 3D human pose: preprocess Human3.6M, train, evaluate.",
+    help="ContextPose 3D human pose: preprocess Human3.6M and MPI-INF-3DHP, fetch the released weights, train, "
+         "evaluate, visualize.\n\nExample: ctxpose demo --out ctxpose-demo",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -8,7 +8,8 @@ import typer
 
 from ctxpose.cli.options import ConfigArg, SetOpt
 
-app = typer.Typer(help="List, show or check experiment configs (ours or the original ContextPose YAML).",
+app = typer.Typer(help="List, show or check experiment configs (ours or the original ContextPose YAML).\n\n"
+                       "Example: ctxpose config check configs/human36m_contextpose.yaml --paths",
                   no_args_is_help=True)
 
 
