@@ -6,25 +6,25 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from ctxpose.cli.tables_3dhp import print_3dhp_result
-from ctxpose.data.mpi_inf_3dhp.export import evaluate_like_official, export_inference_data, read_predictions
-from ctxpose.errors import DataError
-from ctxpose.metrics import MPI_INF_3DHP_GROUND_TRUTHS, MPI_INF_3DHP_JOINT_GROUPS
+from ctxpose.config import GroundTruth3DHP, JointGroups
 
 
 def main(
-    predictions: Annotated[Path, typer.Argument(help="predictions.npz: keypoints_3d (N,17,3) camera mm, frame, "
-                                                     "sequence or subject_idx + subject_names.")],
-    out: Annotated[Path, typer.Option("--out", help="Destination .mat (MATLAB v7.3).")] = Path("inference_data.mat"),
-    data: Annotated[Path | None, typer.Option(help="Processed 3DHP folder: check every valid frame is predicted, "
-                                                   "print and write (JSON, the official CSVs) the numbers the "
-                                                   "official script will report.")] = None,
-    joint_groups: Annotated[str | None, typer.Option(help="With --data: PCK/AUC joint groups 17 (default) or 14.")]
-    = None,
-    ground_truth: Annotated[str | None, typer.Option(help="With --data: univ_annot3 (official, default) or "
-                                                          "annot3_nonstandard.")] = None,
+    predictions: Annotated[Path, typer.Argument(
+        metavar="PREDICTIONS", show_default=False,
+        help="predictions.npz: keypoints_3d (N,17,3) camera mm, frame, sequence or subject_idx + subject_names "
+             "(what `ctxpose eval --dataset 3dhp` writes).")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Destination .mat (MATLAB v7.3).")
+                   ] = Path("inference_data.mat"),
+    data: Annotated[Path | None, typer.Option(
+        metavar="DIR", show_default=False,
+        help="Processed 3DHP folder: check every valid frame is predicted, print and write (JSON, the official "
+             "CSVs) the numbers the official script will report.")] = None,
+    joint_groups: Annotated[JointGroups | None, typer.Option(
+        show_default=False, help="With --data: PCK/AUC joint groups (default 17).")] = None,
+    ground_truth: Annotated[GroundTruth3DHP | None, typer.Option(
+        show_default=False, help="With --data: ground truth (default univ_annot3, the official one).")] = None,
 ) -> None:
     """Write TS1..TS6 as 3x17x1xN float64 (mm, camera axes, 3DHP joint order, pelvis at the origin, valid
     frames in order) for mpii_test_predictions_py.m; optionally check and score it in Python first.
@@ -33,13 +33,16 @@ def main(
 
         ctxpose export-3dhp eval_3dhp/predictions.npz --out inference_data.mat --data data/3dhp_processed
     """
+    from rich.console import Console
+
+    from ctxpose.cli.tables_3dhp import print_3dhp_result
+    from ctxpose.data.mpi_inf_3dhp.export import evaluate_like_official, export_inference_data, read_predictions
+    from ctxpose.errors import DataError
+
     if data is None and (joint_groups or ground_truth):
         raise DataError("--joint-groups / --ground-truth choose how --data scores the export; give --data PROCESSED")
-    joint_groups, ground_truth = joint_groups or "17", ground_truth or "univ_annot3"
-    if joint_groups not in MPI_INF_3DHP_JOINT_GROUPS:
-        raise DataError(f"--joint-groups {joint_groups}: expected one of {sorted(MPI_INF_3DHP_JOINT_GROUPS)}")
-    if ground_truth not in MPI_INF_3DHP_GROUND_TRUTHS:
-        raise DataError(f"--ground-truth {ground_truth}: expected one of {list(MPI_INF_3DHP_GROUND_TRUTHS)}")
+    joint_groups = (joint_groups or JointGroups.ALL17).value
+    ground_truth = (ground_truth or GroundTruth3DHP.UNIV).value
     labels = data / "labels.npz" if data else None
     report = export_inference_data(predictions, out, labels)
     console = Console()

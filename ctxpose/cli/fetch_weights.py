@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from ctxpose.utils.io import atomic_write_text
-from ctxpose.weights.fetch import (
-    FetchOptions,
-    Outcome,
-    default_root,
-    env_mirrors,
-    fetch,
-    import_from,
-    keyed_predictions,
-    status,
-    verify_present,
-)
-from ctxpose.weights.http import HttpSettings
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ctxpose.weights.fetch import FetchOptions, Outcome
 
 
 def main(
@@ -64,6 +43,21 @@ def main(
 
         ctxpose fetch-weights --from /mnt/usb/pretrained --labels data/human36m/processed/labels.npz
     """
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from ctxpose.weights.fetch import (
+        FetchOptions,
+        default_root,
+        env_mirrors,
+        fetch,
+        import_from,
+        keyed_predictions,
+        verify_present,
+    )
+    from ctxpose.weights.http import HttpSettings
+
     options = FetchOptions(root=root or default_root(), mirrors=(*(mirror or ()), *env_mirrors()),
                            settings=replace(HttpSettings(), read_timeout=timeout, retries=retries))
     console = Console()
@@ -99,6 +93,15 @@ class _progress:
     """A rich download bar per artifact, fed by the library's progress hook."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                             TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False)
         self.tasks: dict[str, int] = {}
@@ -123,6 +126,13 @@ class _progress:
 
 
 def _print_status(console: Console, options: FetchOptions, json_out: Path | None) -> None:
+    import json
+
+    from rich.table import Table
+
+    from ctxpose.utils.io import atomic_write_text
+    from ctxpose.weights.fetch import status
+
     rows = status(options)
     table = Table(title=f"released files under {options.root}")
     for col in ("name", "kind", "destination", "size", "checksum", "state"):
@@ -143,6 +153,13 @@ def _print_status(console: Console, options: FetchOptions, json_out: Path | None
 
 
 def _print_outcomes(console: Console, outcomes: list[Outcome], json_out: Path | None) -> None:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ctxpose.utils.io import atomic_write_text
+
     table = Table(title="fetch-weights")
     for col in ("name", "result", "file", "detail"):
         table.add_column(col, overflow="fold")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from ctxpose.metrics import MPI_INF_3DHP_JOINT_GROUPS, MPI3DHPResult
+if TYPE_CHECKING:
+    from ctxpose.metrics import MPI3DHPResult
 
 
 def protocol_caption(result: MPI3DHPResult) -> str:
     """Which joint groups and ground truth the numbers use (printed under every table)."""
+    from ctxpose.metrics import MPI_INF_3DHP_JOINT_GROUPS
+
     joints = sum(len(j) for _, j in MPI_INF_3DHP_JOINT_GROUPS[result.joint_groups])
     gt = (result.ground_truth if result.standard else
           f"[bold red]{result.ground_truth}: NON-STANDARD, not comparable with published numbers[/bold red]")
