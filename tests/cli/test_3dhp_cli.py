@@ -58,8 +58,10 @@ def test_synthesize_preprocess_export(tmp_path):
 
 @pytest.mark.slow
 def test_user_errors_are_one_line_and_exit_1(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "ctxpose", "export-3dhp", str(tmp_path), "--joint-groups", "16"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "'16' is not one of '17', '14'" in run.stderr  # a choice: a usage error
     for args in (["export-3dhp", str(tmp_path / "missing.npz")],
-                 ["export-3dhp", str(tmp_path), "--joint-groups", "16"],
                  ["preprocess", "3dhp", str(tmp_path), str(tmp_path / "o")],
                  ["synthesize", "3dhp", str(tmp_path / "s"), "--sequences", "TS9"]):
         run = subprocess.run([sys.executable, "-m", "ctxpose", *args], capture_output=True, text=True, timeout=120)
