@@ -30,7 +30,6 @@ import yaml
 
 from ctxpose.config_compat import IGNORED, convert_original_config, is_original_config
 from ctxpose.errors import ConfigError
-from ctxpose.skeleton import SKELETONS
 
 logger = logging.getLogger(__name__)
 
@@ -386,6 +385,8 @@ def validate_config(config: ExperimentConfig) -> None:
     Raises:
         ConfigError: one line listing every broken rule.
     """
+    from ctxpose.skeleton import SKELETONS  # numpy: not needed to build the command line
+
     errors: list[str] = []
     m, vn, bb, loss, t, v = (config.model, config.model.volume_net, config.model.backbone, config.loss,
                              config.train, config.val)
