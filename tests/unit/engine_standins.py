@@ -114,7 +114,7 @@ def no_init(model: nn.Module, cfg: object) -> None:
 
 
 def standin_components(dropout: bool = True):  # -> Components (import kept local for spawned workers)
-    from ctxpose.engine.trainer import Components
+    from ctxpose.engine.components import Components
 
     return Components(build_standin if dropout else build_standin_no_dropout, standin_losses, standin_dataset,
                       no_init)

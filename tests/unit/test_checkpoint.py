@@ -160,3 +160,23 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(tmp_
         torch.testing.assert_close(_state(resumed.checkpoint)["model"][key], value, rtol=0, atol=0)
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "scalars.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]  # each step logged once across the stop and the resume
+
+
+def _build_wider(cfg: object) -> torch.nn.Module:
+    model = StandinModel()
+    model.volume_net[1] = torch.nn.Linear(64, 48)  # another model size than the run was made with
+    model.volume_net[4] = torch.nn.Linear(48, model.volume_net[4].out_features)
+    return model
+
+
+def test_resume_with_another_model_size_names_the_file_and_the_keys(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    comps = standin_components(dropout=False)
+    first = train(_cfg(), tmp_path / "run", "cpu", max_steps=1, validate=False, components=comps)
+    with pytest.raises(CheckpointError) as e:
+        train(_cfg(), tmp_path / "run", "cpu", validate=False, resume=first.checkpoint,
+              components=replace(comps, build_model=_build_wider))
+    message = str(e.value)
+    assert str(first.checkpoint) in message and "(--resume)" in message and "\n" not in message
+    assert "volume_net.1.weight (32, 64) vs (48, 64)" in message
