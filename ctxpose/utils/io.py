@@ -75,7 +75,12 @@ def torch_save_atomic(obj: Any, path: str | Path) -> None:
     import torch
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)  # through a Python file, a full disk is an OSError (ENOSPC), not "unexpected pos"
+        try:
+            torch.save(obj, f)
+        except RuntimeError as e:  # a full disk: torch's zip writer hides the OSError behind "unexpected pos"
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
 
 
 def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -104,3 +104,20 @@ def test_sigint_to_the_process_group_of_two_processes_checkpoints(processed: Pat
                        env=_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     assert _state(run)["step"] == saved["step"] + 1
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_naming_the_file(processed: Path, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        r = subprocess.run(_command(processed, full, "--max-steps", "2"), env=_env(), capture_output=True, text=True,
+                           timeout=240)
+        lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+        assert len(lines) == 1 and "last.pt: no space left on the device" in lines[0], r.stderr[-3000:]
+        leftovers = [p.name for p in full.rglob("*") if p.name.endswith(".tmp")]
+        assert leftovers == []  # no half-written temporary file
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
