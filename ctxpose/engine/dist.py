@@ -363,13 +363,19 @@ def _worker_main(entrypoint: Callable[..., Any], *args: Any) -> Any:
 _CONSEQUENCE_MARKERS = ("closed by peer", "remote worker", "connection reset", "broken pipe", "timed out")
 
 
+def _informative(text: str) -> str:
+    """``text`` unless it is a placeholder torch's elastic agent writes when a worker left no error file."""
+    text = text.strip()
+    return "" if text in ("<NONE>", "<N/A>") or text.startswith("To enable traceback see:") else text
+
+
 def _failure_message(failure: Any) -> str:
     message = ""
     if isinstance(failure.error_file_data, dict):
         msg = failure.error_file_data.get("message", {})
         message = msg.get("message", "") if isinstance(msg, dict) else str(msg)
-    elif failure.message:
-        message = str(failure.message)
+    # no error file (e.g. killed by a signal): torch's own "Signal 9 (SIGKILL) received by PID ..."
+    message = _informative(message) or _informative(str(failure.message or ""))
     lines = [line for line in message.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
 

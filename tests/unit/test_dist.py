@@ -59,3 +59,15 @@ def test_first_slurm_host(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dist._first_slurm_host() == "gpu07"
     monkeypatch.setenv("SLURM_NODELIST", "nodeA,nodeB")
     assert dist._first_slurm_host() == "nodeA"
+
+
+@pytest.mark.parametrize("exitcode, expected", [
+    (-9, "worker rank 1 failed (signal 9): Signal 9 (SIGKILL) received by PID 4242; the other workers were stopped"),
+    (1, "worker rank 1 failed (exit code 1); the other workers were stopped"),
+])
+def test_a_worker_that_left_no_error_file_is_described_without_placeholders(tmp_path, exitcode, expected) -> None:
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    failure = ProcessFailure(local_rank=1, pid=4242, exitcode=exitcode, error_file=str(tmp_path / "none.json"))
+    line = dist._describe_failure(ChildFailedError("train", {1: failure}))
+    assert line == expected and "<NONE>" not in line and "To enable traceback" not in line
