@@ -34,6 +34,12 @@ from ctxpose.utils.io import atomic_path
 FORMAT = "ctxpose-labels"
 VERSION = 1
 
+
+def labels_meta(**fields: Any) -> dict[str, Any]:
+    """The ``meta`` of a labels file (or shard) this version writes: format, version, then ``fields``."""
+    return {"format": FORMAT, "version": VERSION, **fields}
+
+
 #: name -> (dtype kind for checks, trailing shape; "J" = number of joints)
 _SCHEMA: dict[str, tuple[str, tuple[Any, ...]]] = {
     "subject": ("U", ()),

@@ -1,0 +1,326 @@
+"""Worker processes of ``preprocess_h36m(workers=N)``: fresh interpreters that stop on request and die with
+their parent.
+
+Each worker is ``python -c "...; worker_main(parent_pid)"`` started with :mod:`subprocess`, not
+:mod:`multiprocessing`, so that
+
+* the caller's ``__main__`` is never re-imported: the ``spawn`` and ``forkserver`` start methods re-run a
+  script that calls the Python API at module level (and fail), ``fork`` copies a threaded parent;
+* no Manager or resource-tracker process exists that could outlive the run;
+* the channel is the worker's stdin (jobs, one at a time, so nothing is queued in a worker) and a duplicate
+  of its stdout (frame ticks, results, errors): length-prefixed pickles between a parent and the children
+  it started. The worker's own file descriptor 1 then points at stderr, so a library printing to stdout
+  cannot corrupt the channel.
+
+Stopping: the parent sends SIGTERM (Windows: TerminateProcess). The worker turns it into ``SystemExit``, so
+the crop being written is removed by :func:`ctxpose.utils.io.atomic_path` and no temporary file is left,
+except while it saves a finished shard and sends its result: then it finishes both first, so every shard on
+disk reaches the parent's manifest. Workers ignore SIGINT: Ctrl-C in a terminal reaches the whole process
+group, and the parent decides.
+
+Parent death (SIGKILL, a crash): on Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)``; everywhere, a thread that
+sees the end of stdin (the parent's end of the pipe closes when it dies) and, on POSIX, a thread that sees
+the parent pid change. Either stops the worker as SIGTERM does, and exits it hard after a grace period.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import ctypes.util
+import io
+import os
+import pickle
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from ctxpose.data.h36m.process_sequence import SequenceJob, SequenceResult, crop_sequence, save_shard
+from ctxpose.errors import CtxposeError
+
+#: Seconds a stopped worker gets to clean up before it is killed.
+STOP_GRACE_S = 10.0
+_HEADER = struct.Struct("<Q")
+_BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); "
+              "from ctxpose.data.h36m.workers import worker_main; worker_main(int(sys.argv[2]))")
+
+
+class WorkerCrash(RuntimeError):
+    """A worker raised an unexpected exception (a bug); the message holds the worker's traceback."""
+
+
+def _send(stream: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        block = stream.read(n - got)
+        if not block:
+            return None
+        chunks.append(block)
+        got += len(block)
+    return b"".join(chunks)
+
+
+def _recv(stream: IO[bytes]) -> Any:
+    """The next message, or None at the end of the stream (or a message cut off by a dying peer)."""
+    head = _read_exact(stream, _HEADER.size)
+    if head is None:
+        return None
+    data = _read_exact(stream, _HEADER.unpack(head)[0])
+    return None if data is None else pickle.loads(data)
+
+
+def describe_exit(code: int | None) -> str:
+    """"exit code 3", "killed by signal 9 (SIGKILL)" for a ``Popen.returncode``."""
+    if code is None:
+        return "still running"
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = "unknown signal"
+    hint = "; out of memory?" if name == "SIGKILL" else ""
+    return f"killed by signal {-code} ({name}{hint})"
+
+
+# ----------------------------------------------------------------------------------------------- parent side
+
+
+class _Worker:
+    """One worker process, its pipes and the thread that forwards its messages to ``events``."""
+
+    def __init__(self, events: queue.Queue) -> None:
+        root = str(Path(__file__).resolve().parents[3])  # the folder holding this ctxpose package
+        self.proc = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP, root, str(os.getpid())],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self.job: SequenceJob | None = None
+        self.reader = threading.Thread(target=self._forward, args=(events,), daemon=True)
+        self.reader.start()
+
+    def _forward(self, events: queue.Queue) -> None:
+        while True:
+            try:
+                message = _recv(self.proc.stdout)
+            except (OSError, EOFError, pickle.UnpicklingError, struct.error):
+                message = None
+            events.put((self, message if message is not None else ("exit",)))
+            if message is None:
+                return
+
+    def submit(self, job: SequenceJob | None) -> bool:
+        """Send a job (None: no more work); False if the worker is gone."""
+        self.job = job
+        try:
+            if job is None:
+                self.proc.stdin.close()
+            else:
+                _send(self.proc.stdin, job)
+        except OSError:
+            return False
+        return True
+
+
+def _stop(pool: list[_Worker]) -> None:
+    """Stop every worker (SIGTERM to busy ones, end of input to idle ones); kill those that outlast the grace."""
+    for w in pool:
+        if w.proc.poll() is None:
+            if w.job is not None:
+                w.proc.terminate()
+            else:
+                w.submit(None)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for w in pool:
+        try:
+            w.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+    for w in pool:
+        _close(w)
+
+
+def _close(w: _Worker) -> None:
+    w.reader.join(timeout=STOP_GRACE_S)
+    for stream in (w.proc.stdin, w.proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+def run_in_workers(jobs: Iterable[SequenceJob], workers: int, on_frames: Callable[[int], None],
+                   on_result: Callable[[SequenceResult], None]) -> None:
+    """Run jobs in ``workers`` processes; ``on_frames(n)`` and ``on_result(result)`` run in this thread.
+
+    A worker that dies fails its sequence (``result.error`` says how it died) and is replaced while work
+    remains. On return, and on any exception (KeyboardInterrupt included), every worker is stopped first and
+    ``on_result`` is called for each result a worker had sent before the stop; queued jobs are never started.
+
+    Raises:
+        CtxposeError: as raised in a worker (e.g. :class:`ctxpose.errors.OutputError`: a full disk).
+        WorkerCrash: a worker raised anything else (a bug), with its traceback.
+    """
+    events: queue.Queue = queue.Queue()
+    pending = collections.deque(jobs)
+    pool: list[_Worker] = []
+
+    def feed(w: _Worker) -> None:
+        while pending:
+            job = pending.popleft()
+            if w.submit(job):
+                return
+            pending.appendleft(job)  # the worker is gone; its "exit" message replaces it
+            return
+        w.submit(None)
+
+    def handle(w: _Worker, message: tuple) -> None:
+        kind = message[0]
+        if kind == "frames":
+            on_frames(message[1])
+        elif kind == "result":
+            w.job = None
+            on_result(message[1])
+            feed(w)
+        elif kind == "error":
+            raise message[1]
+        elif kind == "bug":
+            raise WorkerCrash(f"preprocessing {message[1]} failed in a worker process (a bug):\n{message[2]}")
+        elif kind == "exit":
+            pool.remove(w)
+            code = w.proc.wait()
+            _close(w)
+            if w.job is not None:
+                on_result(SequenceResult(key=w.job.seq.key, error=f"its worker process died ({describe_exit(code)})"))
+            if pending and len(pool) < workers:
+                replacement = _Worker(events)
+                pool.append(replacement)
+                feed(replacement)
+
+    try:
+        for _ in range(min(workers, len(pending))):
+            pool.append(_Worker(events))
+        for w in list(pool):
+            feed(w)
+        while pool:
+            try:
+                w, message = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            handle(w, message)
+    finally:
+        _stop(pool)
+        while True:  # results sent before the stop
+            try:
+                _, message = events.get_nowait()
+            except queue.Empty:
+                break
+            if message[0] == "result":
+                on_result(message[1])
+
+
+# ----------------------------------------------------------------------------------------------- worker side
+
+
+class _State:
+    busy = False
+    committing = False  # saving a finished shard and sending its result: a stop waits until both are done
+    stop_requested = False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if _State.committing:
+        _State.stop_requested = True
+        return
+    raise SystemExit(128 + signum)
+
+
+def _stop_self() -> None:
+    """Stop as SIGTERM does (cleanly, from the main thread); exit hard if that has not happened in time."""
+    if _State.busy and os.name == "posix":
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(STOP_GRACE_S)
+    os._exit(1)
+
+
+def _read_jobs(stream: IO[bytes], jobs: queue.Queue) -> None:
+    while True:
+        try:
+            job = _recv(stream)
+        except (OSError, EOFError, pickle.UnpicklingError, struct.error):
+            job = None
+        jobs.put(job)
+        if job is None:  # no more work, or the parent is gone
+            if _State.busy:
+                _stop_self()
+            return
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    _stop_self()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.name == "posix":
+        if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+            os._exit(1)
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def worker_main(parent_pid: int) -> None:
+    """Entry point of a worker process (see the module docstring); returns when there is no more work."""
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints go to stderr, not into the channel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _die_with_parent(parent_pid)
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    jobs: queue.Queue = queue.Queue()
+    # A raw (unbuffered) reader: a daemon thread blocked in a buffered one aborts the interpreter's shutdown.
+    stdin = io.FileIO(os.dup(0), "rb")
+    threading.Thread(target=_read_jobs, args=(stdin, jobs), daemon=True).start()
+    while (job := jobs.get()) is not None:
+        _State.busy = True
+        try:
+            shard, result = crop_sequence(job, lambda n: _send(channel, ("frames", n)))
+            _State.committing = True
+            if shard is not None:
+                save_shard(job, shard, result)
+            _send(channel, ("result", result))
+        except BrokenPipeError:  # the parent is gone
+            return
+        except CtxposeError as e:
+            _send(channel, ("error", e))
+            return
+        except Exception:
+            _send(channel, ("bug", job.seq.key, traceback.format_exc()))
+            return
+        finally:
+            _State.busy = _State.committing = False
+        if _State.stop_requested:
+            return
