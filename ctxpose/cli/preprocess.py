@@ -101,8 +101,9 @@ def h36m(
         except PreprocessInterrupted as stop:
             bar.stop()
             done = len(stop.report.done)
-            console.print(f"[yellow]stopped:[/yellow] {done} sequence{'s' if done != 1 else ''} finished in this run "
-                          f"are recorded in {out / 'manifest.json'}; run the same command again to continue")
+            console.print(f"[yellow]stopped:[/yellow] {done} sequence{' is' if done == 1 else 's are'} finished in "
+                          f"this run and recorded in {out / 'manifest.json'}; run the same command again to continue",
+                          highlight=False, soft_wrap=True)
             raise
     _print_report(console, report, out)
     if not report.ok:

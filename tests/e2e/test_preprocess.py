@@ -538,8 +538,12 @@ def test_ctrl_c_while_a_finished_sequence_is_recorded_still_records_it(raw, tmp_
             os.kill(os.getpid(), signal.SIGINT)
 
     out = tmp_path / "p"
-    with pytest.raises(PreprocessInterrupted) as info:
-        preprocess_h36m(broken, out, PreprocessOptions(image_size=32), progress=ctrl_c_on_failure)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh process
+    try:
+        with pytest.raises(PreprocessInterrupted) as info:
+            preprocess_h36m(broken, out, PreprocessOptions(image_size=32), progress=ctrl_c_on_failure)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert [r.key for r in info.value.report.done] == ["S1/Walking-1"] and info.value.report.interrupted
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["sequences"]) == ["S1/Walking-1"]  # its shard is on disk, so it is recorded

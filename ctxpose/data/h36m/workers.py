@@ -12,11 +12,10 @@ Each worker is ``python -c "...; worker_main(parent_pid)"`` started with :mod:`s
   it started. The worker's own file descriptor 1 then points at stderr, so a library printing to stdout
   cannot corrupt the channel.
 
-Stopping: the parent sends SIGTERM (Windows: TerminateProcess). The worker turns it into ``SystemExit``, so
-the crop being written is removed by :func:`ctxpose.utils.io.atomic_path` and no temporary file is left,
-except while it saves a finished shard and sends its result: then it finishes both first, so every shard on
-disk reaches the parent's manifest. Workers ignore SIGINT: Ctrl-C in a terminal reaches the whole process
-group, and the parent decides.
+Stopping: the parent sends SIGTERM (Windows: TerminateProcess). The worker stops after the crop it is
+writing (so no temporary file is left) and exits; while it saves a finished shard and sends its result it
+finishes both first, so every shard on disk reaches the parent's manifest. Workers ignore SIGINT: Ctrl-C in a
+terminal reaches the whole process group, and the parent decides.
 
 Parent death (SIGKILL, a crash): on Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)``; everywhere, a thread that
 sees the end of stdin (the parent's end of the pipe closes when it dies) and, on POSIX, a thread that sees
@@ -236,24 +235,43 @@ def run_in_workers(jobs: Iterable[SequenceJob], workers: int, on_frames: Callabl
 
 
 class _State:
-    busy = False
+    busy = False  # working on a job
     committing = False  # saving a finished shard and sending its result: a stop waits until both are done
     stop_requested = False
+    stopper: threading.Thread | None = None
+
+
+def _request_stop() -> None:
+    """Stop (SIGTERM, the parent's death): the main thread stops after the crop it is writing; exit when idle.
+
+    Nothing is raised from a signal handler (an exception raised inside a finalizer would be lost, and one
+    raised while a temporary file is being created could leave it behind): the main thread checks the flag
+    between crops, and a thread exits the process once the main thread is neither busy nor committing, or
+    after ``STOP_GRACE_S`` / 2 in a long read (no temporary file is open then).
+    """
+    _State.stop_requested = True
+    if _State.stopper is None:
+        _State.stopper = threading.Thread(target=_exit_when_safe, daemon=True)
+        _State.stopper.start()
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    if _State.committing:
-        _State.stop_requested = True
-        return
-    raise SystemExit(128 + signum)
+    _request_stop()
 
 
-def _stop_self() -> None:
-    """Stop as SIGTERM does (cleanly, from the main thread); exit hard if that has not happened in time."""
-    if _State.busy and os.name == "posix":
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(STOP_GRACE_S)
-    os._exit(1)
+def _exit_when_safe() -> None:
+    deadline = time.monotonic() + STOP_GRACE_S / 2
+    while _State.committing or (_State.busy and time.monotonic() < deadline):
+        time.sleep(0.02)
+    sys.stderr.flush()
+    os._exit(128 + int(signal.SIGTERM))
+
+
+def _tick(channel: IO[bytes], n: int) -> None:
+    """Progress of the main thread after each crop written: the safe point to stop at."""
+    if _State.stop_requested:
+        raise SystemExit(128 + int(signal.SIGTERM))
+    _send(channel, ("frames", n))
 
 
 def _read_jobs(stream: IO[bytes], jobs: queue.Queue) -> None:
@@ -265,14 +283,14 @@ def _read_jobs(stream: IO[bytes], jobs: queue.Queue) -> None:
         jobs.put(job)
         if job is None:  # no more work, or the parent is gone
             if _State.busy:
-                _stop_self()
+                _request_stop()
             return
 
 
 def _watch_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(0.5)
-    _stop_self()
+    _request_stop()
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -289,7 +307,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def worker_main(parent_pid: int) -> None:
-    """Entry point of a worker process (see the module docstring); returns when there is no more work."""
+    """Entry point of a worker process (see the module docstring); exits when there is no more work."""
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints go to stderr, not into the channel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -304,23 +322,34 @@ def worker_main(parent_pid: int) -> None:
     # A raw (unbuffered) reader: a daemon thread blocked in a buffered one aborts the interpreter's shutdown.
     stdin = io.FileIO(os.dup(0), "rb")
     threading.Thread(target=_read_jobs, args=(stdin, jobs), daemon=True).start()
+    try:
+        code = _serve(channel, jobs)
+    except SystemExit as stop:  # stopped between two crops
+        code = int(stop.code or 0)
+    sys.stderr.flush()
+    os._exit(code)  # skip the interpreter's slow teardown: the channel is flushed after every message
+
+
+def _serve(channel: IO[bytes], jobs: queue.Queue) -> int:
+    """Run jobs until there are no more (0), the parent is gone or a stop was asked for; the exit status."""
     while (job := jobs.get()) is not None:
         _State.busy = True
         try:
-            shard, result = crop_sequence(job, lambda n: _send(channel, ("frames", n)))
+            shard, result = crop_sequence(job, lambda n: _tick(channel, n))
             _State.committing = True
             if shard is not None:
                 save_shard(job, shard, result)
             _send(channel, ("result", result))
         except BrokenPipeError:  # the parent is gone
-            return
+            return 1
         except CtxposeError as e:
             _send(channel, ("error", e))
-            return
+            return 1
         except Exception:
             _send(channel, ("bug", job.seq.key, traceback.format_exc()))
-            return
+            return 1
         finally:
             _State.busy = _State.committing = False
         if _State.stop_requested:
-            return
+            return 128 + int(signal.SIGTERM)
+    return 0
