@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,6 +31,13 @@ GpusOpt = Annotated[int | None, typer.Option(
     metavar="N", help="GPU processes on this machine, one per GPU (NCCL).", show_default=False)]
 ProcsOpt = Annotated[int | None, typer.Option(
     metavar="N", help="Processes on this machine on any device (Gloo on CPU).", show_default=False)]
+
+# the preprocess commands
+ProcessedOutArg = Annotated[Path, typer.Argument(help="Processed folder to create or resume.")]
+CropSizeOpt = Annotated[int, typer.Option(help="Crop side, px.")]
+JpegQualityOpt = Annotated[int, typer.Option(help="JPEG quality 0..100.")]
+WorkersOpt = Annotated[int, typer.Option(help="Parallel processes over sequences (>= 1).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="List what would be done, write nothing.")]
 
 
 def nproc(gpus: int | None, procs: int | None, device: DeviceKind | None) -> tuple[int, DeviceKind | None]:

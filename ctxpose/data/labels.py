@@ -34,6 +34,12 @@ from ctxpose.utils.io import atomic_path, load_npz
 FORMAT = "ctxpose-labels"
 VERSION = 1
 
+
+def labels_meta(**fields: Any) -> dict[str, Any]:
+    """The ``meta`` of a labels file (or shard) this version writes: format, version, then ``fields``."""
+    return {"format": FORMAT, "version": VERSION, **fields}
+
+
 #: name -> (dtype kind for checks, trailing shape; "J" = number of joints)
 _SCHEMA: dict[str, tuple[str, tuple[Any, ...]]] = {
     "subject": ("U", ()),
@@ -76,15 +82,6 @@ class Labels:
 
     def __len__(self) -> int:
         return len(self.frame)
-
-    @classmethod
-    def empty(cls, num_joints: int, meta: dict[str, Any] | None = None) -> Labels:
-        """A table with no rows."""
-        cols = {}
-        for name, (_, tail) in _SCHEMA.items():
-            shape = (0, *[num_joints if d == "J" else d for d in tail])
-            cols[name] = np.zeros(shape, dtype=_DTYPES.get(name, "<U1"))
-        return cls(**cols, meta=dict(meta or {}))
 
     def columns(self) -> dict[str, np.ndarray]:
         """The array columns (everything but ``meta``), cast to the schema's dtypes."""

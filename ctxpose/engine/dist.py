@@ -14,7 +14,9 @@ import datetime
 import logging
 import os
 import pickle
+import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -340,7 +342,9 @@ def launch(
 
     Workers see ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` (rank =
     ``node_rank * nproc_per_node + local_rank``), exactly as under ``torchrun``; ``entrypoint`` must be
-    a module-level function. No restarts: the first failure ends the job.
+    a module-level function. No restarts: the first failure ends the job. The signal handlers the agent
+    installs (SIGINT, SIGTERM, SIGHUP, SIGQUIT) are the caller's again afterwards, so a later Ctrl-C is a
+    ``KeyboardInterrupt`` as before.
 
     Returns:
         Return values of this node's workers by global rank.
@@ -369,12 +373,30 @@ def launch(
     )
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
+    restore = _signal_handlers()
     try:
         return elastic_launch(config, _worker_main)(entrypoint, *args)
     except ChildFailedError as e:
         raise DistributedError(_describe_failure(e)) from None
     except SignalException as e:  # Ctrl-C / SIGTERM reached the agent; workers checkpoint on their own
         raise KeyboardInterrupt(str(e)) from None
+    finally:
+        restore()
+
+
+def _signal_handlers() -> Callable[[], None]:
+    """Remember this process's handlers of the signals torch's elastic agent takes over; return their restorer."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # the agent installs handlers only from the main thread
+    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    saved = {sig: signal.getsignal(sig) for sig in (getattr(signal, n) for n in names if hasattr(signal, n))}
+
+    def restore() -> None:
+        for sig, handler in saved.items():
+            if handler is not None:  # None: set from outside Python, cannot be put back
+                signal.signal(sig, handler)
+
+    return restore
 
 
 def _worker_main(entrypoint: Callable[..., Any], *args: Any) -> Any:
@@ -398,14 +420,18 @@ _CONSEQUENCE_MARKERS = ("closed by peer", "remote worker", "connection reset", "
 _PLACEHOLDERS = ("<NONE>", "<N/A>")  # what the elastic agent records when a worker wrote no error file
 
 
+def _informative(text: str) -> str:
+    """``text`` unless it is a placeholder torch's elastic agent writes when a worker left no error file."""
+    text = text.strip()
+    return "" if text in _PLACEHOLDERS or text.startswith("To enable traceback see:") else text
+
+
 def _failure_message(failure: Any) -> str:
     data = failure.error_file_data if isinstance(failure.error_file_data, dict) else {}
     msg = data.get("message")
     message = msg.get("message", "") if isinstance(msg, dict) else (msg if isinstance(msg, str) else "")
-    if not message or message.strip() in _PLACEHOLDERS:
-        message = str(failure.message or "")  # e.g. "Signal 9 (SIGKILL) received by PID ..."
-    if message.strip() in _PLACEHOLDERS:
-        message = ""
+    # no error file (e.g. killed by a signal): torch's own "Signal 9 (SIGKILL) received by PID ..."
+    message = _informative(message) or _informative(str(failure.message or ""))
     lines = [line for line in message.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
 

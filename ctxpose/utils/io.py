@@ -2,42 +2,74 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
+import secrets
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+class atomic_path:  # noqa: N801 - used as a function: ``with atomic_path(p) as tmp:``
+    """Context manager giving a temporary path beside ``path``; on success it is renamed onto ``path``.
 
-    A crash or exception leaves ``path`` untouched (old content or absent) and no temp file. An OS error
-    (full disk, read-only file system...) is raised naming ``path``, not the temporary name. With
-    ``keep_suffix`` the temporary name ends in ``path``'s suffix (for writers that pick the format by it,
-    such as ``cv2.VideoWriter``).
+    A crash or exception leaves ``path`` untouched (old content or absent) and no temp file, also when a
+    KeyboardInterrupt lands while the temporary file is being created. An OS error (full disk, read-only file
+    system...) while creating, writing or renaming is raised naming ``path``, not the temporary name. The
+    temporary file is created empty (exclusively, under a random name) with mode ``0o666`` minus the process
+    umask, as ``open(path, "w")`` creates a new file (``mkstemp``'s fixed 0600 would make every dataset,
+    checkpoint and report unreadable to the group on a shared machine).
+
+    Args:
+        path: final file.
+        keep_suffix: end the temporary name in ``path``'s suffix (``.x.mp4.<random>.tmp.mp4``), for writers
+            that choose the format by extension (OpenCV's video writer, cdflib).
     """
-    path = Path(path)
-    suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except OSError as e:
-        tmp_path.unlink(missing_ok=True)
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+
+    _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+    def __init__(self, path: str | Path, keep_suffix: bool = False) -> None:
+        self.path = Path(path)
+        self.suffix = f".tmp{self.path.suffix}" if keep_suffix else ".tmp"
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for _ in range(100):
+                # Owned from before the file exists: an exception between its creation and the end of __enter__
+                # (where __exit__ would not run) still removes it. 64 random bits: no other writer picks this name.
+                self.tmp = self.path.parent / f".{self.path.name}.{secrets.token_hex(8)}{self.suffix}"
+                try:
+                    os.close(os.open(self.tmp, self._FLAGS, 0o666))
+                    return self.tmp
+                except FileExistsError:
+                    self.tmp = None
+        except BaseException as e:
+            self._abandon(e)
+            raise
+        raise FileExistsError(f"{self.path.parent}: no free temporary name for {self.path.name}")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is not None:
+            self._abandon(exc)
+            return  # the block's own exception goes on
+        try:
+            os.replace(self.tmp, self.path)
+        except BaseException as e:
+            self._abandon(e)
+            raise
+
+    def _abandon(self, e: BaseException) -> None:
+        """Remove the temporary file; an OS error is raised again naming ``path`` (same errno, hence the same
+        OSError subclass), not the temporary name."""
+        self._discard()
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
+
+    def _discard(self) -> None:
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
 
 
 def check_writable_dir(path: str | Path) -> None:

@@ -169,16 +169,22 @@ def _killed_worker() -> None:
     import signal
     import time
 
-    if dist.get_rank() == 1:
+    if os.environ["RANK"] == "1":  # the launcher's rank (no process group is started here)
         os.kill(os.getpid(), signal.SIGKILL)  # dies without an error file
     time.sleep(30)
 
 
 def test_a_killed_rank_is_named_without_placeholders() -> None:
+    import signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(dist.DistributedError) as e:
         dist.launch(_killed_worker, (), 2)
     msg = str(e.value)
     assert msg.startswith("worker rank 1 failed (signal 9)") and "<NONE>" not in msg and "<N/A>" not in msg
+    assert "Signal 9 (SIGKILL) received by PID" in msg  # torch's own line, not a placeholder
+    # the agent's signal handlers are gone: Ctrl-C in the caller is a KeyboardInterrupt again
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 # --------------------------------------------------------------------------- the real model

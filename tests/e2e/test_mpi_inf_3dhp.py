@@ -7,8 +7,10 @@ Independent checks: the files are read with h5py (and Octave when installed), pr
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import cv2
@@ -25,7 +27,7 @@ from ctxpose.data.mpi_inf_3dhp.export import evaluate_like_official, export_infe
 from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
 from ctxpose.data.mpi_inf_3dhp.preprocess import Preprocess3DHPOptions, preprocess_3dhp
 from ctxpose.data.mpi_inf_3dhp.synthesize import synthesize_3dhp
-from ctxpose.errors import DataError
+from ctxpose.errors import DataError, OutputError
 from ctxpose.metrics import evaluate_mpi_inf_3dhp
 from ctxpose.skeleton import CONTEXTPOSE_TO_3DHP, H36M_CONTEXTPOSE, MPI_INF_3DHP
 from ctxpose.utils.matlab import write_mat_v73
@@ -176,6 +178,66 @@ def test_resume_failures_and_settings(synth, tmp_path):
     dry = preprocess_3dhp(root, tmp_path / "dry", Preprocess3DHPOptions(dry_run=True, all_frames=True))
     assert dry.planned[0] == {"sequence": "TS1", "cameras": ["cam_8"], "frames": FRAMES, "crops": FRAMES}
     assert not (tmp_path / "dry").exists()
+
+
+def _stamps(out: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime in ns) of every file but the report."""
+    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "preprocess_report.json"}
+
+
+def test_rerun_with_nothing_to_do_leaves_every_output_untouched(synth, tmp_path):
+    out = tmp_path / "p"
+    opts = Preprocess3DHPOptions(image_size=32, sequences=("TS1", "TS6"))
+    first = preprocess_3dhp(synth.test_set, out, opts)
+    before, report_before = _stamps(out), (out / "preprocess_report.json").stat().st_mtime_ns
+    assert {"labels.npz", "manifest.json", "parts/TS1.npz", "parts/TS6.npz"} <= set(before)
+    time.sleep(0.02)
+    again = preprocess_3dhp(synth.test_set, out, opts)
+    assert again.done == [] and again.skipped == ["TS1", "TS6"] and again.ok
+    assert _stamps(out) == before  # same files, not rewritten (an atomic rewrite gives a new inode)
+    assert (out / "preprocess_report.json").stat().st_mtime_ns > report_before  # only the report is new
+    assert again.labels_path == out / "labels.npz" and again.rows == first.rows == 20
+    written = json.loads((out / "preprocess_report.json").read_text())
+    assert written["skipped"] == ["TS1", "TS6"] and written["done"] == [] and written["rows"] == 20
+    kept, _ = load_3dhp_labels(out / "labels.npz")  # labels that went missing are rebuilt from the shards
+    (out / "labels.npz").unlink()
+    preprocess_3dhp(synth.test_set, out, opts)
+    for name, column in load_3dhp_labels(out / "labels.npz")[0].items():
+        np.testing.assert_array_equal(column, kept[name], err_msg=name)
+
+
+def test_a_bug_keeps_its_traceback_and_what_finished_is_kept(synth, tmp_path, monkeypatch):
+    import ctxpose.data.mpi_inf_3dhp.preprocess as prep
+
+    real = prep.square_boxes
+
+    calls: list[int] = []
+
+    def buggy(points, margin):  # the first sequence (TS1) gets its boxes, the next one meets a bug
+        calls.append(len(points))
+        if len(calls) == 1:
+            return real(points, margin)
+        raise TypeError("a bug in the box code")
+
+    monkeypatch.setattr(prep, "square_boxes", buggy)
+    out = tmp_path / "p"
+    with pytest.raises(TypeError, match="a bug in the box code"):  # not turned into a "failed" line
+        preprocess_3dhp(synth.test_set, out, Preprocess3DHPOptions(image_size=32, sequences=("TS1", "TS2")))
+    assert sorted(json.loads((out / "manifest.json").read_text())["sequences"]) == ["TS1"]
+    assert load_3dhp_labels(out / "labels.npz")[1]["sequences"] == ["TS1"]
+    assert [d["key"] for d in json.loads((out / "preprocess_report.json").read_text())["done"]] == ["TS1"]
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_bad_workers_are_refused(synth, tmp_path):
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "images").write_bytes(b"a file where the crops' folder goes")
+    with pytest.raises(OutputError, match=r"^\S*images/TS1/img_000001\.jpg: cannot write \(Not a directory\)$"):
+        preprocess_3dhp(synth.test_set, out, Preprocess3DHPOptions(image_size=32, sequences=("TS1",)))
+    with pytest.raises(DataError, match="--workers 0: expected at least 1 process"):
+        preprocess_3dhp(synth.test_set, tmp_path / "q", Preprocess3DHPOptions(workers=0))
+    assert not (tmp_path / "q").exists()
 
 
 def test_all_frames_are_flagged_and_the_dataset_skips_invalid_ones(synth, tmp_path):

@@ -75,9 +75,12 @@ def test_released_estimates_index_the_labels_row_for_row(processed, tmp_path):
 
 def test_dry_run_and_refused_combinations(raw, tmp_path):
     report = preprocess_h36m(raw, tmp_path / "dry", PreprocessOptions(selection="original", dry_run=True))
-    planned = {p["sequence"]: p["frames"] for p in report.planned}
-    official = metadata.sequence("S9", "TakingPhoto-2").num_frames  # dry runs count from the official frame counts
-    assert planned == {"S1/Walking-1": None, "S9/TakingPhoto-2": len(range(0, official, 64))}  # None: by motion
+    planned = {p["sequence"]: (p["frames"], p["crops"], p["frames_from"]) for p in report.planned}
+    s9 = metadata.sequence("S9", "TakingPhoto-2")
+    on_disk = len(cdflib.CDF(str(raw / metadata.raw_relpath("D3_Positions", "S9", s9.base_name))).varget("Pose")[0])
+    assert on_disk == 70 < s9.num_frames  # dry runs count the frames in the pose file, not the official count
+    assert planned == {"S1/Walking-1": (None, None, "pose file"),  # None: chosen by motion, known once read
+                       "S9/TakingPhoto-2": (len(range(0, on_disk, 64)), 4 * len(range(0, on_disk, 64)), "pose file")}
     with pytest.raises(DataError, match="apply to --selection stride"):
         preprocess_h36m(raw, tmp_path / "x", PreprocessOptions(selection="original", train_every=2))
     with pytest.raises(DataError, match="--selection 'motion'"):

@@ -118,3 +118,15 @@ def test_init_distributed_refuses_an_unindexed_cuda_device(monkeypatch: pytest.M
     FakeCuda(monkeypatch, 4, {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
     with pytest.raises(ValueError, match="indexed CUDA device"):
         dist.init_distributed(torch.device("cuda"))
+
+
+@pytest.mark.parametrize("exitcode, expected", [
+    (-9, "worker rank 1 failed (signal 9): Signal 9 (SIGKILL) received by PID 4242; the other workers were stopped"),
+    (1, "worker rank 1 failed (exit code 1); the other workers were stopped"),
+])
+def test_a_worker_that_left_no_error_file_is_described_without_placeholders(tmp_path, exitcode, expected) -> None:
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    failure = ProcessFailure(local_rank=1, pid=4242, exitcode=exitcode, error_file=str(tmp_path / "none.json"))
+    line = dist._describe_failure(ChildFailedError("train", {1: failure}))
+    assert line == expected and "<NONE>" not in line and "To enable traceback" not in line

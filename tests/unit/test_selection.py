@@ -72,6 +72,9 @@ def test_test_subjects_take_every_64th_frame_and_training_needs_poses():
     with pytest.raises(DataError, match="D3_Positions_mono_universal/Walking 1.54138969.cdf"):
         sequence_frames(s1, "original", 5, 5, None)
     assert sequence_frames(s1, "stride", 3, 5) == tuple(range(0, s1.num_frames, 3))
+    # frames counted in the pose file (a shorter or synthetic file) replace the official count
+    assert sequence_frames(s1, "stride", 3, 5, n_frames=10) == (0, 3, 6, 9)
+    assert sequence_frames(s9, "original", 5, 5, n_frames=129) == (0, 64, 128)
     with pytest.raises(DataError, match="--selection 'every'"):
         sequence_frames(s1, "every", 5, 5)
 

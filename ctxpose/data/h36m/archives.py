@@ -9,6 +9,7 @@ archive fails with a :class:`DataError` naming the member, and nothing of it is 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -17,7 +18,8 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 from ctxpose.data.h36m import metadata
-from ctxpose.errors import DataError
+from ctxpose.errors import DataError, OutputError
+from ctxpose.utils.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ _KIND_OF_PREFIX = {"Poses_D3_Positions": "D3_Positions", "Poses_D2_Positions": "
                    "Poses_D3_Positions_mono": "D3_Positions_mono",
                    "Poses_D3_Positions_mono_universal": "D3_Positions_mono_universal", "Videos": "Videos",
                    "Segments_mat_gt_bb": "ground_truth_bb"}
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 _EXTENSION = {"D3_Positions": ".cdf", "D2_Positions": ".cdf", "D3_Positions_mono": ".cdf",
               "D3_Positions_mono_universal": ".cdf", "Videos": ".mp4", "ground_truth_bb": ".mat"}
 
@@ -82,6 +85,7 @@ def extract_members(archive: Path, dest: Path, wanted: set[str]) -> list[str]:
     Raises:
         DataError: the archive is unreadable or holds an unsafe member (checked before anything is
             written for that member; earlier safe files stay).
+        OutputError: ``dest`` cannot be written (full disk, read-only, no permission).
     """
     parsed = parse_archive_name(archive.name)
     if parsed is None:
@@ -100,23 +104,20 @@ def extract_members(archive: Path, dest: Path, wanted: set[str]) -> list[str]:
                 if not member.isreg() or path.suffix != ext or path.name not in todo:
                     continue
                 target = target_dir / path.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.part")
                 src = tar.extractfile(member)
                 if src is None:
                     raise DataError(f"{archive}: cannot read member {member.name!r}")
-                try:
-                    with src, open(tmp, "wb") as out:
-                        shutil.copyfileobj(src, out, length=1 << 20)
-                    os.replace(tmp, target)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
+                with src, atomic_path(target) as tmp, open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out, length=1 << 20)
                 todo.discard(path.name)
                 written.append(str(target.relative_to(dest)))
                 if not todo:
                     break
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except OSError as e:
+        if e.errno in _WRITE_ERRNOS and e.filename != str(archive):  # the destination, not the archive
+            raise OutputError(f"{e.filename or dest}: cannot extract {archive.name} here ({e.strerror})") from None
+        raise DataError(f"{archive}: cannot read archive ({type(e).__name__}: {e})") from None
+    except (tarfile.TarError, EOFError) as e:
         raise DataError(f"{archive}: cannot read archive ({type(e).__name__}: {e})") from None
     if todo:
         logger.info("%s: %d wanted files not in the archive, e.g. %s", archive, len(todo), sorted(todo)[0])

@@ -7,10 +7,15 @@ Output (the processed folder)::
     mean_and_std_limb_length.h5      datasets mean, std (L,): bone lengths over the training subjects
     manifest.json                    settings + finished sequences (a re-run skips them)
     parts/<subject>/<Action-trial>.npz   label shard of each finished sequence
+    preprocess_report.json           the last run's :class:`PreprocessReport`
 
 Every file is written to a temporary name and renamed; ``labels.npz`` is rebuilt from the shards of
-all finished sequences at the end of every run, so killing the process at any moment leaves the previous
-complete labels (or none) and never a half-written file under a final name.
+all finished sequences at the end of every run that finished one (also when it is interrupted), so killing
+the process at any moment leaves the previous complete labels (or none) and never a half-written file under
+a final name. A run with nothing left to do leaves every output untouched and writes only the report
+``preprocess_report.json``. With ``workers`` > 1 the sequences run in worker processes
+(:mod:`ctxpose.data.workers`) that stop with Ctrl-C and die with their parent; the runner
+(:mod:`ctxpose.data.preprocessing`) is the one ``preprocess 3dhp`` uses too.
 
 Frame selection (``every_n``): every n-th pose frame, per split, recorded in ``labels.npz`` meta. Default 5
 for both splits: the 26,634-frame test set documented in the original ``mvn/datasets/human36m.py``
@@ -24,14 +29,10 @@ instead (:mod:`ctxpose.data.h36m.selection`), so the released pelvis estimates l
 
 from __future__ import annotations
 
-import json
 import logging
-import multiprocessing
 import shutil
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ from ctxpose._version import __version__
 from ctxpose.data.h36m import metadata
 from ctxpose.data.h36m.archives import extract_members, list_archives
 from ctxpose.data.h36m.cameras import image_size, load_h36m_cameras
-from ctxpose.data.h36m.process_sequence import SequenceJob, SequenceResult, process_sequence
+from ctxpose.data.h36m.process_sequence import SequenceJob
+from ctxpose.data.h36m.raw import cdf_frame_count
 from ctxpose.data.h36m.selection import (
     SELECTIONS,
     needs_universal_poses,
@@ -48,15 +50,30 @@ from ctxpose.data.h36m.selection import (
     sequence_frames,
     universal_relpath,
 )
-from ctxpose.data.labels import FORMAT, VERSION, Labels, load_labels
+from ctxpose.data.labels import Labels, labels_meta, load_labels
+from ctxpose.data.preprocessing import (
+    MANIFEST_NAME,
+    REPORT_NAME,
+    PreprocessInterrupted,
+    PreprocessReport,
+    Run,
+    labels_meta_or_none,
+    read_manifest,
+)
+from ctxpose.data.workers import SequenceResult
 from ctxpose.errors import DataError
-from ctxpose.skeleton import get_skeleton
-from ctxpose.utils.io import atomic_path, atomic_write_text
+from ctxpose.skeleton import SKELETONS, Skeleton, get_skeleton
+from ctxpose.utils.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
 BBOX_SOURCES = ("auto", "masks", "poses")
-_SETTINGS_KEYS = ("image_size", "jpeg_quality", "train_every", "test_every", "bbox_source", "bbox_scale", "selection")
+_SETTINGS_KEYS = ("image_size", "jpeg_quality", "train_every", "test_every", "selection", "bbox_source",
+                  "bbox_scale", "skeleton")
+MANIFEST_FORMAT = "ctxpose-h36m-manifest"
+# the report, the interrupt and the report's name belong to the shared runner; re-exported for this API's users
+__all__ = ["BBOX_SOURCES", "MANIFEST_FORMAT", "REPORT_NAME", "PreprocessInterrupted", "PreprocessOptions",
+           "PreprocessReport", "check_options", "preprocess_h36m"]
 
 
 @dataclass(frozen=True)
@@ -72,8 +89,10 @@ class PreprocessOptions:
             :mod:`ctxpose.data.h36m.selection`; train_every/test_every must stay at their defaults).
         bbox_source: "auto" (masks if present, else projected poses), "masks" or "poses".
         bbox_scale: scale of the square box about its centre (original ``scale_bbox``; ContextPose 1.0).
+        skeleton: joint order of the labels (``ctxpose.skeleton.SKELETONS``; the config's ``model.skeleton``):
+            which of the 32 mocap joints ``keypoints_3d`` holds, and the bones of the limb-length prior.
         subjects, actions, cameras: filters (None = all); actions as "Walking" or "Walking-1".
-        workers: parallel processes over sequences.
+        workers: parallel processes over sequences (>= 1).
         cameras_file: una-dinosauria ``cameras.h5`` overriding the packaged cameras.
         extract_dir: where archive members are extracted (default ``<out>/.raw``).
         keep_extracted: keep ``extract_dir`` after a run without failures.
@@ -87,6 +106,7 @@ class PreprocessOptions:
     selection: str = "stride"
     bbox_source: str = "auto"
     bbox_scale: float = 1.0
+    skeleton: str = "contextpose17"
     subjects: tuple[str, ...] | None = None
     actions: tuple[str, ...] | None = None
     cameras: tuple[str, ...] | None = None
@@ -99,37 +119,6 @@ class PreprocessOptions:
     def settings(self) -> dict:
         """The settings that must not change between runs into the same folder."""
         return {k: getattr(self, k) for k in _SETTINGS_KEYS}
-
-
-@dataclass
-class PreprocessReport:
-    """Outcome of a run: per-sequence results, skipped and failed sequences, totals."""
-
-    done: list[SequenceResult] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    absent: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    planned: list[dict] = field(default_factory=list)
-    frames_written: int = 0
-    bytes_written: int = 0
-    seconds: float = 0.0
-    rows: int = 0
-    labels_path: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable summary (same numbers as the CLI table)."""
-        return {
-            "done": [asdict(r) for r in self.done], "skipped": self.skipped, "absent": self.absent,
-            "failed": self.failed,
-            "planned": self.planned, "frames_written": self.frames_written, "bytes_written": self.bytes_written,
-            "seconds": self.seconds, "frames_per_second": self.frames_written / self.seconds if self.seconds else 0.0,
-            "bytes_per_frame": self.bytes_written / self.frames_written if self.frames_written else 0.0,
-            "rows": self.rows, "labels_path": str(self.labels_path) if self.labels_path else None,
-        }
 
 
 def check_options(opts: PreprocessOptions) -> None:
@@ -145,6 +134,10 @@ def check_options(opts: PreprocessOptions) -> None:
     if opts.selection == "original" and (opts.train_every, opts.test_every) != (5, 5):
         raise DataError("--train-every/--test-every/--all-frames apply to --selection stride; --selection original "
                         "keeps the original's frames (motion rule for training, every 64th for test)")
+    if opts.workers < 1:
+        raise DataError(f"--workers {opts.workers}: expected at least 1 process")
+    if opts.skeleton not in SKELETONS:
+        raise DataError(f"--skeleton {opts.skeleton!r}: expected one of {sorted(SKELETONS)}")
     for c in opts.cameras or ():
         if c not in metadata.camera_ids():
             raise DataError(f"--cameras: unknown camera {c!r}; expected some of {metadata.camera_ids()}")
@@ -177,67 +170,95 @@ def _needed_files(seq: metadata.Sequence, cams: list[str], selection: str = "str
     return need
 
 
-def _extract_archives(raw_dir: Path, extract_dir: Path, todo: list[tuple[metadata.Sequence, list[str]]],
-                      opts: PreprocessOptions, report: PreprocessReport) -> None:
+@dataclass
+class _Todo:
+    """A sequence to process: the cameras to crop now, and the shard whose other cameras are kept."""
+
+    seq: metadata.Sequence
+    cameras: list[str]
+    keep_part: Path | None = None
+
+
+def _pose_frames(raw_dir: Path, extract_dir: Path, seq: metadata.Sequence) -> tuple[int, str]:
+    """Frames of the sequence and where the number comes from: its pose file's header, if it is on disk."""
+    path = _locate(raw_dir, extract_dir, metadata.raw_relpath("D3_Positions", seq.subject, seq.base_name))
+    if path is not None:
+        try:
+            return cdf_frame_count(path), "pose file"
+        except DataError:  # processing names the file
+            pass
+    return seq.num_frames, "official count"
+
+
+def _cameras_present(raw_dir: Path, extract_dir: Path, seq: metadata.Sequence, cams: list[str],
+                     archived_videos: set[str]) -> list[str]:
+    """Cameras whose video is on disk or (maybe) in the subject's Videos archive."""
+    if seq.subject in archived_videos:
+        return list(cams)
+    return [c for c in cams if _locate(raw_dir, extract_dir, _needed_files(seq, [c])[f"Videos:{c}"][1])]
+
+
+def _extract_archives(raw_dir: Path, extract_dir: Path, todo: list[_Todo], opts: PreprocessOptions,
+                      fail: Callable[[str, str], None]) -> None:
     """Extract the members the pending sequences need from official archives (loose files win)."""
     archives = list_archives(raw_dir)
     wanted: dict[Path, set[str]] = {}
-    for seq, cams in todo:
-        for kind, rel in _needed_files(seq, cams, opts.selection).values():
+    for t in todo:
+        for kind, rel in _needed_files(t.seq, t.cameras, opts.selection).values():
             if kind == "ground_truth_bb" and opts.bbox_source == "poses":
                 continue
-            if _locate(raw_dir, extract_dir, rel) is None and (kind, seq.subject) in archives:
-                wanted.setdefault(archives[(kind, seq.subject)], set()).add(Path(rel).name)
+            if _locate(raw_dir, extract_dir, rel) is None and (kind, t.seq.subject) in archives:
+                wanted.setdefault(archives[(kind, t.seq.subject)], set()).add(Path(rel).name)
     for archive, names in sorted(wanted.items()):
         logger.info("extracting %d files from %s", len(names), archive.name)
         try:
             extract_members(archive, extract_dir, names)
         except DataError as e:
-            report.failed[f"archive {archive.name}"] = str(e)
+            fail(f"archive {archive.name}", str(e))
 
 
-def _read_manifest(path: Path, opts: PreprocessOptions, fmt: str = "ctxpose-h36m-manifest") -> dict:
-    """The manifest of finished sequences (a new one if absent); ``opts.settings()`` must match the file's."""
-    if not path.is_file():
-        return {"format": fmt, "version": 1, "settings": opts.settings(), "sequences": {}}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e}); delete it to start over") from None
-    old = {"selection": "stride", **manifest.get("settings", {})}  # folders made before --selection: stride
-    diff = {k: (old.get(k), v) for k, v in opts.settings().items() if old.get(k) != v}
-    if diff:
-        raise DataError(f"{path.parent}: made with other settings {diff} (old, new); use another output folder")
-    return manifest
+def _labels_current(manifest: dict, out: Path) -> bool:
+    """Whether labels.npz and the limb file exist and hold exactly the manifest's sequences (meta only read)."""
+    meta = labels_meta_or_none(out)
+    if meta is None or not (out / "mean_and_std_limb_length.h5").is_file():
+        return False
+    return meta.get("sequences") == sorted(manifest["sequences"]) and meta.get("bbox_sources_used") == {
+        k: v["bbox_sources"] for k, v in manifest["sequences"].items()}
+
+
+def _manifest_entry(result: SequenceResult, old: dict | None) -> dict:
+    """A finished sequence in the manifest; the box sources of kept cameras come from its old entry."""
+    sources = {**(old or {}).get("bbox_sources", {}), **result.bbox_sources}
+    return {"part": str(Path("parts") / f"{result.key}.npz"), "rows": result.rows, "cameras": result.cameras,
+            "bbox_sources": {c: sources[c] for c in result.cameras}}
 
 
 def _merge(out: Path, manifest: dict, opts: PreprocessOptions) -> tuple[Path, int]:
     """Rebuild labels.npz and the limb-length file from the shards of all finished sequences."""
-    skeleton = get_skeleton()
+    skeleton = get_skeleton(opts.skeleton)
     keys = sorted(manifest["sequences"])
     shards = [load_labels(out / manifest["sequences"][k]["part"]) for k in keys]
-    meta = {
-        "format": FORMAT, "version": VERSION, "ctxpose_version": __version__, "dataset": "human36m",
-        "skeleton": skeleton.name, "joint_names": list(skeleton.names), "image_size": opts.image_size,
-        "jpeg_quality": opts.jpeg_quality, "bbox_source": opts.bbox_source, "bbox_scale": opts.bbox_scale,
-        "bbox_sources_used": {k: manifest["sequences"][k]["bbox_sources"] for k in keys},
-        "dist_model": "h36m (source cameras); crops are undistorted pinholes",
-        "frame": "0-based pose frame index; image file name = frame",
-        "selection": selection_meta(opts.selection, opts.train_every, opts.test_every),
-        "sequences": keys,
-    }
-    labels = Labels.concatenate(shards, meta) if shards else Labels.empty(skeleton.num_joints, meta)
+    meta = labels_meta(
+        ctxpose_version=__version__, dataset="human36m", skeleton=skeleton.name,
+        joint_names=list(skeleton.names), bones=[list(b) for b in skeleton.bones], image_size=opts.image_size,
+        jpeg_quality=opts.jpeg_quality, bbox_source=opts.bbox_source, bbox_scale=opts.bbox_scale,
+        bbox_sources_used={k: manifest["sequences"][k]["bbox_sources"] for k in keys},
+        dist_model="h36m (source cameras); crops are undistorted pinholes",
+        frame="0-based pose frame index; image file name = frame",
+        selection=selection_meta(opts.selection, opts.train_every, opts.test_every),
+        sequences=keys,
+    )
+    labels = Labels.concatenate(shards, meta)
     labels_path = out / "labels.npz"
     labels.save(labels_path)
-    _write_limb_lengths(out / "mean_and_std_limb_length.h5", labels)
+    _write_limb_lengths(out / "mean_and_std_limb_length.h5", labels, skeleton)
     return labels_path, len(labels)
 
 
-def _write_limb_lengths(path: Path, labels: Labels) -> None:
+def _write_limb_lengths(path: Path, labels: Labels, skeleton: Skeleton) -> None:
     """Bone-length mean/std over the training subjects' frames (one per frame, as the original's rows)."""
     import h5py
 
-    skeleton = get_skeleton()
     train = np.isin(labels.subject, metadata.train_subjects())
     subjects = metadata.train_subjects()
     if not train.any():
@@ -248,15 +269,16 @@ def _write_limb_lengths(path: Path, labels: Labels) -> None:
     _, first = np.unique(ids[train], return_index=True)
     lengths = skeleton.bone_lengths(labels.keypoints_3d[train][first]).reshape(-1, skeleton.num_bones)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f["mean"] = lengths.mean(axis=0) if len(lengths) else np.zeros(skeleton.num_bones)
-        f["std"] = lengths.std(axis=0) if len(lengths) else np.zeros(skeleton.num_bones)
+        f["mean"] = lengths.mean(axis=0)
+        f["std"] = lengths.std(axis=0)
         f.attrs["bones"] = np.array(skeleton.bones)
+        f.attrs["skeleton"] = skeleton.name
         f.attrs["subjects"] = ",".join(subjects)
         f.attrs["frames"] = len(lengths)
 
 
 def _plan(raw_dir: Path, out: Path, extract_dir: Path, opts: PreprocessOptions, manifest: dict,
-          report: PreprocessReport) -> list[tuple[metadata.Sequence, list[str]]]:
+          report: PreprocessReport) -> list[_Todo]:
     """Sequences to process with their cameras; fills ``report.skipped`` and ``report.absent``."""
     cams_wanted = list(opts.cameras) if opts.cameras else metadata.camera_ids()
     todo = []
@@ -264,154 +286,123 @@ def _plan(raw_dir: Path, out: Path, extract_dir: Path, opts: PreprocessOptions, 
                                   list(opts.actions) if opts.actions else None):
         cams = [c for c in cams_wanted if not metadata.is_missing_video(seq.subject, seq.name, c)]
         done = manifest["sequences"].get(seq.key)
-        if done and set(cams) <= set(done["cameras"]) and (out / done["part"]).is_file():
+        part = out / done["part"] if done else None
+        if part is None or not part.is_file():
+            todo.append(_Todo(seq, cams))
+        elif set(cams) <= set(done["cameras"]):
             report.skipped.append(seq.key)
-            continue
-        todo.append((seq, cams))
+        else:  # a camera that failed or was not asked for before: crop it, keep the others
+            todo.append(_Todo(seq, [c for c in cams if c not in done["cameras"]], part))
     archived = {s for kind, s in list_archives(raw_dir) if kind in ("D3_Positions", "Videos")}
     present = []
-    for seq, cams in todo:  # a sequence none of whose files exist is not in this download: not a failure
-        if seq.subject in archived or _any_present(raw_dir, extract_dir, seq, cams):
-            present.append((seq, cams))
+    for t in todo:  # a sequence none of whose files exist is not in this download: not a failure
+        if t.seq.subject in archived or _any_present(raw_dir, extract_dir, t.seq, t.cameras):
+            present.append(t)
         else:
-            report.absent.append(seq.key)
+            report.absent.append(t.seq.key)
     return present
+
+
+def _nothing_found(raw_dir: Path, opts: PreprocessOptions) -> DataError:
+    seq = metadata.sequence("S1", "Directions-1")
+    expected = (f"{metadata.raw_relpath('D3_Positions', 'S1', seq.base_name)} and "
+                f"{metadata.raw_relpath('Videos', 'S1', seq.base_name, metadata.camera_ids()[0])}, or official "
+                f"archives such as {metadata.archive_name('D3_Positions', 'S1')} and "
+                f"{metadata.archive_name('Videos', 'S1')}")
+    filters = "".join(f" --{name} {','.join(value)}" for name, value in
+                      (("subjects", opts.subjects), ("actions", opts.actions), ("cameras", opts.cameras)) if value)
+    where = f" matching{filters}" if filters else ""
+    nested = sorted({p.parent for s in metadata.subjects() for p in raw_dir.glob(f"*/{s}") if p.is_dir()} |
+                    {p.parent for p in raw_dir.glob("*/*.tgz")})
+    hint = f"; found some one folder down: {nested[0]}" if nested else ""
+    return DataError(f"no Human3.6M sequences under {raw_dir}{where} (expected e.g. {expected}){hint}")
 
 
 def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: PreprocessOptions | None = None,
                     progress: Callable[[str, dict], None] | None = None) -> PreprocessReport:
     """Raw Human3.6M -> processed folder (see the module docstring). Resumable and idempotent.
 
+    Safe to call from a script without an ``if __name__ == "__main__":`` guard, also with ``workers`` > 1
+    (worker processes never re-import the caller's script).
+
     Args:
         raw_dir: folder with the official archives (``Videos_S1.tgz``...) and/or their extracted
             ``S1/...`` folders.
         out_dir: processed folder (created).
         options: settings; defaults as documented on :class:`PreprocessOptions`.
-        progress: called as ``progress(event, info)``: ("plan", {"sequences", "frames"}),
-            ("frames", {"n"}), ("done"|"failed", {"key", "unused", "error"?}); "unused" = planned crops
-            that were not made (short sequences, failures), to shrink a progress total.
+        progress: called as ``progress(event, info)``: ("plan", {"sequences", "frames"}) with the crops
+            planned from the pose files on disk, ("frames", {"n"}) as crops are written, ("failed",
+            {"key", "error"}) once per failure, ("done", {"key", "unused"}) per sequence, failed or not;
+            "unused" = planned crops that were not made, to shrink a progress total.
 
     Returns:
-        :class:`PreprocessReport`; ``report.ok`` is False if any sequence or archive failed.
+        :class:`PreprocessReport`, also written to ``<out>/preprocess_report.json`` (not by a dry run);
+        ``report.ok`` is False if any sequence, camera or archive failed.
 
     Raises:
-        DataError: bad options, or ``out_dir`` was made with other settings.
+        DataError: bad options, no Human3.6M sequence under ``raw_dir`` (nothing is written then), or
+            ``out_dir`` was made with other settings.
+        OutputError: ``out_dir`` cannot be written (one line naming the path; finished work is kept).
+        PreprocessInterrupted: Ctrl-C (a ``KeyboardInterrupt``); the workers are stopped, the sequences
+            finished before are recorded in the manifest and the labels, no partial file is left.
     """
     opts = options or PreprocessOptions()
     check_options(opts)
-    raw_dir, out = Path(raw_dir), Path(out_dir)
+    raw_dir, out = Path(raw_dir).expanduser(), Path(out_dir).expanduser()
     if not raw_dir.is_dir():
         raise DataError(f"raw folder {raw_dir} does not exist")
     emit = progress or (lambda event, info: None)
     extract_dir = Path(opts.extract_dir) if opts.extract_dir else out / ".raw"
-    manifest_path = out / "manifest.json"
-    manifest = _read_manifest(manifest_path, opts)
+    manifest = read_manifest(out / MANIFEST_NAME, opts, MANIFEST_FORMAT)
     report = PreprocessReport()
     todo = _plan(raw_dir, out, extract_dir, opts, manifest, report)
-    for seq, cams in todo:  # the motion rule's count is known once the poses are read (not in a dry run)
-        frames = (None if needs_universal_poses(seq, opts.selection)
-                  else len(sequence_frames(seq, opts.selection, opts.train_every, opts.test_every)))
-        report.planned.append({"sequence": seq.key, "cameras": cams, "frames": frames,
-                               "crops": None if frames is None else frames * len(cams)})
+    if not todo and not report.skipped:
+        raise _nothing_found(raw_dir, opts)
+    archived_videos = {s for kind, s in list_archives(raw_dir) if kind == "Videos"}
+    for t in todo:
+        n, source = _pose_frames(raw_dir, extract_dir, t.seq)
+        # the motion rule's count is known once the universal poses are read (not in a dry run)
+        frames = (None if needs_universal_poses(t.seq, opts.selection)
+                  else len(sequence_frames(t.seq, opts.selection, opts.train_every, opts.test_every, n_frames=n)))
+        cams = _cameras_present(raw_dir, extract_dir, t.seq, t.cameras, archived_videos)
+        report.planned.append({"sequence": t.seq.key, "cameras": t.cameras, "frames": frames,
+                               "crops": None if frames is None else frames * len(cams), "frames_from": source})
     if opts.dry_run:
         return report
-    start = time.perf_counter()
-    _extract_archives(raw_dir, extract_dir, todo, opts, report)
+    run = Run(out, manifest, report, emit, _manifest_entry, lambda m: _merge(out, m, opts),
+              lambda m: _labels_current(m, out))
+    run.execute(lambda run: _jobs(raw_dir, out, extract_dir, opts, todo, run), opts.workers)
+    if report.ok and not opts.keep_extracted and extract_dir == out / ".raw" and extract_dir.exists():
+        shutil.rmtree(extract_dir)
+    return report
+
+
+def _jobs(raw_dir: Path, out: Path, extract_dir: Path, opts: PreprocessOptions, todo: list[_Todo],
+          run: Run) -> list[SequenceJob]:
+    """Extract what the sequences need from archives, then one job per sequence whose files are there."""
+    _extract_archives(raw_dir, extract_dir, todo, opts, run.fail)
     cameras = load_h36m_cameras(opts.cameras_file)
+    skeleton = get_skeleton(opts.skeleton)
     jobs = []
-    for seq, cams in todo:
+    for t in todo:
+        seq, cams = t.seq, t.cameras
+        if not _any_present(raw_dir, extract_dir, seq, cams):  # not in these archives either
+            run.report.absent.append(seq.key)
+            continue
         files = {k: _locate(raw_dir, extract_dir, rel)
                  for k, (_, rel) in _needed_files(seq, cams, opts.selection).items()}
-        if not _any_present(raw_dir, extract_dir, seq, cams):  # not in these archives either
-            report.absent.append(seq.key)
-            continue
+        n, _ = _pose_frames(raw_dir, extract_dir, seq)
         try:
             frames = sequence_frames(seq, opts.selection, opts.train_every, opts.test_every,
-                                     files.pop("universal", None))
-        except DataError as e:
-            report.failed[seq.key] = str(e)
+                                     files.pop("universal", None), n_frames=n)
+        except DataError as e:  # the universal poses the motion rule needs are missing or unreadable
+            run.fail(seq.key, str(e))
             continue
         jobs.append(SequenceJob(
             seq=seq, cameras={c: cameras[(seq.subject, c)] for c in cams},
             nominal_hw={c: image_size(seq.subject, c) for c in cams}, files=files,
             frames=frames, out_dir=out,
             part_path=out / "parts" / seq.subject / f"{seq.name}.npz", image_size=opts.image_size,
-            jpeg_quality=opts.jpeg_quality, bbox_source=opts.bbox_source, bbox_scale=opts.bbox_scale))
-    emit("plan", {"sequences": len(jobs), "frames": sum(len(j.frames) * len(j.cameras) for j in jobs)})
-    out.mkdir(parents=True, exist_ok=True)
-    planned = {j.seq.key: len(j.frames) * len(j.cameras) for j in jobs}
-    _collect(_run_jobs(jobs, opts.workers, emit), planned, report, manifest, manifest_path, emit,
-             lambda r: {"part": str((out / "parts" / f"{r.key}.npz").relative_to(out)), "rows": r.rows,
-                        "cameras": r.cameras, "bbox_sources": r.bbox_sources})
-    if manifest["sequences"] or not (out / "labels.npz").exists():
-        atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
-        report.labels_path, report.rows = _merge(out, manifest, opts)
-    report.seconds = time.perf_counter() - start
-    if report.ok and not opts.keep_extracted and extract_dir == out / ".raw" and extract_dir.exists():
-        shutil.rmtree(extract_dir)
-    return report
-
-
-def _collect(results: Iterator[SequenceResult], planned: dict[str, int], report: PreprocessReport, manifest: dict,
-             manifest_path: Path, emit: Callable[[str, dict], None],
-             entry: Callable[[SequenceResult], dict]) -> None:
-    """Book results as they arrive: a failure into ``report.failed``; a finished sequence into the report and
-    the manifest (``entry(result)`` plus the time, written after each); emits "failed" / "done" with the
-    planned crops that were not made ("unused": poses shorter than the official count, failures)."""
-    for result in results:
-        unused = planned[result.key] - result.frames_written
-        if result.error:
-            report.failed[result.key] = result.error
-            emit("failed", {"key": result.key, "error": result.error, "unused": unused})
-            continue
-        report.done.append(result)
-        report.frames_written += result.frames_written
-        report.bytes_written += result.bytes_written
-        manifest["sequences"][result.key] = {**entry(result), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
-        emit("done", {"key": result.key, "unused": unused})
-
-
-def _run_jobs(jobs: list, workers: int, emit: Callable[[str, dict], None], process: Callable = process_sequence):
-    """Yield results as sequences finish; frame ticks go to ``emit("frames", {"n": k})``.
-
-    ``process(job, progress)`` (module-level, picklable) turns a job into a result; the MPI-INF-3DHP
-    preprocessing passes its own.
-    """
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield process(job, lambda n: emit("frames", {"n": n}))
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = [pool.submit(_worker, process, job, queue) for job in jobs]
-            pending = set(futures)
-            while pending:
-                _drain(queue, emit)
-                finished = [f for f in pending if f.done()]
-                for f in finished:
-                    pending.discard(f)
-                    yield f.result()
-                if not finished:
-                    time.sleep(0.05)
-            _drain(queue, emit)
-
-
-def _drain(queue, emit) -> None:
-    total = 0
-    while not queue.empty():
-        total += queue.get()
-    if total:
-        emit("frames", {"n": total})
-
-
-def _init_worker() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _worker(process: Callable, job, queue) -> SequenceResult:
-    return process(job, queue.put)
+            jpeg_quality=opts.jpeg_quality, bbox_source=opts.bbox_source, bbox_scale=opts.bbox_scale,
+            skeleton=skeleton, keep_part=t.keep_part))
+    return jobs

@@ -1,16 +1,23 @@
 """One Human3.6M sequence, all its cameras: raw files -> undistorted square crops + a label shard.
 
-Runs in a worker process of :func:`ctxpose.data.h36m.preprocess.preprocess_h36m`. Each crop is made by ONE
-``cv2.remap`` from the distorted video frame (undistortion, crop and resize folded into one map, see
-:func:`ctxpose.geometry.distortion.undistort_crop_maps`), so the crop is the image of the pinhole camera
-``crop_camera(camera, bbox, (S, S))`` whose intrinsics are stored with it.
+A :class:`SequenceJob` is a job of the shared runner (:mod:`ctxpose.data.preprocessing`), run in this process
+or in a worker of :mod:`ctxpose.data.workers`. Each crop is made by ONE ``cv2.remap`` from the distorted
+video frame (:func:`ctxpose.data.transforms.undistorted_crop`: undistortion, crop and resize folded into one
+map), so the crop is the image of the pinhole camera ``crop_camera(camera, bbox, (S, S))`` whose intrinsics
+are stored with it.
+
+Failures: a bad pose file fails the sequence; a bad video or mask fails that (sequence, camera) only, and the
+other cameras are kept. Both are one line naming the file (:class:`DataError`, OpenCV's ``cv2.error``).
+An output that cannot be written raises :class:`ctxpose.errors.OutputError` (the run stops); anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +33,13 @@ from ctxpose.data.h36m.raw import (
     sphere_points,
     square_bbox,
 )
-from ctxpose.data.labels import Labels
+from ctxpose.data.labels import Labels, labels_meta, load_labels
+from ctxpose.data.preprocessing import opencv_error, output_errors, write_output
 from ctxpose.data.transforms import scale_bbox, undistorted_crop
+from ctxpose.data.workers import SequenceResult
 from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import Camera
-from ctxpose.skeleton import get_skeleton
-from ctxpose.utils.io import atomic_write_bytes
+from ctxpose.skeleton import Skeleton
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +60,9 @@ class SequenceJob:
         jpeg_quality: 0..100.
         bbox_source: "masks", "poses" or "auto" (masks if the file exists, else poses).
         bbox_scale: scale of the squared box about its centre (ContextPose: 1.0).
+        skeleton: joint order of ``keypoints_3d`` (32 -> J selection).
+        keep_part: shard of an earlier run whose rows of the cameras not in ``cameras`` are kept (a re-run
+            that redoes only the cameras that failed or were not asked for before); None: a fresh sequence.
     """
 
     seq: metadata.Sequence
@@ -65,19 +76,23 @@ class SequenceJob:
     jpeg_quality: int
     bbox_source: str
     bbox_scale: float
+    skeleton: Skeleton
+    keep_part: Path | None = None
 
+    @property
+    def key(self) -> str:
+        return self.seq.key
 
-@dataclass
-class SequenceResult:
-    """What a worker did. ``error`` is None on success."""
+    @property
+    def planned_crops(self) -> int:
+        """Selected frames x cameras whose video is there (frames past the poses are dropped when cropping)."""
+        return len(self.frames) * sum(self.files.get(f"Videos:{c}") is not None for c in self.cameras)
 
-    key: str
-    rows: int = 0
-    frames_written: int = 0
-    bytes_written: int = 0
-    cameras: list[str] = field(default_factory=list)
-    bbox_sources: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
+    def crop(self, progress: Callable[[int], None]) -> tuple[Labels | None, SequenceResult]:
+        return crop_sequence(self, progress)
+
+    def save(self, shard: Labels, result: SequenceResult) -> None:
+        save_shard(self, shard, result)
 
 
 def image_relpath(subject: str, sequence: str, camera: str, frame: int) -> str:
@@ -138,7 +153,7 @@ def _process_camera(job: SequenceJob, cam: str, poses32: np.ndarray, frames: np.
         if not ok:
             raise DataError(f"cannot JPEG-encode a crop of {video} frame {frame_index}")
         rel = image_relpath(job.seq.subject, job.seq.name, cam, int(frame_index))
-        atomic_write_bytes(job.out_dir / rel, buf.tobytes())
+        write_output(job.out_dir / rel, buf.tobytes())
         nbytes += len(buf)
         Ks.append(crop_cam.K)
         paths.append(rel)
@@ -153,52 +168,78 @@ def _process_camera(job: SequenceJob, cam: str, poses32: np.ndarray, frames: np.
     return cols, nbytes, source
 
 
-def process_sequence(job: SequenceJob, progress: Any = None) -> SequenceResult:
-    """Crop and label one sequence; failures become ``SequenceResult.error`` (one line naming the file).
+def _cv2_error(job: SequenceJob, cam: str, error: cv2.error) -> str:
+    rel = metadata.raw_relpath("Videos", job.seq.subject, job.seq.base_name, cam)
+    return opencv_error(job.files.get(f"Videos:{cam}") or rel, error)
+
+
+def crop_sequence(job: SequenceJob, progress: Any = None) -> tuple[Labels | None, SequenceResult]:
+    """Write the crops of one sequence and build its label shard (not yet saved).
 
     Args:
         job: the work.
-        progress: optional callable(n_frames_done_increment).
+        progress: optional callable(n_crops_done_increment).
 
     Returns:
-        The result; on success the label shard is at ``job.part_path`` (written atomically).
+        (shard, result): the shard holds the rows of every camera that succeeded (plus kept rows of
+        ``job.keep_part``), sorted by camera index; None when no camera is left (``result.error`` or
+        ``result.camera_errors`` say why).
+
+    Raises:
+        OutputError: a crop cannot be written.
     """
     progress = progress or (lambda n: None)
     seq = job.seq
     result = SequenceResult(key=seq.key)
-    skeleton = get_skeleton()
+    d3 = job.files.get("D3_Positions")
     try:
-        d3 = job.files.get("D3_Positions")
         if d3 is None:
             raise DataError(f"pose file {metadata.raw_relpath('D3_Positions', seq.subject, seq.base_name)} not found")
         poses32 = read_cdf_poses(d3)
         frames = np.array([f for f in job.frames if f < len(poses32)], dtype=np.int64)
         if len(frames) == 0:
             raise DataError(f"{d3}: {len(poses32)} pose frames, none selected")
-        parts = []
-        for cam in job.cameras:
-            cols, nbytes, source = _process_camera(job, cam, poses32, frames, progress)
-            result.cameras.append(cam)
-            result.bbox_sources[cam] = source
-            result.bytes_written += nbytes
-            parts.append(cols)
-        if not parts:
-            raise DataError(f"{seq.key}: no camera to process")
-        keypoints = skeleton.from_h36m32(poses32[frames]).astype(np.float64)
-        n = len(frames)
-        shard = Labels(
-            subject=np.full(n * len(parts), seq.subject), action=np.full(n * len(parts), seq.action),
-            trial=np.full(n * len(parts), seq.trial), keypoints_3d=np.concatenate([keypoints] * len(parts)),
-            **{k: np.concatenate([p[k] for p in parts]) for k in parts[0]},
-            meta={"format": "ctxpose-labels", "version": 1, "part": seq.key},
-        )
-        shard.save(job.part_path)
-        result.rows = len(shard)
-        result.frames_written = len(shard)
-        result.bytes_written += os.path.getsize(job.part_path)
     except DataError as e:
         result.error = str(e)
-    except Exception as e:  # keep the run going; report the sequence as failed
-        logger.debug("unexpected error in %s", seq.key, exc_info=True)
-        result.error = f"{seq.key}: {type(e).__name__}: {e}"
-    return result
+        return None, result
+    keypoints = job.skeleton.from_h36m32(poses32[frames]).astype(np.float64)
+    n = len(frames)
+    shards = []
+    for cam in job.cameras:
+        try:
+            cols, nbytes, source = _process_camera(job, cam, poses32, frames, progress)
+        except DataError as e:
+            result.camera_errors[cam] = str(e)
+            continue
+        except cv2.error as e:
+            result.camera_errors[cam] = _cv2_error(job, cam, e)
+            continue
+        result.frames_written += n
+        result.bytes_written += nbytes
+        result.bbox_sources[cam] = source
+        shards.append(Labels(subject=np.full(n, seq.subject), action=np.full(n, seq.action),
+                             trial=np.full(n, seq.trial), keypoints_3d=keypoints, **cols,
+                             meta=labels_meta(part=seq.key)))
+    if job.keep_part is not None:
+        kept = load_labels(job.keep_part)
+        kept = kept.select(~np.isin(kept.camera, list(job.cameras)))
+        if len(kept):
+            shards.append(kept)
+    if not shards:
+        return None, result
+    shard = Labels.concatenate(shards, labels_meta(part=seq.key))
+    shard = shard.select(np.argsort(shard.camera_index, kind="stable"))
+    result.cameras = [c for c in metadata.camera_ids() if c in set(shard.camera.tolist())]
+    result.rows = len(shard)
+    return shard, result
+
+
+def save_shard(job: SequenceJob, shard: Labels, result: SequenceResult) -> None:
+    """Write the shard to ``job.part_path`` (atomically) and count its bytes.
+
+    Raises:
+        OutputError: the shard cannot be written.
+    """
+    with output_errors(job.part_path):
+        shard.save(job.part_path)
+        result.bytes_written += os.path.getsize(job.part_path)

@@ -87,9 +87,13 @@ def read_cdf_poses(path: Path, values_per_joint: int = 3, dtype: type | None = n
     path = Path(path)
     if not path.is_file():
         raise DataError(f"pose file {path} does not exist")
-    check_cdf_complete(path)
     try:
-        pose = np.asarray(cdflib.CDF(str(path)).varget("Pose"))
+        check_cdf_complete(path)
+    except OSError as e:  # permissions, I/O errors
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        with cdflib.CDF(str(path)) as cdf:
+            pose = np.asarray(cdf.varget("Pose"))
     except Exception as e:  # cdflib raises many exception types on corrupt input
         raise DataError(f"{path}: cannot read variable 'Pose' ({type(e).__name__}: {e})") from None
     width = 32 * values_per_joint
@@ -99,6 +103,24 @@ def read_cdf_poses(path: Path, values_per_joint: int = 3, dtype: type | None = n
         raise DataError(f"{path}: 'Pose' has shape {pose.shape}, expected (1, N, {width})")
     pose = pose[0].reshape(-1, 32, values_per_joint)
     return pose if dtype is None else pose.astype(dtype)
+
+
+def cdf_frame_count(path: Path) -> int:
+    """Number of frames N a pose CDF declares (``Pose`` dims [N, C]), from its headers only (no values read).
+
+    Raises:
+        DataError: not a readable CDF with a two-dimensional ``Pose`` variable.
+    """
+    import cdflib
+
+    try:
+        with cdflib.CDF(str(path)) as cdf:
+            dims = list(cdf.varinq("Pose").Dim_Sizes)
+    except Exception as e:  # cdflib raises many exception types on corrupt input
+        raise DataError(f"{path}: cannot read the header of variable 'Pose' ({type(e).__name__}: {e})") from None
+    if len(dims) != 2:
+        raise DataError(f"{path}: 'Pose' has dimensions {dims}, expected [N, C]")
+    return int(dims[0])
 
 
 def mask_to_bbox(mask_wh: np.ndarray) -> tuple[int, int, int, int]:

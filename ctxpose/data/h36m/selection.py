@@ -93,13 +93,16 @@ def motion_camera(seq: metadata.Sequence) -> str:
     return next(c for c in metadata.camera_ids() if not metadata.is_missing_video(seq.subject, seq.name, c))
 
 
-def original_frames(seq: metadata.Sequence, universal_poses: np.ndarray | None = None) -> np.ndarray:
+def original_frames(seq: metadata.Sequence, universal_poses: np.ndarray | None = None,
+                    n_frames: int | None = None) -> np.ndarray:
     """The original table's frames of one sequence.
 
     Args:
         seq: the sequence.
         universal_poses: (N, 32, 3) ``D3_Positions_mono_universal`` poses of :func:`motion_camera`; needed
             for training subjects only.
+        n_frames: pose frames of the sequence for the test rule when no poses are given (default: the
+            official count).
 
     Returns:
         (K,) int64 ascending 0-based pose frames.
@@ -108,7 +111,9 @@ def original_frames(seq: metadata.Sequence, universal_poses: np.ndarray | None =
         DataError: a training sequence without its universal poses.
     """
     if metadata.split_of(seq.subject) == "test":
-        n = seq.num_frames if universal_poses is None else len(universal_poses)
+        if universal_poses is not None:
+            n_frames = len(universal_poses)
+        n = seq.num_frames if n_frames is None else n_frames
         return np.arange(0, n, ORIGINAL_TEST_STEP, dtype=np.int64)
     if universal_poses is None:
         raise DataError(f"{seq.key}: --selection original needs "
@@ -128,7 +133,7 @@ def universal_relpath(seq: metadata.Sequence) -> str:
 
 
 def sequence_frames(seq: metadata.Sequence, selection: str, train_every: int, test_every: int,
-                    universal_path: Path | None = None) -> tuple[int, ...]:
+                    universal_path: Path | None = None, n_frames: int | None = None) -> tuple[int, ...]:
     """Frames a processed folder keeps of ``seq``.
 
     Args:
@@ -136,13 +141,15 @@ def sequence_frames(seq: metadata.Sequence, selection: str, train_every: int, te
         selection: "stride" or "original".
         train_every, test_every: strides of the "stride" rule.
         universal_path: the file :func:`universal_relpath` names (original rule, training subjects).
+        n_frames: pose frames in the sequence's pose file (default: the official count); the stride and
+            the test rule count from it.
 
     Raises:
         DataError: unknown selection, or the universal poses are missing or unreadable.
     """
     if selection == "stride":
         step = train_every if metadata.split_of(seq.subject) == "train" else test_every
-        return tuple(range(0, seq.num_frames, step))
+        return tuple(range(0, seq.num_frames if n_frames is None else n_frames, step))
     if selection != "original":
         raise DataError(f"--selection {selection!r}: expected one of {SELECTIONS}")
     poses = None
@@ -152,7 +159,7 @@ def sequence_frames(seq: metadata.Sequence, selection: str, train_every: int, te
         if universal_path is None:
             original_frames(seq, None)  # raises naming the file
         poses = read_cdf_poses(universal_path, dtype=None)
-    return tuple(int(f) for f in original_frames(seq, poses))
+    return tuple(int(f) for f in original_frames(seq, poses, n_frames))
 
 
 def selection_meta(selection: str, train_every: int, test_every: int) -> dict:

@@ -17,9 +17,9 @@ With ``archives=True`` the files are packed into the official archive names (``V
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import os
-import shutil
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +32,9 @@ from ctxpose.data.h36m import metadata
 from ctxpose.data.h36m.cameras import image_size, load_h36m_cameras
 from ctxpose.data.h36m.raw import sphere_bboxes, sphere_points
 from ctxpose.data.h36m.synthetic_body import background_texture, render_frame, walking_poses
+from ctxpose.errors import DataError, OutputError
 from ctxpose.geometry.cameras import Camera, world_to_camera
-from ctxpose.utils.io import atomic_path
+from ctxpose.utils.io import atomic_path, atomic_write_text
 from ctxpose.utils.matlab import USERBLOCK_BYTES, matlab_v73_header
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_SUBJECTS = ("S1", "S9")
 DEFAULT_ACTIONS = ("Walking-1", "TakingPhoto-2")
 MAX_EXTRA_VIDEO_FRAMES = 5
+#: Frame widths ``size`` accepts, px: below 64 the body is a few pixels tall (and MP4 needs 16-px
+#: macroblocks); above 4000 (4x the real width) a frame alone takes tens of MB.
+MIN_SIZE, MAX_SIZE = 64, 4000
+#: Written first into every synthetic raw folder: files under a folder without it are never overwritten.
+MARKER = "synthetic_h36m.json"
 
 
 @dataclass
@@ -71,20 +77,18 @@ def write_pose_cdf(path: Path, values: np.ndarray) -> None:
 
     values = np.asarray(values, dtype=np.float32)
     n, c = values.shape
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.part.cdf")
-    tmp.unlink(missing_ok=True)
-    writer = CDF(str(tmp), cdf_spec={"Majority": "Column_major", "Encoding": 6, "Checksum": False})
-    spec = {"Variable": "Pose", "Data_Type": CDF.CDF_FLOAT, "Num_Elements": 1, "Rec_Vary": True,
-            "Dim_Sizes": [n, c], "Var_Type": "zVariable", "Compress": 0, "Block_Factor": 0}
-    # cdflib writes the buffer as given; a column-major file stores the (N, C) array in Fortran order.
-    writer.write_var(spec, var_attrs={}, var_data=np.ascontiguousarray(values.T).reshape(1, n, c))
-    writer.close()
-    with open(tmp, "r+b") as f:  # CDR version fields (offsets 28, 32, 52): 3.3.0 as in the real files
-        for offset, value in ((28, 3), (32, 3), (52, 0)):
-            f.seek(offset)
-            f.write(int(value).to_bytes(4, "big"))
-    os.replace(tmp, path)
+    with atomic_path(path, keep_suffix=True) as tmp:  # cdflib adds ".cdf" to other names
+        tmp.unlink()  # cdflib refuses to write over an existing file
+        writer = CDF(str(tmp), cdf_spec={"Majority": "Column_major", "Encoding": 6, "Checksum": False})
+        spec = {"Variable": "Pose", "Data_Type": CDF.CDF_FLOAT, "Num_Elements": 1, "Rec_Vary": True,
+                "Dim_Sizes": [n, c], "Var_Type": "zVariable", "Compress": 0, "Block_Factor": 0}
+        # cdflib writes the buffer as given; a column-major file stores the (N, C) array in Fortran order.
+        writer.write_var(spec, var_attrs={}, var_data=np.ascontiguousarray(values.T).reshape(1, n, c))
+        writer.close()
+        with open(tmp, "r+b") as f:  # CDR version fields (offsets 28, 32, 52): 3.3.0 as in the real files
+            for offset, value in ((28, 3), (32, 3), (52, 0)):
+                f.seek(offset)
+                f.write(int(value).to_bytes(4, "big"))
 
 
 def write_mask_mat(path: Path, bboxes: np.ndarray, image_hw: tuple[int, int]) -> None:
@@ -125,21 +129,19 @@ def _scaled_camera(camera: Camera, full_hw: tuple[int, int], size: int | None) -
     """
     if size is None or size == full_hw[1]:
         return camera, full_hw
-    hw = (max(2, 2 * int(round(full_hw[0] * size / full_hw[1] / 2))), max(2, 2 * int(round(size / 2))))
+    hw = (2 * int(round(full_hw[0] * size / full_hw[1] / 2)), 2 * int(round(size / 2)))
     return camera.resized(full_hw, hw), hw
 
 
 def _write_video(path: Path, frames: list[np.ndarray]) -> None:
     h, w = frames[0].shape[:2]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.part.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 50.0, (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write MP4 video {tmp}")
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    os.replace(tmp, path)
+    with atomic_path(path, keep_suffix=True) as tmp:  # OpenCV picks the container by the extension
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 50.0, (w, h))
+        if not writer.isOpened():
+            raise OutputError(f"{path}: OpenCV cannot write an MP4 video here")
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
 
 
 def _synthesize_sequence(root: Path, seq: metadata.Sequence, poses: np.ndarray, cameras: dict, size: int | None,
@@ -191,8 +193,10 @@ def _pack_archives(root: Path, files: list[Path]) -> list[Path]:
                 tar.add(p, arcname=str(p.relative_to(root)))
     for p in files:
         p.unlink()
-    for subject_dir in {root / p.relative_to(root).parts[0] for p in files}:
-        shutil.rmtree(subject_dir, ignore_errors=True)
+    folders = {parent for p in files for parent in p.parents if parent != root and root in parent.parents}
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):  # deepest first, only if empty
+        with contextlib.suppress(OSError):
+            folder.rmdir()
     return sorted(groups)
 
 
@@ -209,27 +213,90 @@ def synthesize_h36m(
     """Write a synthetic raw Human3.6M dataset.
 
     Args:
-        out_dir: destination root (created).
+        out_dir: destination root (created); an existing folder must be empty of the files to write or
+            hold ``MARKER`` from an earlier synthesis (a real download is never overwritten).
         subjects: e.g. ("S1", "S9").
         actions: sequence names ("Walking-1") or base actions ("Walking" = both trials).
         n_frames: pose frames per sequence (videos get 1-5 more, like the real ones).
-        size: frame width in px (height scaled to keep the real aspect, both rounded to even numbers);
-            None = the real 1000 x 1002 / 1000 x 1000.
-        seed: motion and texture seed.
+        size: frame width in px, ``MIN_SIZE`` (64) to ``MAX_SIZE`` (4000) (height scaled to keep the real
+            aspect, both rounded to even numbers); None = the real 1000 x 1002 / 1000 x 1000.
+        seed: motion and texture seed, >= 0.
         archives: pack into the official ``.tgz`` names instead of loose folders.
         progress: called with each finished sequence key.
 
     Returns:
         :class:`SynthesisReport` with the ground-truth poses.
+
+    Raises:
+        DataError: ``n_frames`` < 1, ``size`` out of range, ``seed`` < 0, unknown or no sequences selected.
+        OutputError: ``out_dir`` is a file, holds raw files not synthesized here, or cannot be written
+            (one line naming the path).
     """
-    if n_frames < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    seqs = _check_synthesis(root, subjects, actions, n_frames, size, seed, archives)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{root}: cannot create the output folder ({e.strerror or e})") from None
     cameras = load_h36m_cameras()
     report = SynthesisReport(out_dir=root)
+    try:
+        atomic_write_text(root / MARKER, json.dumps({"format": "ctxpose-synthetic-h36m"}))
+        files = _synthesize_all(root, seqs, cameras, n_frames, size, seed, report, progress)
+        written = _pack_archives(root, files) if archives else files
+    except OSError as e:  # full disk, read-only file system, permissions
+        raise OutputError(f"{e.filename or root}: cannot write ({e.strerror or e})") from None
+    report.files = [str(p.relative_to(root)) for p in written]
+    return report
+
+
+def _check_synthesis(root: Path, subjects, actions, n_frames: int, size: int | None, seed: int,
+                     archives: bool) -> list[metadata.Sequence]:
+    """The selected sequences; :class:`DataError`/:class:`OutputError` (one line naming the option) if invalid."""
+    if n_frames < 1:
+        raise DataError(f"--frames {n_frames}: expected at least 1 pose frame per sequence")
+    if size is not None and not MIN_SIZE <= size <= MAX_SIZE:
+        raise DataError(f"--size {size}: expected a frame width from {MIN_SIZE} to {MAX_SIZE} px "
+                        "(or no --size for the real 1000 px)")
+    if seed < 0:
+        raise DataError(f"--seed {seed}: expected a number >= 0")
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"{root}: exists and is not a folder; choose a folder to write the raw dataset into")
+    seqs = select_sequences(subjects, actions)
+    if not (root / MARKER).is_file():  # never overwrite a real download
+        for seq in seqs:
+            for target in _targets(seq, archives):
+                if (root / target).exists():
+                    raise OutputError(f"{root / target}: exists and was not written by `ctxpose synthesize` "
+                                      f"(no {MARKER} in {root}); choose an empty folder")
+    return seqs
+
+
+def select_sequences(subjects: list[str] | tuple[str, ...],
+                     actions: list[str] | tuple[str, ...]) -> list[metadata.Sequence]:
+    """The sequences :func:`synthesize_h36m` writes for these filters.
+
+    Raises:
+        DataError: an unknown subject or action, or an empty selection.
+    """
+    seqs = metadata.sequences(list(subjects), list(actions)) if list(subjects) and list(actions) else []
+    if not seqs:
+        raise DataError("--subjects/--actions select no sequence; expected e.g. --subjects S1 --actions Walking-1")
+    return seqs
+
+
+def _targets(seq: metadata.Sequence, archives: bool) -> list[str]:
+    """Relative paths synthesizing ``seq`` writes (loose files are written before packing)."""
+    cams = [c for c in metadata.camera_ids() if not metadata.is_missing_video(seq.subject, seq.name, c)]
+    loose = [metadata.raw_relpath("D3_Positions", seq.subject, seq.base_name)] + [
+        metadata.raw_relpath(kind, seq.subject, seq.base_name, c) for kind in metadata.RAW_KINDS[1:] for c in cams]
+    return loose + ([metadata.archive_name(kind, seq.subject) for kind in metadata.RAW_KINDS] if archives else [])
+
+
+def _synthesize_all(root: Path, seqs: list[metadata.Sequence], cameras: dict, n_frames: int, size: int | None,
+                    seed: int, report: SynthesisReport, progress: Callable[[str], None] | None) -> list[Path]:
     files: list[Path] = []
-    for k, seq in enumerate(metadata.sequences(list(subjects), list(actions))):
+    for k, seq in enumerate(seqs):
         poses = walking_poses(n_frames, seed=seed * 1000 + k)
         files += _synthesize_sequence(root, seq, poses, cameras, size, seed * 1000 + k)
         report.sequences.append(seq.key)
@@ -237,6 +304,4 @@ def synthesize_h36m(
         logger.debug("synthesized %s (%d frames)", seq.key, n_frames)
         if progress:
             progress(seq.key)
-    written = _pack_archives(root, files) if archives else files
-    report.files = [str(p.relative_to(root)) for p in written]
-    return report
+    return files

@@ -74,10 +74,3 @@ def load_3dhp_labels(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str,
 def concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Stack label shards (the schema's columns)."""
     return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in SCHEMA}
-
-
-def empty(num_joints: int) -> dict[str, np.ndarray]:
-    """Columns with no rows."""
-    return {k: np.zeros((0, *[num_joints if d == "J" else d for d in tail]),
-                        dtype=DTYPES.get(k, "<U1" if kind == "U" else np.float64))
-            for k, (kind, tail) in SCHEMA.items()}

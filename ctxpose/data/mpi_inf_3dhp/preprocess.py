@@ -6,6 +6,7 @@ Output (the processed folder)::
     labels.npz                       one row per kept frame, schema in ``ctxpose.data.mpi_inf_3dhp.labels``
     manifest.json                    settings + finished sequences (a re-run skips them)
     parts/TS1.npz                    label shard of each finished sequence
+    preprocess_report.json           the last run's report
 
 The box of a frame is the square around its 17 ``annot2`` joints, grown by ``margin`` (a fraction of the
 larger side) on every side. Each crop is ONE ``cv2.remap`` from the full frame (undistortion, crop and
@@ -14,16 +15,17 @@ pinhole crop camera whose intrinsics are stored with it; TS5-6 crops are thereby
 sequence's ``annot3`` is projected through its camera and compared with ``annot2``: the residual (px, over
 valid frames and joints) is reported and stored in the labels' meta.
 
-Resuming, atomic files, the progress events and per-sequence failures are those of ``preprocess h36m``
-(its manifest and job runner are shared): a missing or corrupt annotation file or image fails that
-sequence with one line naming the file, the others go on.
+The runner is the one ``preprocess h36m`` uses (:mod:`ctxpose.data.preprocessing`), with the same
+guarantees: resuming (finished sequences are skipped, a re-run with nothing to do leaves every output
+untouched), atomic files, the progress events, worker processes with ``workers`` > 1 that stop with Ctrl-C
+and die with their parent, and per-sequence failures: a missing or corrupt annotation file or image fails
+that sequence with one line naming the file, the others go on; an output that cannot be written stops the
+run with one line; a bug keeps its traceback.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,16 +35,24 @@ import cv2
 import numpy as np
 
 from ctxpose._version import __version__
-from ctxpose.data.h36m.preprocess import PreprocessReport, _collect, _read_manifest, _run_jobs
-from ctxpose.data.h36m.process_sequence import SequenceResult
 from ctxpose.data.mpi_inf_3dhp import labels as L
 from ctxpose.data.mpi_inf_3dhp import metadata
 from ctxpose.data.mpi_inf_3dhp.annotations import read_annotations
 from ctxpose.data.mpi_inf_3dhp.cameras import camera_name, load_3dhp_camera, projection_residuals
+from ctxpose.data.preprocessing import (
+    MANIFEST_NAME,
+    PreprocessReport,
+    Run,
+    labels_meta_or_none,
+    opencv_error,
+    output_errors,
+    read_manifest,
+    write_output,
+)
 from ctxpose.data.transforms import undistorted_crop
+from ctxpose.data.workers import SequenceResult
 from ctxpose.errors import DataError
 from ctxpose.skeleton import H36M_CONTEXTPOSE, MPI_INF_3DHP, MPI_INF_3DHP_TO_CONTEXTPOSE_INDEX
-from ctxpose.utils.io import atomic_write_bytes, atomic_write_text
 
 MANIFEST_FORMAT = "ctxpose-3dhp-manifest"
 _SETTINGS_KEYS = ("image_size", "jpeg_quality", "margin", "all_frames")
@@ -59,7 +69,7 @@ class Preprocess3DHPOptions:
         all_frames: also crop the frames that are not valid (``valid`` False in the labels); frames whose
             annotations are not finite or whose activity is not 1..7 are skipped either way.
         sequences: "TS1".."TS6" to process (None = all present).
-        workers: parallel processes over sequences.
+        workers: parallel processes over sequences (>= 1).
         dry_run: only list what would be done.
     """
 
@@ -78,7 +88,7 @@ class Preprocess3DHPOptions:
 
 @dataclass(frozen=True)
 class Sequence3DHPJob:
-    """One sequence's work (picklable): paths, the kept frames and the settings."""
+    """One sequence's work (picklable), a job of the shared runner: paths, the settings and the planned crops."""
 
     sequence: str
     test_set: Path
@@ -87,10 +97,23 @@ class Sequence3DHPJob:
     jpeg_quality: int
     margin: float
     all_frames: bool
+    planned_crops: int = 0
+
+    @property
+    def key(self) -> str:
+        return self.sequence
 
     @property
     def part_path(self) -> Path:
         return self.out_dir / "parts" / f"{self.sequence}.npz"
+
+    def crop(self, progress: Callable[[int], None]) -> tuple[dict[str, np.ndarray] | None, Sequence3DHPResult]:
+        return crop_3dhp_sequence(self, progress)
+
+    def save(self, shard: dict[str, np.ndarray], result: SequenceResult) -> None:
+        with output_errors(self.part_path):
+            L.save_3dhp_labels(self.part_path, shard, {"part": self.sequence})
+            result.bytes_written += os.path.getsize(self.part_path)
 
 
 @dataclass
@@ -108,6 +131,8 @@ def check_options(opts: Preprocess3DHPOptions) -> None:
         raise DataError(f"--image-size {opts.image_size} / --jpeg-quality {opts.jpeg_quality}: expected >= 8 / 0..100")
     if not 0 <= opts.margin <= 2:
         raise DataError(f"--margin {opts.margin}: expected a fraction of the box side in 0..2")
+    if opts.workers < 1:
+        raise DataError(f"--workers {opts.workers}: expected at least 1 process")
     bad = [s for s in opts.sequences or () if s not in metadata.SEQUENCES]
     if bad:
         raise DataError(f"--sequences: unknown {bad}; expected some of {list(metadata.SEQUENCES)}")
@@ -147,70 +172,78 @@ def _kept_frames(ann, all_frames: bool) -> np.ndarray:
     return np.flatnonzero(usable & (ann.valid | all_frames))
 
 
-def process_3dhp_sequence(job: Sequence3DHPJob, progress: Callable[[int], None] | None = None) -> Sequence3DHPResult:
-    """Crop and label one sequence; failures become ``result.error`` (one line naming the file).
+def crop_3dhp_sequence(job: Sequence3DHPJob, progress: Callable[[int], None] | None = None
+                       ) -> tuple[dict[str, np.ndarray] | None, Sequence3DHPResult]:
+    """Write the crops of one sequence and build its label shard (not yet saved, see :meth:`Sequence3DHPJob.save`).
 
     Returns:
-        The result; on success the label shard is at ``job.part_path`` (written atomically).
+        (shard columns, result); the shard is None when the sequence failed (``result.error``: one line
+        naming the annotation file or image).
+
+    Raises:
+        OutputError: a crop cannot be written.
     """
     progress = progress or (lambda n: None)
     result = Sequence3DHPResult(key=job.sequence)
     seq_dir = job.test_set / job.sequence
+    source: Path = seq_dir / metadata.ANNOTATION_FILE  # what is being read, for an OpenCV error
     try:
-        ann = read_annotations(seq_dir / metadata.ANNOTATION_FILE)
+        ann = read_annotations(source)
         frames = _kept_frames(ann, job.all_frames)
         if len(frames) == 0:
-            raise DataError(f"{seq_dir / metadata.ANNOTATION_FILE}: no valid frame with finite annotations")
-        first = _read_image(job.test_set / metadata.image_relpath(job.sequence, int(frames[0])), None)
+            raise DataError(f"{source}: no valid frame with finite annotations")
+        source = job.test_set / metadata.image_relpath(job.sequence, int(frames[0]))
+        first = _read_image(source, None)
         hw = first.shape[:2]
         camera = load_3dhp_camera(job.sequence, hw)
         valid = ann.valid[frames]
         residual = projection_residuals(ann.annot3[frames][valid], ann.annot2[frames][valid], camera)
-        result.residual_px = {"median": float(np.median(residual)), "mean": float(residual.mean()),
-                              "max": float(residual.max())} if residual.size else {}
         boxes = square_boxes(ann.annot2[frames], job.margin)
         out_hw = (job.image_size, job.image_size)
         params = [cv2.IMWRITE_JPEG_QUALITY, int(job.jpeg_quality)]
         Ks, paths = [], []
         for i, frame in enumerate(frames):
-            src = job.test_set / metadata.image_relpath(job.sequence, int(frame))
-            image = first if i == 0 else _read_image(src, hw)
+            source = job.test_set / metadata.image_relpath(job.sequence, int(frame))
+            image = first if i == 0 else _read_image(source, hw)
             crop, crop_cam = undistorted_crop(image, camera, boxes[i], out_hw)
             ok, buf = cv2.imencode(".jpg", crop, params)
             if not ok:
-                raise DataError(f"cannot JPEG-encode a crop of {src}")
-            rel = f"images/{src.parent.parent.name}/{src.name}"
-            atomic_write_bytes(job.out_dir / rel, buf.tobytes())
+                raise DataError(f"cannot JPEG-encode a crop of {source}")
+            rel = f"images/{source.parent.parent.name}/{source.name}"
+            write_output(job.out_dir / rel, buf.tobytes())
             result.bytes_written += len(buf)
             Ks.append(crop_cam.K)
             paths.append(rel)
             progress(1)
-        to_ours = list(MPI_INF_3DHP_TO_CONTEXTPOSE_INDEX)
-        cols = {
-            "sequence": np.full(len(frames), job.sequence), "frame": frames, "valid": valid,
-            "activity": ann.activity[frames], "keypoints_3d": ann.annot3[frames][:, to_ours],
-            "keypoints_3d_univ": ann.univ_annot3[frames][:, to_ours], "annot3": ann.annot3[frames],
-            "univ_annot3": ann.univ_annot3[frames], "annot2": ann.annot2[frames], "bbox": boxes,
-            "K": np.stack(Ks), "image": np.array(paths),
-        }
-        L.save_3dhp_labels(job.part_path, cols, {"part": job.sequence})
-        result.rows = result.frames_written = len(frames)
-        result.valid_frames = int(valid.sum())
-        result.cameras = [camera.name]
-        result.camera = camera.to_dict()
-        result.bytes_written += os.path.getsize(job.part_path)
     except DataError as e:
         result.error = str(e)
-    except Exception as e:  # keep the run going; report the sequence as failed
-        result.error = f"{job.sequence}: {type(e).__name__}: {e}"
-    return result
+        return None, result
+    except cv2.error as e:
+        result.error = opencv_error(source, e)
+        return None, result
+    to_ours = list(MPI_INF_3DHP_TO_CONTEXTPOSE_INDEX)
+    shard = {
+        "sequence": np.full(len(frames), job.sequence), "frame": frames, "valid": valid,
+        "activity": ann.activity[frames], "keypoints_3d": ann.annot3[frames][:, to_ours],
+        "keypoints_3d_univ": ann.univ_annot3[frames][:, to_ours], "annot3": ann.annot3[frames],
+        "univ_annot3": ann.univ_annot3[frames], "annot2": ann.annot2[frames], "bbox": boxes,
+        "K": np.stack(Ks), "image": np.array(paths),
+    }
+    result.rows = result.frames_written = len(frames)
+    result.valid_frames = int(valid.sum())
+    result.cameras = [camera.name]
+    result.bbox_sources = {camera.name: "annot2"}
+    result.camera = camera.to_dict()
+    result.residual_px = {"median": float(np.median(residual)), "mean": float(residual.mean()),
+                          "max": float(residual.max())} if residual.size else {}
+    return shard, result
 
 
 def _merge(out: Path, manifest: dict, opts: Preprocess3DHPOptions) -> tuple[Path, int]:
     """Rebuild labels.npz from the shards of all finished sequences."""
-    keys = [s for s in metadata.SEQUENCES if s in manifest["sequences"]]
+    keys = _finished(manifest)
     shards = [L.load_3dhp_labels(out / manifest["sequences"][k]["part"])[0] for k in keys]
-    cols = L.concatenate(shards) if shards else L.empty(MPI_INF_3DHP.num_joints)
+    cols = L.concatenate(shards)  # the runner merges only when a sequence is finished
     meta = {
         "ctxpose_version": __version__, "dataset": "mpi_inf_3dhp", "skeleton": H36M_CONTEXTPOSE.name,
         "joint_names": list(H36M_CONTEXTPOSE.names), "joint_names_3dhp": list(MPI_INF_3DHP.names),
@@ -225,9 +258,27 @@ def _merge(out: Path, manifest: dict, opts: Preprocess3DHPOptions) -> tuple[Path
     return path, len(cols["frame"])
 
 
+def _finished(manifest: dict) -> list[str]:
+    """The manifest's sequences in the release's order."""
+    return [s for s in metadata.SEQUENCES if s in manifest["sequences"]]
+
+
+def _labels_current(manifest: dict, out: Path) -> bool:
+    """Whether labels.npz holds exactly the manifest's sequences (its meta only read)."""
+    meta = labels_meta_or_none(out)
+    return meta is not None and meta.get("format") == L.FORMAT and meta.get("sequences") == _finished(manifest)
+
+
+def _manifest_entry(result: Sequence3DHPResult, old: dict | None) -> dict:
+    return {"part": f"parts/{result.key}.npz", "rows": result.rows, "cameras": result.cameras,
+            "valid_frames": result.valid_frames, "camera": result.camera, "residual_px": result.residual_px}
+
+
 def preprocess_3dhp(root: str | Path, out_dir: str | Path, options: Preprocess3DHPOptions | None = None,
                     progress: Callable[[str, dict], None] | None = None) -> PreprocessReport:
     """MPI-INF-3DHP test set -> processed folder (see the module docstring). Resumable and idempotent.
+
+    Safe to call from a script without an ``if __name__ == "__main__":`` guard, also with ``workers`` > 1.
 
     Args:
         root: the ``mpi_inf_3dhp_test_set`` folder or its parent.
@@ -236,17 +287,20 @@ def preprocess_3dhp(root: str | Path, out_dir: str | Path, options: Preprocess3D
         progress: ``progress(event, info)`` as in :func:`ctxpose.data.h36m.preprocess.preprocess_h36m`.
 
     Returns:
-        The report (``done`` holds :class:`Sequence3DHPResult`); ``report.ok`` is False if a sequence failed.
+        The report (``done`` holds :class:`Sequence3DHPResult`), also written to
+        ``<out>/preprocess_report.json`` (not by a dry run); ``report.ok`` is False if a sequence failed.
 
     Raises:
         DataError: bad options, no test set under ``root``, or ``out_dir`` made with other settings.
+        OutputError: ``out_dir`` cannot be written (one line naming the path; finished work is kept).
+        PreprocessInterrupted: Ctrl-C (a ``KeyboardInterrupt``); the workers are stopped, the sequences
+            finished before are recorded in the manifest and the labels, no partial file is left.
     """
     opts = options or Preprocess3DHPOptions()
     check_options(opts)
-    test_set, out = metadata.find_test_set(root), Path(out_dir)
+    test_set, out = metadata.find_test_set(Path(root).expanduser()), Path(out_dir).expanduser()
     emit = progress or (lambda event, info: None)
-    manifest_path = out / "manifest.json"
-    manifest = _read_manifest(manifest_path, opts, MANIFEST_FORMAT)
+    manifest = read_manifest(out / MANIFEST_NAME, opts, MANIFEST_FORMAT)
     report = PreprocessReport()
     jobs = []
     for seq in opts.sequences or metadata.SEQUENCES:
@@ -255,27 +309,18 @@ def preprocess_3dhp(root: str | Path, out_dir: str | Path, options: Preprocess3D
         elif seq in manifest["sequences"] and (out / manifest["sequences"][seq]["part"]).is_file():
             report.skipped.append(seq)
         else:
+            try:
+                planned = len(_kept_frames(read_annotations(test_set / seq / metadata.ANNOTATION_FILE),
+                                           opts.all_frames))
+            except DataError:
+                planned = 0  # cropping reports the error
             jobs.append(Sequence3DHPJob(seq, test_set, out, opts.image_size, opts.jpeg_quality, opts.margin,
-                                        opts.all_frames))
-    planned = {}
-    for job in jobs:
-        try:
-            planned[job.sequence] = len(_kept_frames(read_annotations(test_set / job.sequence /
-                                                                      metadata.ANNOTATION_FILE), opts.all_frames))
-        except DataError:
-            planned[job.sequence] = 0  # the worker reports the error
-        report.planned.append({"sequence": job.sequence, "cameras": [camera_name(job.sequence)],
-                               "frames": planned[job.sequence], "crops": planned[job.sequence]})
+                                        opts.all_frames, planned))
+            report.planned.append({"sequence": seq, "cameras": [camera_name(seq)], "frames": planned,
+                                   "crops": planned})
     if opts.dry_run:
         return report
-    start = time.perf_counter()
-    emit("plan", {"sequences": len(jobs), "frames": sum(planned.values())})
-    out.mkdir(parents=True, exist_ok=True)
-    _collect(_run_jobs(jobs, opts.workers, emit, process_3dhp_sequence), planned, report, manifest, manifest_path,
-             emit, lambda r: {"part": f"parts/{r.key}.npz", "rows": r.rows, "valid_frames": r.valid_frames,
-                              "camera": r.camera, "residual_px": r.residual_px})
-    if manifest["sequences"] or not (out / "labels.npz").exists():
-        atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
-        report.labels_path, report.rows = _merge(out, manifest, opts)
-    report.seconds = time.perf_counter() - start
+    run = Run(out, manifest, report, emit, _manifest_entry, lambda m: _merge(out, m, opts),
+              lambda m: _labels_current(m, out))
+    run.execute(lambda run: jobs, opts.workers)
     return report
