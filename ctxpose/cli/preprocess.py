@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
     from ctxpose.data.preprocessing import PreprocessReport
 
-app = typer.Typer(help="Turn raw datasets into processed folders (crops + labels).", no_args_is_help=True)
+app = typer.Typer(help="Turn raw datasets into processed folders (crops + labels).\n\n"
+                       "Example: ctxpose preprocess h36m ~/h36m_raw data/human36m/processed --workers 8",
+                  no_args_is_help=True)
 app.command("3dhp")(preprocess_3dhp_main)
 
 ListOpt = Annotated[str | None, typer.Option(help="Comma-separated filter, e.g. S1,S5 (default: all present).")]

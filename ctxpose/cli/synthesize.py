@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 
 from ctxpose.cli.synthesize_3dhp import main as synthesize_3dhp_main
-from ctxpose.data.h36m.synthesize import DEFAULT_ACTIONS, DEFAULT_SUBJECTS, MAX_SIZE, MIN_SIZE
+from ctxpose.data.h36m.metadata import DEFAULT_ACTIONS, DEFAULT_SUBJECTS, MAX_SIZE, MIN_SIZE
 
-app = typer.Typer(help="Write synthetic raw datasets in the official layouts.", no_args_is_help=True)
+app = typer.Typer(help="Write synthetic raw datasets in the official layouts (for the demo and the tests).\n\n"
+                       "Example: ctxpose synthesize h36m /tmp/h36m_raw --size 500 --frames 20",
+                  no_args_is_help=True)
 app.command("3dhp")(synthesize_3dhp_main)
 
 

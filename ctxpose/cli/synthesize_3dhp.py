@@ -6,17 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
-
-from ctxpose.data.mpi_inf_3dhp.metadata import SEQUENCES
-from ctxpose.data.mpi_inf_3dhp.synthesize import synthesize_3dhp
-from ctxpose.errors import DataError
 
 
 def main(
     out: Annotated[Path, typer.Argument(help="Destination; the sequences go to OUT/mpi_inf_3dhp_test_set/.")],
-    sequences: Annotated[str, typer.Option(help="Comma-separated, e.g. TS1,TS5.")] = ",".join(SEQUENCES),
+    sequences: Annotated[str | None, typer.Option(
+        show_default=False, help="Comma-separated, e.g. TS1,TS5 (default: all six, TS1..TS6).")] = None,
     frames: Annotated[int, typer.Option(help="Annotated frames per sequence (>= 9: all 7 activities).")] = 21,
     size: Annotated[int | None, typer.Option(help="Image width, px (default: real 2048 / 1920).")] = None,
     seed: Annotated[int, typer.Option(help="Motion and texture seed.")] = 0,
@@ -31,7 +26,14 @@ def main(
 
         ctxpose preprocess 3dhp /tmp/3dhp /tmp/3dhp_processed --image-size 128
     """
-    names = tuple(s.strip() for s in sequences.split(",") if s.strip())
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ctxpose.data.mpi_inf_3dhp.metadata import SEQUENCES
+    from ctxpose.data.mpi_inf_3dhp.synthesize import synthesize_3dhp
+    from ctxpose.errors import DataError
+
+    names = tuple(s.strip() for s in sequences.split(",") if s.strip()) if sequences else SEQUENCES
     console = Console()
     try:
         with Progress(console=console) as bar:

@@ -166,3 +166,13 @@ def raw_relpath(kind: str, subject: str, base_name: str, camera: str | None = No
 def archive_name(kind: str, subject: str) -> str:
     """Official archive file name, e.g. "Videos_S1.tgz"."""
     return _facts()["archives"][kind].format(subject=subject)
+
+
+# --------------------------------------------------------------------------- `ctxpose synthesize h36m` defaults
+# (here, in a module without numpy/OpenCV/torch, so the command line can show them without importing those)
+
+DEFAULT_SUBJECTS = ("S1", "S9")
+DEFAULT_ACTIONS = ("Walking-1", "TakingPhoto-2")
+#: Frame widths the synthesizer accepts, px: below 64 the body is a few pixels tall (and MP4 needs 16-px
+#: macroblocks); above 4000 (4x the real width) a frame alone takes tens of MB.
+MIN_SIZE, MAX_SIZE = 64, 4000

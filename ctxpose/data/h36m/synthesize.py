@@ -30,6 +30,7 @@ import numpy as np
 
 from ctxpose.data.h36m import metadata
 from ctxpose.data.h36m.cameras import image_size, load_h36m_cameras
+from ctxpose.data.h36m.metadata import DEFAULT_ACTIONS, DEFAULT_SUBJECTS, MAX_SIZE, MIN_SIZE
 from ctxpose.data.h36m.raw import sphere_bboxes, sphere_points
 from ctxpose.data.h36m.synthetic_body import background_texture, render_frame, walking_poses
 from ctxpose.errors import DataError, OutputError
@@ -39,12 +40,7 @@ from ctxpose.utils.matlab import USERBLOCK_BYTES, matlab_v73_header
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SUBJECTS = ("S1", "S9")
-DEFAULT_ACTIONS = ("Walking-1", "TakingPhoto-2")
 MAX_EXTRA_VIDEO_FRAMES = 5
-#: Frame widths ``size`` accepts, px: below 64 the body is a few pixels tall (and MP4 needs 16-px
-#: macroblocks); above 4000 (4x the real width) a frame alone takes tens of MB.
-MIN_SIZE, MAX_SIZE = 64, 4000
 #: Written first into every synthetic raw folder: files under a folder without it are never overwritten.
 MARKER = "synthetic_h36m.json"
 
