@@ -15,6 +15,7 @@ pairwise matrices with (B, c, N, N) broadcast temporaries, per-sample/per-view u
     python benchmarks/bench_model.py --out bench_model.json                # everything (slow on CPU)
     python benchmarks/bench_model.py --settings tiny --batches 1 --repeats 5
     python benchmarks/bench_model.py --device cuda --amp bf16 --channels-last
+    python benchmarks/bench_model.py --device cuda --amp bf16 --compile --parts network --impls ours
 """
 
 from __future__ import annotations
@@ -72,14 +73,34 @@ def make_inputs(cfg, batch: int, device: torch.device):
     return images, proj, torch.zeros(batch, 3, device=device), torch.linspace(0, 3, batch, device=device)
 
 
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """Channels-last weights in place: NHWC for the 2D convolutions (4-D weights), NDHWC for the 3D ones (5-D).
+
+    ``model.to(memory_format=torch.channels_last)`` refuses this network: it has 5-D weights too.
+    """
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() in formats:
+                param.data = param.data.contiguous(memory_format=formats[param.dim()])
+    return model
+
+
 def runner(part: str, impl: str, setting: str, batch: int, device: torch.device, amp: str | None,
-           channels_last: bool):
-    """A closure running one forward (and backward when asked)."""
+           channels_last: bool, compile_model: bool = False):
+    """A closure running one forward (and backward when asked).
+
+    ``compile_model`` wraps our network in ``torch.compile`` (the first call compiles); only for the whole
+    network of our implementation (the reference and the attention block call submodules directly).
+    """
+    if compile_model and (part != "network" or impl != "ours"):
+        raise ValueError(f"compile_model: only for part 'network' of impl 'ours', not {part!r}/{impl!r}")
     cfg, model = make_model(setting, device)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
                 if amp else nullcontext())
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
+    net = torch.compile(model) if compile_model else model
     if part == "attention":
         block = model.volume_net.encoder_decoder.mid_res.atten_conv  # the context attention block
         s = cfg.model.volume_net.volume_size // 4
@@ -101,7 +122,7 @@ def runner(part: str, impl: str, setting: str, batch: int, device: torch.device,
         """A training step's forward (network + the paper's losses) and backward."""
         with autocast:
             if impl == "ours":
-                out = model(images, proj, roots, thetas)
+                out = net(images, proj, roots, thetas)
                 loss = compute_losses(out, gt, validity, lc, vc)["total"]
             else:
                 kp, _, _, probs, coords, att, aux = reference_forward(model, images, proj, roots, thetas)
@@ -157,7 +178,7 @@ def peak_rss_bytes() -> int:
 def memory_probe(args) -> None:
     """Subprocess: peak extra memory of one cold forward+backward."""
     device = torch.device(args.device)
-    run = runner(args.part, args.impl, args.setting, args.batch, device, args.amp, args.channels_last)
+    run = runner(args.part, args.impl, args.setting, args.batch, device, args.amp, args.channels_last, args.compile)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -179,6 +200,8 @@ def measure_memory(args, part: str, impl: str, setting: str, batch: int) -> int:
         cmd += ["--amp", args.amp]
     if args.channels_last:
         cmd.append("--channels-last")
+    if args.compile:
+        cmd.append("--compile")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     return int(json.loads(out)["peak_bytes"])
 
@@ -193,6 +216,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", choices=["bf16", "fp16"], default=None)
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile our network (needs --parts network --impls ours)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--out", type=Path, default=Path("bench_model.json"))
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
@@ -200,6 +225,8 @@ def main() -> None:
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compile and not args.probe and (args.parts != "network" or args.impls != "ours"):
+        parser.error("--compile: only with --parts network --impls ours (the reference calls submodules directly)")
     if args.probe:
         args.setting, args.batch = args.settings, int(args.batches)
         memory_probe(args)
@@ -211,15 +238,16 @@ def main() -> None:
     for setting in args.settings.split(","):
         for part in args.parts.split(","):
             for batch in map(int, args.batches.split(",")):
-                runs = {impl: runner(part, impl, setting, batch, device, args.amp, args.channels_last)
-                        for impl in impls}
+                runs = {impl: runner(part, impl, setting, batch, device, args.amp, args.channels_last,
+                                     args.compile) for impl in impls}
                 fwd = time_interleaved(runs, False, args.repeats, device)
                 fwd_bwd = time_interleaved(runs, True, args.repeats, device)
                 del runs
                 side = 16 if setting == "paper" else 4
                 for impl in impls:
                     row = {"setting": setting, "part": part, "batch": batch, "impl": impl, "device": str(device),
-                           "amp": args.amp, "channels_last": args.channels_last, "attention_voxels": side**3,
+                           "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
+                           "attention_voxels": side**3,
                            "forward_s": fwd[impl], "forward_backward_s": fwd_bwd[impl],
                            "peak_bytes": None if args.no_memory else measure_memory(args, part, impl, setting, batch)}
                     rows.append(row)

@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from collections import defaultdict
@@ -160,6 +161,22 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = before[1]
         if before[2] is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+_NO_DETERMINISTIC_KERNEL = re.compile(r"(\S+) does not have a deterministic implementation")
+
+
+def refuse_nondeterministic(error: RuntimeError) -> None:
+    """PyTorch's alert for an operation without a deterministic kernel, as one line for ``train.deterministic``.
+
+    Raises:
+        ConfigError: ``error`` is that alert (naming the operation); otherwise nothing happens.
+    """
+    found = _NO_DETERMINISTIC_KERNEL.match(str(error))
+    if found:
+        raise ConfigError(f"train.deterministic: PyTorch has no deterministic kernel for {found.group(1)} (on "
+                          "CUDA the unprojection's grid_sample backward has none); set train.deterministic: false "
+                          "or train on the CPU") from None
 
 
 class Trainer:
@@ -303,7 +320,18 @@ class Trainer:
 
         Returns:
             (rank-averaged losses or None if the step was skipped, model output, whether to stop after it).
+
+        Raises:
+            ConfigError: ``train.deterministic`` and an operation of the step has no deterministic kernel.
         """
+        try:
+            return self._step(batch)
+        except RuntimeError as e:
+            if self.cfg.train.deterministic:
+                refuse_nondeterministic(e)
+            raise
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float] | None, Any, bool]:
         cfg = self.cfg
         with autocast_context(self.device, self.amp):
             out = self.model(batch["images"], batch["proj_matrices"], batch["root"], batch.get("rotation"))

@@ -165,6 +165,27 @@ def test_deterministic_acts_during_the_run_only(tmp_path: Path, monkeypatch: pyt
     assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
 
 
+def losses_with_put(out, keypoints_3d, validity, cfg) -> dict[str, torch.Tensor]:
+    """The stand-in losses plus ``Tensor.put_``, which has no deterministic kernel on any device (torch 2.13)."""
+    losses = standin_losses(out, keypoints_3d, validity, cfg)
+    torch.zeros(2).put_(torch.tensor([0]), torch.tensor([1.0]))
+    return losses
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_an_operation_without_a_deterministic_kernel_is_one_line(tmp_path: Path, deterministic: bool) -> None:
+    """On CUDA the unprojection's grid_sample backward is such an operation (tests/unit/test_gpu.py)."""
+    comps = Components(build_standin_no_dropout, losses_with_put, standin_dataset, no_init)
+    cfg = _cfg(f"train.deterministic={str(deterministic).lower()}")
+    if not deterministic:  # without the setting PyTorch does not complain and the run trains
+        assert train(cfg, tmp_path, "cpu", validate=False, components=comps).steps == 2
+        return
+    with pytest.raises(ConfigError, match=r"^train.deterministic: PyTorch has no deterministic kernel for put_ "
+                                          r"\(on CUDA the unprojection's grid_sample backward has none\)"):
+        train(cfg, tmp_path, "cpu", validate=False, components=comps)
+    assert not torch.are_deterministic_algorithms_enabled()  # restored on the way out
+
+
 def test_frozen_backbone_keeps_its_batch_norm_statistics(tmp_path: Path) -> None:
     """The original puts a frozen backbone in eval mode: its running statistics must not move."""
     res = train(_cfg("model.backbone.fix_weights=true"), tmp_path, "cpu", validate=False,
