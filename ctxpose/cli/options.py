@@ -40,6 +40,12 @@ WorkersOpt = Annotated[int, typer.Option(help="Parallel processes over sequences
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="List what would be done, write nothing.")]
 
 
+def comma_list(value: str | None) -> tuple[str, ...] | None:
+    """``"S1, S5,"`` -> ``("S1", "S5")``; None or an empty value -> None (the option's default)."""
+    items = tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+    return items or None
+
+
 def nproc(gpus: int | None, procs: int | None, device: DeviceKind | None) -> tuple[int, DeviceKind | None]:
     """Processes per machine and the device from ``--gpus``/``--procs``/``--device``.
 

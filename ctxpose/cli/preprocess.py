@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from ctxpose.cli.options import CropSizeOpt, DryRunOpt, JpegQualityOpt, ProcessedOutArg, WorkersOpt
+from ctxpose.cli.options import CropSizeOpt, DryRunOpt, JpegQualityOpt, ProcessedOutArg, WorkersOpt, comma_list
 from ctxpose.cli.preprocess_3dhp import main as preprocess_3dhp_main
 from ctxpose.skeleton import SKELETONS
 
@@ -24,10 +24,6 @@ app.command("3dhp")(preprocess_3dhp_main)
 
 ListOpt = Annotated[str | None, typer.Option(help="Comma-separated filter, e.g. S1,S5 (default: all present).")]
 SkeletonName = enum.Enum("SkeletonName", {name: name for name in SKELETONS}, type=str)  # type: ignore[misc]
-
-
-def _split(value: str | None) -> tuple[str, ...] | None:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
 @app.command()
@@ -78,7 +74,7 @@ def h36m(
     opts = PreprocessOptions(
         image_size=image_size, jpeg_quality=jpeg_quality, train_every=every[0], test_every=every[1],
         selection=selection, bbox_source=bbox_source, bbox_scale=bbox_scale, skeleton=SkeletonName(skeleton).value,
-        subjects=_split(subjects), actions=_split(actions), cameras=_split(cameras), workers=workers,
+        subjects=comma_list(subjects), actions=comma_list(actions), cameras=comma_list(cameras), workers=workers,
         cameras_file=cameras_file, extract_dir=extract_dir, keep_extracted=keep_extracted, dry_run=dry_run)
     check_options(opts)
     console = Console()

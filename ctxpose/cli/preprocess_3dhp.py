@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ctxpose.cli.options import CropSizeOpt, DryRunOpt, JpegQualityOpt, ProcessedOutArg, WorkersOpt
+from ctxpose.cli.options import CropSizeOpt, DryRunOpt, JpegQualityOpt, ProcessedOutArg, WorkersOpt, comma_list
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -42,7 +42,7 @@ def main(
     from ctxpose.cli.progress import preprocess_progress
     from ctxpose.data.mpi_inf_3dhp.preprocess import Preprocess3DHPOptions, check_options, preprocess_3dhp
 
-    names = tuple(s.strip() for s in sequences.split(",") if s.strip()) if sequences else None
+    names = comma_list(sequences)
     opts = Preprocess3DHPOptions(image_size=image_size, jpeg_quality=jpeg_quality, margin=margin,
                                  all_frames=all_frames, sequences=names, workers=workers, dry_run=dry_run)
     check_options(opts)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ctxpose.cli.options import comma_list
 from ctxpose.cli.synthesize_3dhp import main as synthesize_3dhp_main
 from ctxpose.data.h36m.metadata import DEFAULT_ACTIONS, DEFAULT_SUBJECTS, MAX_SIZE, MIN_SIZE
 
@@ -41,8 +42,8 @@ def h36m(
 
     from ctxpose.data.h36m.synthesize import select_sequences, synthesize_h36m
 
-    subject_list = [s.strip() for s in subjects.split(",") if s.strip()]
-    action_list = [a.strip() for a in actions.split(",") if a.strip()]
+    subject_list = list(comma_list(subjects) or ())
+    action_list = list(comma_list(actions) or ())
     total = len(select_sequences(subject_list, action_list))
     console = Console()
     with Progress(console=console) as bar:

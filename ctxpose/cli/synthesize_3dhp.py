@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ctxpose.cli.options import comma_list
+
 
 def main(
     out: Annotated[Path, typer.Argument(help="Destination; the sequences go to OUT/mpi_inf_3dhp_test_set/.")],
@@ -33,7 +35,7 @@ def main(
     from ctxpose.data.mpi_inf_3dhp.synthesize import synthesize_3dhp
     from ctxpose.errors import DataError
 
-    names = tuple(s.strip() for s in sequences.split(",") if s.strip()) if sequences else SEQUENCES
+    names = comma_list(sequences) or SEQUENCES
     console = Console()
     try:
         with Progress(console=console) as bar:

@@ -15,6 +15,7 @@ by :func:`set_loader_epoch` and reaches persistent workers through shared memory
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Iterator
 
 import torch
@@ -64,6 +65,18 @@ class ShardSampler(Sampler[int]):
         return max(0, math.ceil((self.dataset_len - self.rank) / self.world_size))
 
 
+def _worker_init(worker_id: int) -> None:
+    """Loader worker start: its own random streams, and Ctrl-C/SIGTERM left to the main process.
+
+    A terminal's Ctrl-C (and ``timeout``) signals the whole process group; a worker that died of it would make
+    the main process's next batch fail with "DataLoader worker exited unexpectedly" instead of letting it stop
+    cleanly after its current step. The workers end with the main process (PyTorch's own watchdog).
+    """
+    worker_init_fn(worker_id)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_train_loader(dataset: Dataset, batch_size: int, *, num_workers: int, seed: int, shuffle: bool = True,
                       world_size: int = 1, rank: int = 0, pin_memory: bool = False) -> DataLoader:
     """The training loader: full batches of this process's shard of a ``(seed, epoch)`` permutation.
@@ -82,7 +95,7 @@ def make_train_loader(dataset: Dataset, batch_size: int, *, num_workers: int, se
     sampler = ResumableSampler(dataset, world_size, rank, seed, shuffle, batch_size)
     generator = torch.Generator().manual_seed(int(seed) + int(rank))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
-                      worker_init_fn=worker_init_fn, generator=generator, pin_memory=pin_memory,
+                      worker_init_fn=_worker_init, generator=generator, pin_memory=pin_memory,
                       persistent_workers=num_workers > 0)
 
 
@@ -99,7 +112,7 @@ def make_eval_loader(dataset: Dataset, batch_size: int, *, num_workers: int = 0,
     """
     return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world_size),
                       num_workers=num_workers, drop_last=False, pin_memory=pin_memory,
-                      worker_init_fn=worker_init_fn)
+                      worker_init_fn=_worker_init)
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int, skip_batches: int = 0) -> None:

@@ -11,6 +11,7 @@ hand-made spawner. A worker that raises or dies makes the agent stop the others 
 from __future__ import annotations
 
 import datetime
+import glob
 import logging
 import os
 import pickle
@@ -370,18 +371,72 @@ def launch(
         max_restarts=0,
         monitor_interval=0.1,
         start_method="spawn",
+        signals_to_handle="SIGHUP,SIGQUIT",  # SIGINT/SIGTERM: _AgentStop passes them on to the workers
     )
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
     restore = _signal_handlers()
+    stop = _AgentStop()
     try:
-        return elastic_launch(config, _worker_main)(entrypoint, *args)
+        with stop:
+            return elastic_launch(config, _worker_main)(entrypoint, *args)
     except ChildFailedError as e:
+        if stop.signal is not None:  # a worker without a graceful stop (evaluation) ended by the signal
+            raise KeyboardInterrupt(f"{signal.Signals(stop.signal).name}: the workers were stopped") from None
         raise DistributedError(_describe_failure(e)) from None
-    except SignalException as e:  # Ctrl-C / SIGTERM reached the agent; workers checkpoint on their own
+    except SignalException as e:  # a signal the agent still handles itself (SIGHUP, SIGQUIT)
         raise KeyboardInterrupt(str(e)) from None
     finally:
         restore()
+
+
+class _AgentStop:
+    """While the elastic agent runs: SIGINT/SIGTERM are passed on to the workers instead of killing them.
+
+    Workers stop after their current step, checkpoint and return (:mod:`ctxpose.engine.signals`), and the
+    agent collects their results as usual; torch's own handling would send the signal too but then wait 30 s
+    for workers that are waiting for it to read their results, and kill them. A second signal more than
+    :data:`ctxpose.engine.signals.REPEAT_GRACE_S` later kills the workers and stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._first = 0.0
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        from ctxpose.engine.signals import REPEAT_GRACE_S
+
+        now = time.monotonic()
+        if self.signal is None:
+            self.signal, self._first = signum, now
+            _signal_children(signum)  # also when it came from the terminal: workers take a repeat as the same
+        elif now - self._first > REPEAT_GRACE_S:
+            _signal_children(signal.SIGKILL)
+            raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: the workers were killed")
+
+    def __enter__(self) -> _AgentStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _signal_children(signum: int) -> None:
+    """Send ``signum`` to this process's child processes (Linux: found in /proc; elsewhere nothing is sent)."""
+    me = os.getpid()
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat, encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == me:
+                os.kill(int(stat.split("/")[2]), signum)
+        except (OSError, IndexError, ValueError):
+            continue
 
 
 def _signal_handlers() -> Callable[[], None]:

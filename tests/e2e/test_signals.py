@@ -88,14 +88,52 @@ def test_ctrl_c_keeps_the_last_step_and_resumes_bit_for_bit(processed: Path, tmp
     assert steps == list(range(1, target + 1))  # no step twice across the stop
 
 
+_LOADER_BOUND = """
+import sys
+import torch.multiprocessing
+torch.multiprocessing.set_start_method("spawn")  # workers inherit no handler from the loop (as on macOS)
+from ctxpose.config import load_config
+from ctxpose.engine.components import Components
+from ctxpose.engine.trainer import train
+from tests.unit.engine_standins import build_standin_no_dropout, no_init, slow_standin_dataset, standin_losses
+
+cfg = load_config("tiny_cpu", ["train.num_workers=2", "train.batch_size=4", "train.n_objects_per_epoch=400",
+                               "train.vis_freq=0"])
+result = train(cfg, sys.argv[1], "cpu", validate=False,
+               components=Components(build_standin_no_dropout, standin_losses, slow_standin_dataset, no_init))
+print("STOPPED", result.stopped, result.steps)
+"""
+
+
+def test_ctrl_c_while_waiting_for_loader_workers_stops_cleanly(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the loader's worker processes too. If they died of it, a loop waiting for its
+    next batch would fail with "DataLoader worker exited unexpectedly" instead of stopping after its step."""
+    p = subprocess.Popen([sys.executable, "-c", _LOADER_BOUND, str(tmp_path / "run")], env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 120
+    jsonl = tmp_path / "run" / "scalars.jsonl"
+    while not (jsonl.is_file() and jsonl.read_text().splitlines()):
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.05)
+    time.sleep(0.3)  # the loop is now waiting for the workers' next batch
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and "STOPPED signal" in out and "exited unexpectedly" not in err, err[-3000:]
+    saved = _state(tmp_path / "run")
+    assert saved["step"] == int(out.split()[-1]) >= 1
+
+
 def test_sigint_to_the_process_group_of_two_processes_checkpoints(processed: Path, tmp_path: Path) -> None:
     p = subprocess.Popen(_command(processed, tmp_path / "a", "--procs", "2"), env=_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     run = _wait_for_steps(tmp_path / "a", 2, p)
     os.killpg(p.pid, signal.SIGINT)  # as `timeout -s INT` and a terminal's Ctrl-C: every process gets it
+    start = time.monotonic()
     out, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err
-    assert "interrupted" in err and f"--resume {run}" in err
+    assert time.monotonic() - start < 20  # the workers return their results; none is left to be killed
+    assert p.returncode == 130 and "forcefully exiting" not in err, err
+    assert f"interrupted: continue with --resume {run}" in err
     saved = _state(run)
     assert saved["world_size"] == 2 and saved["step"] >= 2
     assert int(saved["model"]["backbone.bn1.num_batches_tracked"]) == saved["step"]
@@ -104,6 +142,18 @@ def test_sigint_to_the_process_group_of_two_processes_checkpoints(processed: Pat
                        env=_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     assert _state(run)["step"] == saved["step"] + 1
+
+
+def test_sigint_to_the_launcher_alone_is_passed_on_to_the_workers(processed: Path, tmp_path: Path) -> None:
+    """`kill -INT <ctxpose pid>` (a scheduler, a script): the launcher passes the signal on; the workers stop."""
+    p = subprocess.Popen(_command(processed, tmp_path / "a", "--procs", "2"), env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = _wait_for_steps(tmp_path / "a", 2, p)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and f"interrupted: continue with --resume {run}" in err, err[-3000:]
+    saved = _state(run)
+    assert int(saved["model"]["backbone.bn1.num_batches_tracked"]) == saved["step"] >= 2
 
 
 def test_a_full_disk_while_checkpointing_is_one_line_naming_the_file(processed: Path, tmp_path: Path) -> None:

@@ -109,6 +109,20 @@ def standin_dataset(cfg: object, split: str) -> Dataset:
     return StandinDataset(24 if split == "train" else 10)
 
 
+class SlowStandinDataset(StandinDataset):
+    """A loader-bound run: each sample takes 0.3 s, so the training loop mostly waits for its loader workers."""
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        import time
+
+        time.sleep(0.3)
+        return super().__getitem__(index)
+
+
+def slow_standin_dataset(cfg: object, split: str) -> Dataset:
+    return SlowStandinDataset(400)
+
+
 def no_init(model: nn.Module, cfg: object) -> None:
     """Stand-in runs have no initial weights to load."""
 
