@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -14,6 +12,7 @@ from typer.testing import CliRunner
 
 from ctxpose.cli.app import app
 from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
+from tests.cli.in_process import run_in_process
 
 runner = CliRunner()
 
@@ -58,13 +57,12 @@ def test_synthesize_preprocess_export(tmp_path):
 
 @pytest.mark.slow
 def test_user_errors_are_one_line_and_exit_1(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "ctxpose", "export-3dhp", str(tmp_path), "--joint-groups", "16"],
-                         capture_output=True, text=True, timeout=120)
+    run = run_in_process("export-3dhp", str(tmp_path), "--joint-groups", "16")
     assert run.returncode == 2 and "'16' is not one of '17', '14'" in run.stderr  # a choice: a usage error
     for args in (["export-3dhp", str(tmp_path / "missing.npz")],
                  ["preprocess", "3dhp", str(tmp_path), str(tmp_path / "o")],
                  ["synthesize", "3dhp", str(tmp_path / "s"), "--sequences", "TS9"]):
-        run = subprocess.run([sys.executable, "-m", "ctxpose", *args], capture_output=True, text=True, timeout=120)
+        run = run_in_process(*args)
         assert run.returncode == 1, (args, run.stderr)
         assert run.stderr.strip().startswith("error:") and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert "Traceback" not in run.stderr

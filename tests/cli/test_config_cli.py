@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from ctxpose import __version__
 from ctxpose.cli.app import app
+from tests.cli.in_process import run_in_process
 
 ROOT = Path(__file__).parents[2]
 runner = CliRunner()
@@ -48,7 +49,7 @@ def test_config_check_ok_and_errors_are_one_red_line_with_exit_1(tmp_path):
 
 
 def test_usage_error_exits_2():
-    r = run_main("config", "check")
+    r = run_in_process("config", "check")
     assert r.returncode == 2
 
 
@@ -86,9 +87,9 @@ def test_config_check_paths_names_every_missing_file(tmp_path):
     base = ["--set", f"dataset.root={root}", "--set", f"dataset.limb_length_path={prior}",
             "--set", "model.backbone.init_weights=false"]
     cfg = str(ROOT / "configs" / "human36m_contextpose.yaml")
-    r = run_main("config", "check", cfg, "--paths", *base, "--set", "model.volume_net.use_gt_pelvis=true")
+    r = run_in_process("config", "check", cfg, "--paths", *base, "--set", "model.volume_net.use_gt_pelvis=true")
     assert r.returncode == 0, r.stderr
-    r = run_main("config", "check", cfg, "--paths", *base, "--set", "model.backbone.init_weights=true",
+    r = run_in_process("config", "check", cfg, "--paths", *base, "--set", "model.backbone.init_weights=true",
                  "--set", f"model.backbone.checkpoint={tmp_path / 'nope.pth'}")
     assert r.returncode == 1
     line = " ".join(r.stderr.split())  # rich may wrap the one logical line

@@ -12,14 +12,10 @@ from pathlib import Path
 import pytest
 
 from ctxpose.cli.app import describe_os_error
+from tests.cli.in_process import run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = str(ROOT / "configs" / "tiny_cpu.yaml")
-
-
-def run_main(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ctxpose", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def one_line(r: subprocess.CompletedProcess) -> str:
@@ -42,7 +38,7 @@ def test_os_errors_read_as_words_with_the_path(code: int, words: str) -> None:
 def test_an_unwritable_logdir_is_refused_before_any_work(tmp_path: Path, where: str) -> None:
     (tmp_path / "file").write_text("x")
     logdir = tmp_path / "file" / "runs" if where == "file" else Path("/proc/ctxpose-test-runs")
-    r = run_main("train", CFG, "--device", "cpu", "--logdir", str(logdir), cwd=tmp_path)
+    r = run_in_process("train", CFG, "--device", "cpu", "--logdir", str(logdir), cwd=tmp_path)
     line = one_line(r)
     assert r.returncode == 1 and str(logdir) in line and "cannot write there" in line
     assert (tmp_path / "file").read_text() == "x"
@@ -60,7 +56,8 @@ def test_a_read_only_output_folder_is_one_line(tmp_path: Path) -> None:
     if not _mount_tmpfs(ro, "ro,size=64k"):
         pytest.skip("cannot mount a read-only tmpfs here (needs root)")
     try:
-        r = run_main("eval", CFG, "--checkpoint", CFG, "--device", "cpu", "--out", str(ro / "eval"), cwd=tmp_path)
+        r = run_in_process("eval", CFG, "--checkpoint", CFG, "--device", "cpu", "--out", str(ro / "eval"),
+                           cwd=tmp_path)
         line = one_line(r)
         assert r.returncode == 1 and str(ro / "eval") in line and "Read-only file system" in line
     finally:

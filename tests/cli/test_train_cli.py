@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,14 @@ from ctxpose.engine import dist
 from ctxpose.engine import launch as launch_module
 from ctxpose.engine.evaluator import EvalResult
 from ctxpose.engine.trainer import TrainResult
+from tests.cli.in_process import run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = str(ROOT / "configs" / "tiny_cpu.yaml")
 runner = CliRunner()
 
 
-def run_main(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ctxpose", *args], capture_output=True, text=True, cwd=cwd)
+run_main = run_in_process
 
 
 @pytest.fixture

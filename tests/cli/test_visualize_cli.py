@@ -4,7 +4,6 @@ output folder is printed."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from ctxpose.cli.app import app
+from tests.cli.in_process import run_in_process
 from tests.unit.viz_fixtures import POSE, write_processed
 
 runner = CliRunner()
 
 
 def run_main(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ctxpose", "visualize", *args], capture_output=True, text=True)
+    return run_in_process("visualize", *args)
 
 
 @pytest.mark.parametrize("mode", ["dataset", "predictions", "model", "run"])
