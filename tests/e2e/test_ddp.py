@@ -205,7 +205,7 @@ def _real_cfg(processed: Path, batch: int):
     # and float64 gradients of the same batch differ by up to 25%, so summation order alone (one batch of
     # 4 vs all-reduced halves) would decide the outcome (the stand-in test above covers fp32 end to end).
     return load_config(ROOT / "configs/tiny_cpu.yaml", [
-        *tiny_overrides(processed), f"train.batch_size={batch}", "train.n_objects_per_epoch=12",
+        *tiny_overrides(processed), f"train.batch_size={batch}", "train.n_objects_per_epoch=8",
         "train.n_epochs=1", "train.optimizer=SGD", "train.sync_bn=true", "train.backbone_lr=0.01",
         "train.volume_net_lr=0.01", "train.process_features_lr=0.01", "train.vis_freq=0"])
 

@@ -76,10 +76,17 @@ def test_ctrl_c_keeps_the_last_step_and_resumes_bit_for_bit(processed: Path, tmp
                        env=_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     assert f"resuming from epoch {saved['epoch']}, step {stopped_at}" in r.stderr.replace("\n", " ")
-    r = subprocess.run(_command(processed, tmp_path / "b", "--max-steps", str(target)), env=_env(),
-                       capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stderr
-    (fresh,) = (tmp_path / "b").iterdir()
+    # the same steps without a stop, in this process with the subprocesses' single thread
+    from ctxpose.config import load_config
+    from ctxpose.engine.trainer import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sets = [*tiny_overrides(processed), "train.n_epochs=40", "train.vis_freq=0"]
+        fresh = train(load_config("tiny_cpu", sets), tmp_path / "b", "cpu", max_steps=target, validate=False).run_dir
+    finally:
+        torch.set_num_threads(threads)
     a, b = _state(run), _state(fresh)
     assert a["step"] == b["step"] == target
     for key, value in b["model"].items():
