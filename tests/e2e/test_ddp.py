@@ -247,19 +247,3 @@ def _real_init(processed: Path) -> dict[str, torch.Tensor]:
     cfg = _real_cfg(processed, 4)
     seed_everything(cfg.train.seed)
     return Components().build_model(cfg).state_dict()
-
-
-def test_cli_train_two_cpu_processes(processed: Path, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from ctxpose.cli.app import app
-    from tests.e2e.engine_data import tiny_overrides
-
-    sets = [x for o in tiny_overrides(processed) for x in ("--set", o)]
-    r = CliRunner().invoke(app, ["train", str(ROOT / "configs/tiny_cpu.yaml"), "--device", "cpu", "--procs", "2",
-                                 "--max-steps", "2", "--logdir", str(tmp_path), *sets])
-    assert r.exit_code == 0, r.output
-    (run,) = tmp_path.iterdir()
-    state = read_run_checkpoint(run / "checkpoints" / "last.pt")
-    assert state["step"] == 2 and state["config"]["train"]["batch_size"] == 2
-    assert "done: 2 steps" in r.output

@@ -148,7 +148,8 @@ def test_sigint_to_the_process_group_of_two_processes_checkpoints(processed: Pat
                                 "--max-steps", str(saved["step"] + 1)),
                        env=_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
-    assert _state(run)["step"] == saved["step"] + 1
+    assert _state(run)["step"] == saved["step"] + 1 and _state(run)["config"]["train"]["batch_size"] == 2
+    assert f"{saved['step'] + 1} steps" in r.stdout and str(run) in r.stdout.replace("\n", "")  # the summary
 
 
 def test_sigint_to_the_launcher_alone_is_passed_on_to_the_workers(processed: Path, tmp_path: Path) -> None:
