@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ctxpose.engine.signals import GracefulStop
 from ctxpose.errors import ConfigError, CtxposeError
 
 logger = logging.getLogger(__name__)
@@ -390,7 +391,7 @@ def launch(
         restore()
 
 
-class _AgentStop:
+class _AgentStop(GracefulStop):
     """While the elastic agent runs: SIGINT/SIGTERM are passed on to the workers instead of killing them.
 
     Workers stop after their current step, checkpoint and return (:mod:`ctxpose.engine.signals`), and the
@@ -399,31 +400,12 @@ class _AgentStop:
     :data:`ctxpose.engine.signals.REPEAT_GRACE_S` later kills the workers and stops at once.
     """
 
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._first = 0.0
-        self._previous: dict[int, Any] = {}
+    def _on_first(self, signum: int) -> None:
+        _signal_children(signum)  # also when it came from the terminal: workers take a repeat as the same
 
-    def _handle(self, signum: int, frame: Any) -> None:
-        from ctxpose.engine.signals import REPEAT_GRACE_S
-
-        now = time.monotonic()
-        if self.signal is None:
-            self.signal, self._first = signum, now
-            _signal_children(signum)  # also when it came from the terminal: workers take a repeat as the same
-        elif now - self._first > REPEAT_GRACE_S:
-            _signal_children(signal.SIGKILL)
-            raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: the workers were killed")
-
-    def __enter__(self) -> _AgentStop:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+    def _on_again(self, signum: int) -> None:
+        _signal_children(signal.SIGKILL)
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: the workers were killed")
 
 
 def _signal_children(signum: int) -> None:

@@ -40,10 +40,18 @@ class GracefulStop:
         now = time.monotonic()
         if self._first is None:
             self._first, self.requested, self.signal = now, True, signum
-            logger.warning("%s received: %s (press Ctrl-C again to stop at once, losing the current step)",
-                           signal.Signals(signum).name, self.message)
+            self._on_first(signum)
         elif now - self._first > REPEAT_GRACE_S:
-            raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: stopping at once")
+            self._on_again(signum)
+
+    def _on_first(self, signum: int) -> None:
+        """The first signal (and its repeats within :data:`REPEAT_GRACE_S`): only recorded, and announced."""
+        logger.warning("%s received: %s (press Ctrl-C again to stop at once, losing the current step)",
+                       signal.Signals(signum).name, self.message)
+
+    def _on_again(self, signum: int) -> None:
+        """A signal later than :data:`REPEAT_GRACE_S` after the first: stop at once."""
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: stopping at once")
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
