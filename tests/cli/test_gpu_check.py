@@ -173,10 +173,11 @@ def test_cpu_mode_two_processes_match_one_with_twice_the_batch(cpu_run) -> None:
 
 
 def test_a_step_past_its_time_is_killed_and_the_rest_skipped(tmp_path: Path) -> None:
-    """--budget-s 28: the paper step gets what is left (about 21 s) and, timing 100000 steps, is killed then;
-    the report keeps what it had written and the later steps are skipped, all within the budget."""
+    """--budget-s 40: the paper step gets what is left (about 30 s, at least 20 under load) and, timing 100000
+    steps, is killed then; the report keeps what it had written and the later steps are skipped, all within the
+    budget."""
     start = time.monotonic()
-    done = subprocess.run(command(tmp_path, "--budget-s", "28", "--steps", "paper_step,physical_limit",
+    done = subprocess.run(command(tmp_path, "--budget-s", "40", "--steps", "paper_step,physical_limit",
                                   "--repeats", "100000"), cwd=ROOT, env=cpu_env(), capture_output=True, text=True,
                           timeout=300)
     elapsed = time.monotonic() - start
@@ -187,7 +188,7 @@ def test_a_step_past_its_time_is_killed_and_the_rest_skipped(tmp_path: Path) -> 
     assert paper["figures"]["setting"] == "tiny"  # written before it was killed
     assert report["steps"]["physical_limit"]["status"] == "skipped"
     assert "overall budget" in report["steps"]["physical_limit"]["reason"]
-    assert report["failed"] == ["paper_step"] and elapsed < 28 + 30
+    assert report["failed"] == ["paper_step"] and elapsed < 40 + 30
     assert not live_step_processes(tmp_path)
 
 
