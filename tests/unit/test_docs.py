@@ -10,6 +10,7 @@ must reach a file, and every `#anchor` a heading of the file it points to. The R
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 from dataclasses import dataclass
@@ -323,3 +324,62 @@ def test_checker_refuses_foreign_option_spans_and_broken_links(root: Any, tmp_pa
                     "[web](https://example.org/x) `[in code](nowhere.md)`\n")
     problems = check_links(page, page.read_text())
     assert len(problems) == 2 and "missing.md" in problems[0] and "#not-a-heading" in problems[1]
+
+
+# Names and paths the docs point at exist.
+
+DOTTED = re.compile(r"\bctxpose(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+REPO_PATH = re.compile(r"^(?:ctxpose|tests|benchmarks|tools|configs|docs)/[\w./*{},-]*$")
+
+
+def _resolve(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def _code_text(path: Path) -> list[tuple[int, str]]:
+    """Inline code spans and python code lines, with their line numbers."""
+    fenced, prose = _split_blocks(path.read_text())
+    out = [(n, line) for n, lang, line in fenced if lang == "python"]
+    out += [(n, span) for n, line in prose for span in INLINE.findall(line)]
+    return out
+
+
+def check_names_and_paths(path: Path) -> list[str]:
+    problems = []
+    for n, code in _code_text(path):
+        for dotted in DOTTED.findall(code):
+            if not _resolve(dotted):
+                problems.append(f"{path.name}:{n}: {dotted} does not exist")
+        words = code.split()
+        if len(words) == 1 and REPO_PATH.match(words[0]) and not any(c in words[0] for c in "*{<"):
+            if not (ROOT / words[0]).exists():
+                problems.append(f"{path.name}:{n}: {words[0]} does not exist")
+    return problems
+
+
+def test_named_modules_functions_and_files_exist() -> None:
+    problems = [p for f in doc_files() for p in check_names_and_paths(f)]
+    assert not problems, "\n".join(problems)
+
+
+def test_checker_refuses_missing_names_and_files(tmp_path: Path) -> None:
+    page = tmp_path / "api.md"
+    page.write_text("`ctxpose.metrics.mpjpe` and `ctxpose/metrics.py` exist; `ctxpose.metrics.no_such_metric`,\n"
+                    "`ctxpose.no_such_module.f` and `ctxpose/data/no_such.py` do not.\n"
+                    "```python\nfrom ctxpose.config import load_config\nctxpose.load_nothing(cfg)\n```\n")
+    problems = check_names_and_paths(page)
+    assert len(problems) == 4, problems
+    assert "no_such_metric" in problems[1] and "no_such_module" in problems[2] and "no_such.py" in problems[3]
+    assert "load_nothing" in problems[0]
