@@ -376,10 +376,25 @@ def test_named_modules_functions_and_files_exist() -> None:
 
 def test_checker_refuses_missing_names_and_files(tmp_path: Path) -> None:
     page = tmp_path / "api.md"
-    page.write_text("`ctxpose.metrics.mpjpe` and `ctxpose/metrics.py` exist; `ctxpose.metrics.no_such_metric`,\n"
+    page.write_text("`ctxpose.config.load_config` and `ctxpose/config.py` exist; `ctxpose.config.no_such_key`,\n"
                     "`ctxpose.no_such_module.f` and `ctxpose/data/no_such.py` do not.\n"
                     "```python\nfrom ctxpose.config import load_config\nctxpose.load_nothing(cfg)\n```\n")
     problems = check_names_and_paths(page)
     assert len(problems) == 4, problems
-    assert "no_such_metric" in problems[1] and "no_such_module" in problems[2] and "no_such.py" in problems[3]
+    assert "no_such_key" in problems[1] and "no_such_module" in problems[2] and "no_such.py" in problems[3]
     assert "load_nothing" in problems[0]
+
+
+def test_the_readme_says_what_each_dependency_is_for() -> None:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    names = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].strip().lower() for r in requirements}
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Dependencies"):]
+    listed = {w.lower() for row in table.splitlines() if row.startswith("| ") and not row.startswith("| package")
+              for w in re.findall(r"[A-Za-z][\w.-]*", row.split("|")[1])}
+    assert names <= listed, f"dependencies the README does not explain: {sorted(names - listed)}"
