@@ -108,3 +108,72 @@ def reference_algebraic_forward(model, images, proj):
             norm[i, :, k] = conf[i, :, k] / conf[i, :, k].sum() + 1e-5
     kp3d = reference_dlt_batch(proj.numpy(), kp.numpy(), norm.numpy())
     return kp3d, kp, norm, probs.view(b, v, j, h, w)
+
+
+# ---------------------------------------------------------------------- the original's state_dict key names
+
+
+def _bn(prefix: str) -> list[str]:
+    return [f"{prefix}.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+
+
+def _conv(prefix: str, bias: bool = True) -> list[str]:
+    return [f"{prefix}.weight"] + ([f"{prefix}.bias"] if bias else [])
+
+
+def original_pose_resnet_keys(num_layers: int, head: str | None = None) -> list[str]:
+    """Keys of the original ``PoseResNet`` (``mvn/models/pose_resnet.py``): ResNet stem and layers, three deconv
+    stages (``deconv_layers.{0,3,6}`` convs, ``{1,4,7}`` batch norms), ``final_layer`` and, when ``head`` is
+    ``alg_confidences`` or ``vol_confidences``, that ``GlobalAveragePoolingHead`` (convs ``features.{0,4}``,
+    batch norms ``features.{1,5}``, linears ``head.{0,2,4}``)."""
+    blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}[num_layers]
+    convs = 2 if num_layers < 50 else 3
+    keys = _conv("conv1", False) + _bn("bn1")
+    for layer, n in enumerate(blocks, start=1):
+        for i in range(n):
+            p = f"layer{layer}.{i}"
+            for c in range(1, convs + 1):
+                keys += _conv(f"{p}.conv{c}", False) + _bn(f"{p}.bn{c}")
+            if i == 0 and (layer > 1 or convs == 3):  # stride 2, or 64 -> 256 channels of a bottleneck
+                keys += _conv(f"{p}.downsample.0", False) + _bn(f"{p}.downsample.1")
+    if head:
+        keys += _conv(f"{head}.features.0") + _bn(f"{head}.features.1")
+        keys += _conv(f"{head}.features.4") + _bn(f"{head}.features.5")
+        keys += [k for i in (0, 2, 4) for k in _conv(f"{head}.head.{i}")]
+    for i in (0, 3, 6):
+        keys += _conv(f"deconv_layers.{i}", False) + _bn(f"deconv_layers.{i + 1}")
+    return keys + _conv("final_layer")
+
+
+def _res(prefix: str, projected: bool) -> list[str]:
+    keys = _conv(f"{prefix}.res_branch.0") + _bn(f"{prefix}.res_branch.1")
+    keys += _conv(f"{prefix}.res_branch.3") + _bn(f"{prefix}.res_branch.4")
+    return keys + (_conv(f"{prefix}.skip_con.0") + _bn(f"{prefix}.skip_con.1") if projected else [])
+
+
+def original_v2v_keys() -> list[str]:
+    """Keys of learnable-triangulation's ``V2VModel`` (``mvn/models/v2v.py``)."""
+    keys = _conv("front_layers.0.block.0") + _bn("front_layers.0.block.1")
+    keys += _res("front_layers.1", True) + _res("front_layers.2", False) + _res("front_layers.3", False)
+    e = "encoder_decoder"
+    keys += _res(f"{e}.encoder_res1", True) + _res(f"{e}.encoder_res2", True)
+    keys += [k for i in (3, 4, 5) for k in _res(f"{e}.encoder_res{i}", False)]
+    keys += _res(f"{e}.mid_res", False)
+    for i in range(5, 0, -1):
+        keys += _res(f"{e}.decoder_res{i}", False)
+        keys += _conv(f"{e}.decoder_upsample{i}.block.0") + _bn(f"{e}.decoder_upsample{i}.block.1")
+    keys += [k for i in range(1, 6) for k in _res(f"{e}.skip_res{i}", False)]
+    keys += _res("back_layers.0", False)
+    keys += [k for i in (1, 2) for k in _conv(f"back_layers.{i}.block.0") + _bn(f"back_layers.{i}.block.1")]
+    return keys + _conv("output_layer")
+
+
+def original_network_keys(architecture: str, num_layers: int, confidences: bool = False) -> list[str]:
+    """Keys of the original's ``AlgebraicTriangulationNet`` (``confidences``: ``use_confidences``),
+    ``RANSACTriangulationNet`` or ``VolumetricTriangulationNet`` (``confidences``: a ``conf`` aggregation)."""
+    if architecture in ("algebraic", "ransac"):
+        head = "alg_confidences" if confidences and architecture == "algebraic" else None
+        return [f"backbone.{k}" for k in original_pose_resnet_keys(num_layers, head)]
+    backbone = original_pose_resnet_keys(num_layers, "vol_confidences" if confidences else None)
+    return ([f"backbone.{k}" for k in backbone] + _conv("process_features.0")
+            + [f"volume_net.{k}" for k in original_v2v_keys()])
