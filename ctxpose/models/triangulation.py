@@ -28,9 +28,20 @@ Every output has ``keypoints_3d``: (B, J, 3) world mm (float32 for float32 input
   ransac: 1 for the views of the inlier set of each joint, 0 for the others; ``heatmaps``: (B, V, J, h, w)
   (softmaxed as the original when ``heatmap_softmax``).
 
-Losses: every architecture's 3D keypoint loss reads ``keypoints_3d`` (``loss.criterion``); the volumetric CE
-loss reads ``volumes``/``coord_volumes`` (volumetric kinds only); the global-attention loss only exists
-for ``contextpose``.
+Losses: :func:`ctxpose.losses.compute_losses` works on every output as is: the 3D keypoint loss reads
+``keypoints_3d`` (``loss.criterion``; the original algebraic model trains with MSESmooth); the volumetric CE loss
+reads ``volumes``/``coord_volumes`` (``contextpose``/``volumetric``); the global-attention loss reads
+``attention`` (``contextpose`` only). The config refuses the losses a model cannot have.
+
+Building: ``build_model(config)`` (``ctxpose.models.build``; the limb prior argument is needed only by
+``contextpose``) dispatches on ``model.architecture``; the algebraic/RANSAC options are
+``model.triangulation.{use_confidences, heatmap_multiplier, heatmap_softmax, direct_optimization,
+reprojection_threshold}``. Shipped configs: ``human36m_alg``, ``human36m_vol_softmax``, ``human36m_ransac`` and
+``tiny_cpu_alg`` (128 px: the confidence head's smallest input), ``tiny_cpu_vol`` (32^3 volume: batches of at
+least 2 in training, the V2V's coarsest level is one voxel), ``tiny_cpu_ransac``. learnable-triangulation's own
+YAMLs load through :mod:`ctxpose.config_compat` (``model.name`` alg/vol/ransac -> ``model.architecture``).
+Trainable parts: ``backbone`` (all architectures; ``backbone.alg_confidences`` for algebraic), plus
+``process_features`` and ``volume_net`` for the volumetric ones; RANSAC does not train.
 """
 from __future__ import annotations
 
