@@ -14,7 +14,7 @@ from ctxpose.models.algebraic import AlgebraicTriangulationNet, RansacTriangulat
 from ctxpose.models.triangulation import TriangulationOutput, project, ransac_triangulate, triangulate_dlt
 from ctxpose.models.v2v import PlainV2VNet
 from ctxpose.skeleton import get_skeleton
-from tests.reference.original_ops import reference_forward
+from tests.reference.original_ops import reference_forward, reference_volumetric_ce
 from tests.reference.triangulation_ops import (
     reference_algebraic_forward,
     reference_dlt_batch,
@@ -242,3 +242,13 @@ def test_volumetric_forward_matches_reference(aggregation):
     torch.testing.assert_close(out.voxel_keypoints_3d, vox, rtol=1e-4, atol=1e-4)
     assert out.volumes.amax() > 2 / out.volumes[0, 0].numel()  # not a flat volume
     assert (out.keypoints_3d - roots[:, None]).norm(dim=-1).max() > 20  # not just the centre
+    # the losses as the original defines them: MAE on keypoints_3d and the volumetric cross-entropy, nothing else
+    gt, validity = roots[:, None] + torch.randn(1, J, 3) * 300, torch.ones(1, J)
+    validity[0, 2] = 0
+    losses = compute_losses(out, gt, validity, cfg.loss, cfg.model.volume_net)
+    assert set(losses) == {"keypoints", "volumetric_ce", "total"}
+    s = cfg.loss.scale_keypoints_3d
+    mae = ((kp - gt).abs() * s * validity[..., None]).sum() / (3 * validity.sum())
+    torch.testing.assert_close(losses["keypoints"], mae, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses["volumetric_ce"], reference_volumetric_ce(coords, probs, gt, validity),
+                               rtol=1e-5, atol=1e-6)
