@@ -252,3 +252,23 @@ def test_volumetric_forward_matches_reference(aggregation):
     torch.testing.assert_close(losses["keypoints"], mae, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(losses["volumetric_ce"], reference_volumetric_ce(coords, probs, gt, validity),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_triangulation_models_on_cuda_match_cpu():
+    proj, truth, pts = scene(b=2, v=4, f=400.0, size=384, noise=1.5, seed=6)
+    pts[0, 1, 3] += 120.0
+    dev = torch.device("cuda")
+    torch.testing.assert_close(triangulate_dlt(proj.to(dev), pts.to(dev)).cpu(), triangulate_dlt(proj, pts),
+                               rtol=0, atol=0.01)
+    gpu, gpu_inliers = ransac_triangulate(proj.to(dev), pts.to(dev))
+    cpu, cpu_inliers = ransac_triangulate(proj, pts)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0.01)
+    assert torch.equal(gpu_inliers.cpu(), cpu_inliers)
+    model = algebraic(use_confidences=False)
+    images, proj64 = torch.randn(2, 3, 3, 64, 64), camera_proj(2, 3, f=80.0, size=64)
+    with torch.no_grad():
+        a = model(images, proj64)
+        b = model.to(dev)(images.to(dev), proj64.to(dev))
+    torch.testing.assert_close(b.keypoints_2d.cpu(), a.keypoints_2d, rtol=0, atol=0.05)
+    torch.testing.assert_close(b.keypoints_3d.cpu(), a.keypoints_3d, rtol=0, atol=1.0)
