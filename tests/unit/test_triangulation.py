@@ -266,9 +266,12 @@ def test_triangulation_models_on_cuda_match_cpu():
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0.01)
     assert torch.equal(gpu_inliers.cpu(), cpu_inliers)
     model = algebraic(use_confidences=False)
-    images, proj64 = torch.randn(2, 3, 3, 64, 64), camera_proj(2, 3, f=80.0, size=64)
+    proj64, truth64, _ = scene(b=2, v=3, size=64, f=80.0, seed=3)
+    maps = peaked_heatmaps(proj64, truth64)  # well-defined 2D joints: the comparison measures the pipeline
+    model.backbone.final_layer.register_forward_hook(lambda _m, _i, out: maps.to(out.device))
+    images = torch.randn(2, 3, 3, 64, 64)
     with torch.no_grad():
         a = model(images, proj64)
         b = model.to(dev)(images.to(dev), proj64.to(dev))
-    torch.testing.assert_close(b.keypoints_2d.cpu(), a.keypoints_2d, rtol=0, atol=0.05)
-    torch.testing.assert_close(b.keypoints_3d.cpu(), a.keypoints_3d, rtol=0, atol=1.0)
+    torch.testing.assert_close(b.keypoints_2d.cpu(), a.keypoints_2d, rtol=0, atol=1e-3)
+    torch.testing.assert_close(b.keypoints_3d.cpu(), a.keypoints_3d, rtol=0, atol=0.05)
