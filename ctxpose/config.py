@@ -440,6 +440,9 @@ def _architecture_rules(errors: list[str], config: ExperimentConfig) -> None:
         for key in ("use_volumetric_ce_loss", "use_global_attention_loss"):
             if getattr(loss, key):
                 errors.append(f"loss.{key}: the {arch} model has no volume; set it to false")
+        for key in _changed(loss, ("volumetric_ce_loss_weight", "volumetric_ce_denominator",
+                                   "global_attention_loss_weight")):
+            errors.append(f"loss.{key}: the {arch} model has no volume; leave it out")
         for key in _changed(config.train, ("process_features_lr", "volume_net_lr", "volume_net_lr_step",
                                            "volume_net_lr_factor")):
             errors.append(f"train.{key}: the {arch} model is a backbone only (train.backbone_lr*); leave it out")
@@ -450,6 +453,9 @@ def _architecture_rules(errors: list[str], config: ExperimentConfig) -> None:
         if loss.use_global_attention_loss:
             errors.append("loss.use_global_attention_loss: the volumetric model has no attention block; set it to "
                           "false")
+        if _changed(loss, ("global_attention_loss_weight",)):
+            errors.append("loss.global_attention_loss_weight: the volumetric model has no attention block; leave it "
+                          "out")
         if m.volume_net.volume_size % 32:
             errors.append(f"model.volume_net.volume_size: {m.volume_net.volume_size}, the volumetric model's V2V pools "
                           "five times by 2; expected a multiple of 32")
