@@ -683,7 +683,7 @@ def missing_paths(config: ExperimentConfig) -> list[str]:
     m, d = config.model, config.dataset
     wanted: list[tuple[str, str | None, bool]] = [
         ("dataset.root", d.root, True),
-        ("dataset.limb_length_path", d.limb_length_path if m.architecture == "contextpose" else None, False),
+        ("dataset.limb_length_path", d.limb_length_path, False),
         ("dataset.train_labels_path", d.train_labels_path, False),
         ("dataset.val_labels_path", d.val_labels_path, False),
     ]
