@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ctxpose.errors import ConfigError
 from ctxpose.models.pose_resnet import PoseResNet
 from ctxpose.models.soft_argmax import soft_argmax_voxel, volume_probabilities
 from ctxpose.models.triangulation import TriangulationOutput, ransac_triangulate, triangulate_dlt
@@ -105,7 +106,14 @@ class RansacTriangulationNet(nn.Module):
     def forward(self, images: torch.Tensor, proj_matrices: torch.Tensor, root_points: torch.Tensor | None = None,
                 rotation_angles: torch.Tensor | None = None) -> TriangulationOutput:
         """Same inputs as :meth:`AlgebraicTriangulationNet.forward`; ``confidences`` is the inlier mask (0/1) and
-        ``heatmaps`` the backbone's raw heatmaps. Not differentiable (the original's neither)."""
+        ``heatmaps`` the backbone's raw heatmaps. Not differentiable (the original's neither).
+
+        Raises:
+            ConfigError: called in training mode with autograd on (there is nothing to train).
+        """
+        if self.training and torch.is_grad_enabled():
+            raise ConfigError("model.architecture ransac: the RANSAC baseline does not train (argmax keypoints, no "
+                              "gradient; the original's neither); evaluate it with `ctxpose eval`")
         b, v = _check_input(images, proj_matrices)
         heatmaps, _, _ = self.backbone(images.reshape(b * v, *images.shape[2:]))
         j, h, w = heatmaps.shape[1:]

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ctxpose.config import load_config
+from ctxpose.errors import ConfigError
 from ctxpose.losses import compute_losses
 from ctxpose.models import build_model
 from ctxpose.models.algebraic import AlgebraicTriangulationNet, RansacTriangulationNet
@@ -210,6 +211,8 @@ def test_ransac_model_reads_heatmap_maxima_and_marks_inliers():
     ref = [reference_ransac(proj[0].numpy(), out.keypoints_2d[0, :, k].numpy(), 15.0, False) for k in range(J)]
     assert np.abs(out.keypoints_3d[0].double().numpy() - np.stack([r[0] for r in ref])).max() < 0.01
     assert set(out.confidences.unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ConfigError, match="does not train"):  # one clear line instead of a failing backward
+        model.train()(torch.randn(1, 3, 3, 64, 64), proj)
 
 
 def test_models_refuse_a_single_view():
