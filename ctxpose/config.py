@@ -28,7 +28,13 @@ from typing import Any, Literal
 
 import yaml
 
-from ctxpose.config_compat import IGNORED, convert_original_config, is_original_config
+from ctxpose.config_compat import (
+    IGNORED,
+    convert_original_config,
+    convert_triangulation_config,
+    is_original_config,
+    is_triangulation_config,
+)
 from ctxpose.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -122,8 +128,32 @@ class VolumeNetConfig:
 
 
 @dataclass(frozen=True)
+class TriangulationConfig:
+    """learnable-triangulation's algebraic (``use_confidences``, ``heatmap_*``) and RANSAC (``direct_optimization``,
+    ``reprojection_threshold``) settings; each acts only for its architecture."""
+
+    use_confidences: bool = True  # weight the views by the per-joint confidence head; false: equal weights
+    heatmap_multiplier: float = 100.0  # heatmaps are multiplied by it before the softmax
+    heatmap_softmax: bool = True  # softmax over each heatmap (false: ReLU, normalised by the mass)
+    direct_optimization: bool = True  # refine each RANSAC point on its inliers' reprojection error (Huber)
+    reprojection_threshold: float = 15.0  # px of the crop below which a view is a RANSAC inlier
+
+
+#: model.architecture -> the keys of model.triangulation that act for it
+TRIANGULATION_KEYS = {
+    "algebraic": ("use_confidences", "heatmap_multiplier", "heatmap_softmax"),
+    "ransac": ("direct_optimization", "reprojection_threshold"),
+}
+#: keys of model.volume_net that act only for ContextPose (its limb-prior attention and the attention loss)
+ATTENTION_KEYS = ("att_channels", "temperature", "ga_mask_sigma", "pairwise_grid", "ga_mask_grid")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: Literal["vol"] = "vol"
+    # contextpose: the paper's network; volumetric: learnable-triangulation's (ContextPose without the limb-prior
+    # attention, its plain V2V); algebraic / ransac: learnable-triangulation's triangulation baselines
+    architecture: Literal["contextpose", "volumetric", "algebraic", "ransac"] = "contextpose"
     kind: Literal["mpii"] = "mpii"  # joint-order family (the original's "coco" is CMU Panoptic's, not supported)
     skeleton: str = "contextpose17"
     image_shape: tuple[int, int] = (384, 384)  # (H, W) of the input crop, px; heatmaps are a quarter of it
@@ -132,6 +162,7 @@ class ModelConfig:
     transfer_cmu_to_human36m: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     volume_net: VolumeNetConfig = field(default_factory=VolumeNetConfig)
+    triangulation: TriangulationConfig = field(default_factory=TriangulationConfig)
 
 
 @dataclass(frozen=True)
@@ -379,6 +410,57 @@ def _split_rules(errors: list[str], name: str, s: SplitConfig) -> None:
         errors.append(f"{name}.erase: random erasing is not implemented (it is off in the paper setting)")
 
 
+def _changed(section: Any, keys: Sequence[str] | None = None) -> list[str]:
+    """The fields of a config section that differ from their defaults (all fields, or only ``keys``)."""
+    default = type(section)()
+    names = keys if keys is not None else [f.name for f in dataclasses.fields(section)]
+    return [k for k in names if getattr(section, k) != getattr(default, k)]
+
+
+def _architecture_rules(errors: list[str], config: ExperimentConfig) -> None:
+    """Settings that act only for some ``model.architecture``: set for another one, they are refused."""
+    m, loss = config.model, config.loss
+    arch = m.architecture
+    acting = TRIANGULATION_KEYS.get(arch, ())
+    for key in _changed(m.triangulation):
+        if key not in acting:
+            owner = next(a for a, keys in TRIANGULATION_KEYS.items() if key in keys)
+            errors.append(f"model.triangulation.{key}: acts only for model.architecture {owner} (this is {arch}); "
+                          "leave it out")
+    _positive(errors, "model.triangulation.heatmap_multiplier", m.triangulation.heatmap_multiplier)
+    _positive(errors, "model.triangulation.reprojection_threshold", m.triangulation.reprojection_threshold)
+    if arch == "algebraic" and m.triangulation.use_confidences and min(m.image_shape) < 128:
+        errors.append(f"model.image_shape: {list(m.image_shape)}, the algebraic model's confidence head pools the "
+                      "backbone's 1/32 map twice; expected at least 128 px per side (or "
+                      "model.triangulation.use_confidences: false)")
+    if arch in TRIANGULATION_KEYS:
+        for key in _changed(m.volume_net):
+            errors.append(f"model.volume_net.{key}: the {arch} model has no volume (it triangulates 2D keypoints); "
+                          "leave it out")
+        for key in ("use_volumetric_ce_loss", "use_global_attention_loss"):
+            if getattr(loss, key):
+                errors.append(f"loss.{key}: the {arch} model has no volume; set it to false")
+        for key in _changed(loss, ("volumetric_ce_loss_weight", "volumetric_ce_denominator",
+                                   "global_attention_loss_weight")):
+            errors.append(f"loss.{key}: the {arch} model has no volume; leave it out")
+        for key in _changed(config.train, ("process_features_lr", "volume_net_lr", "volume_net_lr_step",
+                                           "volume_net_lr_factor")):
+            errors.append(f"train.{key}: the {arch} model is a backbone only (train.backbone_lr*); leave it out")
+    if arch == "volumetric":
+        for key in _changed(m.volume_net, ATTENTION_KEYS):
+            errors.append(f"model.volume_net.{key}: acts only for ContextPose's attention block, which the "
+                          "volumetric model does not have; leave it out")
+        if loss.use_global_attention_loss:
+            errors.append("loss.use_global_attention_loss: the volumetric model has no attention block; set it to "
+                          "false")
+        if _changed(loss, ("global_attention_loss_weight",)):
+            errors.append("loss.global_attention_loss_weight: the volumetric model has no attention block; leave it "
+                          "out")
+        if m.volume_net.volume_size % 32:
+            errors.append(f"model.volume_net.volume_size: {m.volume_net.volume_size}, the volumetric model's V2V pools "
+                          "five times by 2; expected a multiple of 32")
+
+
 def validate_config(config: ExperimentConfig) -> None:
     """Check ranges, choices and cross-field rules; the one place a config's values are judged.
 
@@ -417,6 +499,7 @@ def validate_config(config: ExperimentConfig) -> None:
         _positive(errors, f"model.volume_net.{key}", getattr(vn, key))
     if vn.normalize_relu_volumes and vn.volume_softmax:
         errors.append("model.volume_net.normalize_relu_volumes: acts only with volume_softmax: false")
+    _architecture_rules(errors, config)
 
     for key in ("mse_smooth_threshold", "scale_keypoints_3d"):
         _positive(errors, f"loss.{key}", getattr(loss, key))
@@ -581,7 +664,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         path = resolve_config_path(path)
         data = _read_yaml(path)
         try:
-            if is_original_config(data):
+            if is_triangulation_config(data):
+                data = convert_triangulation_config(data, leaf_paths())
+            elif is_original_config(data):
                 data = convert_original_config(data, leaf_paths())
             config = config_from_dict(data)
         except ConfigError as e:

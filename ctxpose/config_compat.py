@@ -115,3 +115,136 @@ def convert_original_config(data: Mapping[str, Any], known_paths: set[str]) -> d
             f"model.backbone.num_joints: {joints} disagrees with num_final_layer_channel={channels}"
         )
     return out
+
+
+# --------------------------------------------------------------------------- learnable-triangulation's YAMLs
+
+#: learnable-triangulation's ``model.name`` -> our ``model.architecture``
+TRIANGULATION_ARCHITECTURES = {"alg": "algebraic", "ransac": "ransac", "vol": "volumetric"}
+
+#: learnable-triangulation key path -> our key path (``{split}`` stands for train and val)
+TRIANGULATION_RENAMED = {
+    "title": "title",
+    "kind": "dataset.kind",
+    "vis_freq": "train.vis_freq",
+    "vis_n_elements": "train.vis_n_elements",
+    "image_shape": "model.image_shape",
+    "opt.criterion": "loss.criterion",
+    "opt.mse_smooth_threshold": "loss.mse_smooth_threshold",
+    "opt.use_volumetric_ce_loss": "loss.use_volumetric_ce_loss",
+    "opt.volumetric_ce_loss_weight": "loss.volumetric_ce_loss_weight",
+    "opt.scale_keypoints_3d": "loss.scale_keypoints_3d",
+    "opt.grad_clip": "loss.grad_clip",
+    "opt.n_objects_per_epoch": "train.n_objects_per_epoch",
+    "opt.n_epochs": "train.n_epochs",
+    "opt.batch_size": "train.batch_size",
+    "opt.val_batch_size": "val.batch_size",
+    "opt.lr": "train.backbone_lr",
+    "opt.process_features_lr": "train.process_features_lr",
+    "opt.volume_net_lr": "train.volume_net_lr",
+    "model.kind": "model.kind",
+    "model.init_weights": "model.init_weights",
+    "model.checkpoint": "model.checkpoint",
+    "model.volume_aggregation_method": "model.volume_net.volume_aggregation_method",
+    "model.use_gt_pelvis": "model.volume_net.use_gt_pelvis",
+    "model.cuboid_side": "model.volume_net.cuboid_size",
+    "model.volume_size": "model.volume_net.volume_size",
+    "model.volume_multiplier": "model.volume_net.volume_multiplier",
+    "model.volume_softmax": "model.volume_net.volume_softmax",
+    "model.use_confidences": "model.triangulation.use_confidences",
+    "model.direct_optimization": "model.triangulation.direct_optimization",
+    "model.transfer_cmu_to_human36m": "model.transfer_cmu_to_human36m",
+    "model.backbone.style": "model.backbone.style",
+    "model.backbone.init_weights": "model.backbone.init_weights",
+    "model.backbone.checkpoint": "model.backbone.checkpoint",
+    "model.backbone.num_layers": "model.backbone.num_layers",
+    "dataset.kind": "dataset.kind",
+    "dataset.train.labels_path": "dataset.train_labels_path",
+    "dataset.val.labels_path": "dataset.val_labels_path",
+    **{f"dataset.{s}.{k}": f"{s}.{k}" for s in ("train", "val")
+       for k in ("pred_results_path", "with_damaged_actions", "undistort_images", "scale_bbox", "shuffle",
+                 "randomize_n_views", "min_n_views", "max_n_views", "num_workers", "ignore_cameras", "crop")},
+    "dataset.val.retain_every_n_frames_in_test": "val.retain_every_n_frames_in_test",
+}
+
+#: learnable-triangulation key paths with no setting here, and why
+TRIANGULATION_IGNORED = {
+    "model.name": "read as model.architecture (alg: algebraic, vol: volumetric, ransac: ransac)",
+    "model.backbone.name": "derived from model.backbone.num_layers (checked to agree)",
+    "model.backbone.num_joints": "derived from the skeleton (checked to agree)",
+    "model.heatmap_softmax": "read by the original's algebraic model only (model.triangulation.heatmap_softmax there)",
+    "model.heatmap_multiplier": "read by the original's algebraic model only (model.triangulation.heatmap_multiplier "
+                                "there)",
+    "dataset.train.h36m_root": "dataset.root (one for both splits; checked to agree)",
+    "dataset.val.h36m_root": "dataset.root (one for both splits; checked to agree)",
+    "opt.n_iters_per_epoch": "unused by the original (n_objects_per_epoch rules)",
+}
+
+#: Human3.6M cameras: the view count the original's ``min_n_views``/``max_n_views: null`` (all views) means
+H36M_VIEWS = 4
+
+
+def is_triangulation_config(data: Any) -> bool:
+    """True for a learnable-triangulation experiment YAML (an ``opt`` section and ``model.name``)."""
+    model = data.get("model") if isinstance(data, Mapping) else None
+    return isinstance(data.get("opt") if isinstance(data, Mapping) else None, Mapping) and isinstance(model, Mapping) \
+        and "name" in model
+
+
+def convert_triangulation_config(data: Mapping[str, Any], known_paths: set[str]) -> dict[str, Any]:
+    """Map a karfly/learnable-triangulation-pytorch experiment YAML (``human36m_alg.yaml``,
+    ``human36m_vol_softmax.yaml``, ``human36m_ransac.yaml``...) onto our config layout.
+
+    Raises:
+        ConfigError: an unknown key or model name, or settings that disagree (backbone name and depth, the two
+        splits' data roots).
+    """
+    flat = _flatten(copy.deepcopy(dict(data)))
+    name = flat.get("model.name")
+    if name not in TRIANGULATION_ARCHITECTURES:
+        raise ConfigError(f"model.name: {_show_value(name)}, expected one of {', '.join(TRIANGULATION_ARCHITECTURES)}")
+    architecture = TRIANGULATION_ARCHITECTURES[name]
+    out: dict[str, Any] = {"model": {"architecture": architecture}}
+    unknown = []
+    for path, value in flat.items():
+        if architecture == "algebraic" and path in ("model.heatmap_softmax", "model.heatmap_multiplier"):
+            _set(out, path.replace("model.", "model.triangulation."), value)
+            continue
+        if path in TRIANGULATION_IGNORED:
+            continue
+        target = TRIANGULATION_RENAMED.get(path)
+        if target is None or target not in known_paths:
+            candidates = sorted(set(TRIANGULATION_RENAMED) | set(TRIANGULATION_IGNORED))
+            close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.75)
+            unknown.append(f"{path[:80]}: unknown key in a learnable-triangulation config"
+                           + (f", did you mean {close[0]}?" if close else ""))
+            continue
+        if target.endswith("_n_views") and value is None:
+            value = H36M_VIEWS  # the original's null: every view of the frame
+        if target == "model.checkpoint" and value == "":
+            value = None
+        _set(out, target, value)
+    if unknown:
+        raise ConfigError("; ".join(unknown))
+    roots = {flat[k] for k in ("dataset.train.h36m_root", "dataset.val.h36m_root") if k in flat}
+    if len(roots) > 1:
+        raise ConfigError(f"dataset.train.h36m_root and dataset.val.h36m_root differ ({sorted(roots)}); ctxpose reads "
+                          "both splits from one dataset.root")
+    if roots:
+        _set(out, "dataset.root", roots.pop())
+    layers, backbone = flat.get("model.backbone.num_layers"), flat.get("model.backbone.name")
+    if backbone is not None and layers is not None and backbone != f"resnet{layers}":
+        raise ConfigError(f"model.backbone.name: {backbone!r} disagrees with model.backbone.num_layers={layers}")
+    joints = flat.get("model.backbone.num_joints")
+    if joints is not None and joints != 17:
+        raise ConfigError(f"model.backbone.num_joints: {joints}, expected 17 (ctxpose's Human3.6M skeleton)")
+    if architecture != "contextpose":
+        out.setdefault("loss", {}).setdefault("use_global_attention_loss", False)
+        if architecture != "volumetric":
+            out["loss"].setdefault("use_volumetric_ce_loss", False)
+    return out
+
+
+def _show_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."

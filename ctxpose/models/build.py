@@ -12,6 +12,7 @@ from torch import nn
 
 from ctxpose.config import ExperimentConfig, ModelConfig
 from ctxpose.errors import CheckpointError, ConfigError
+from ctxpose.models.algebraic import AlgebraicTriangulationNet, RansacTriangulationNet
 from ctxpose.models.contextpose import ContextPoseNet
 from ctxpose.skeleton import LimbPrior, get_skeleton
 
@@ -21,17 +22,35 @@ logger = logging.getLogger(__name__)
 ROTATION_AXES = {"mpii": (0.0, 0.0, 1.0)}
 
 
-def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior) -> ContextPoseNet:
+def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior | None = None) -> nn.Module:
     """Build the network described by ``config.model`` (no weights loaded, no device chosen, nothing frozen:
     training decides what it trains). The config has been validated by :func:`ctxpose.config.validate_config`.
 
+    ``model.architecture`` picks the network: ``contextpose`` (:class:`ContextPoseNet`), ``volumetric`` (the
+    same without the attention block), ``algebraic`` / ``ransac`` (:mod:`ctxpose.models.algebraic`). All
+    follow the forward contract of :mod:`ctxpose.models.triangulation`.
+
     Args:
         config: the experiment config or just its ``model`` section.
-        limb_prior: bone-length mean/std (see :func:`ctxpose.data.limb_prior.load_limb_prior`).
+        limb_prior: bone-length mean/std (see :func:`ctxpose.data.limb_prior.load_limb_prior`); read only by
+            ``contextpose``'s attention block, which needs it.
     """
     mc = config.model if isinstance(config, ExperimentConfig) else config
     skeleton = get_skeleton(mc.skeleton)
     vn, bb = mc.volume_net, mc.backbone
+    tc = mc.triangulation
+    if mc.architecture == "algebraic":
+        return AlgebraicTriangulationNet(skeleton.num_joints, bb.num_layers, bb.style, tc.use_confidences,
+                                         tc.heatmap_multiplier, tc.heatmap_softmax)
+    if mc.architecture == "ransac":
+        return RansacTriangulationNet(skeleton.num_joints, bb.num_layers, bb.style, tc.direct_optimization,
+                                      tc.reprojection_threshold)
+    attention = mc.architecture == "contextpose"
+    if limb_prior is None:
+        if attention:
+            raise ConfigError("model.architecture contextpose: its attention block needs the limb prior "
+                              "(dataset.limb_length_path)")
+        limb_prior = LimbPrior(torch.full((skeleton.num_bones,), 300.0), torch.ones(skeleton.num_bones))  # unread
     if limb_prior.num_bones != skeleton.num_bones:
         raise ConfigError(f"limb prior has {limb_prior.num_bones} bones, skeleton {skeleton.name} has "
                           f"{skeleton.num_bones}")
@@ -53,6 +72,7 @@ def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior) -
         pairwise_grid=vn.pairwise_grid,
         normalize_relu_volumes=vn.normalize_relu_volumes,
         transfer_cmu_to_human36m=mc.transfer_cmu_to_human36m,
+        attention=attention,
     )
     return model
 
@@ -110,7 +130,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     logger.info("loaded weights from %s", path)
 
 
-def load_backbone_checkpoint(model: ContextPoseNet, path: str | Path) -> None:
+def load_backbone_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Initialise the backbone from a pose-ResNet checkpoint, as the original ``get_pose_net``.
 
     Accepts keys with a ``module.backbone.``, ``module.`` or ``backbone.`` prefix or none. A final layer with
@@ -128,7 +148,8 @@ def load_backbone_checkpoint(model: ContextPoseNet, path: str | Path) -> None:
             logger.warning("%s: re-initialising %s (%d -> %d filters)", path, key, state[key].shape[0],
                            new.shape[0])
             state[key] = new
-    if "vol_confidences.head.4.weight" in own:  # confidence head is not part of released backbones
-        state.update({k: v for k, v in own.items() if k.startswith("vol_confidences.") and k not in state})
+    for head in ("vol_confidences.", "alg_confidences."):  # confidence heads are not part of released backbones
+        if not any(k.startswith(head) for k in state):
+            state.update({k: v for k, v in own.items() if k.startswith(head)})
     load_state_dict_strict(model.backbone, state, str(path))
     logger.info("loaded backbone weights from %s", path)

@@ -1,5 +1,5 @@
 """The ContextPose network: backbone -> 1x1 feature projection -> unprojection -> V2V with attention ->
-soft-argmax.
+soft-argmax; with ``attention=False``, learnable-triangulation's volumetric model (its plain V2V).
 
 Mirrors ``VolumetricTriangulationNet`` of the original (``mvn/models/triangulation.py``) with its module
 names ``backbone``, ``process_features`` and ``volume_net``. Differences, none of which changes the numbers:
@@ -21,7 +21,7 @@ from ctxpose.models.context_attention import AttentionConv3D
 from ctxpose.models.pose_resnet import PoseResNet
 from ctxpose.models.soft_argmax import soft_argmax_voxel, soft_argmax_world, volume_probabilities
 from ctxpose.models.unproject import unproject_features
-from ctxpose.models.v2v import V2VNet
+from ctxpose.models.v2v import PlainV2VNet, V2VNet
 from ctxpose.skeleton import Skeleton
 
 
@@ -35,7 +35,8 @@ class ContextPoseOutput:
         heatmaps: (B, V, J, h, w) backbone heatmaps (h, w = input / 4).
         volumes: (B, J, S, S, S) per-joint probability volumes (softmax over voxels).
         coord_volumes: (B, S, S, S, 3) world coordinates of every voxel, mm.
-        attention: (B, J, (S/4)^3) global attention of the context block (softmax over pooled voxels).
+        attention: (B, J, (S/4)^3) global attention of the context block (softmax over pooled voxels); None for
+            the volumetric model (``attention=False``).
         base_points: (B, 3) cuboid centres (the root points), world mm.
         rotation_angles: (B,) rotation of the cuboid about the vertical axis, radians.
         vol_confidences: (B, V, C) per-view weights of the ``conf`` aggregations, else None.
@@ -46,7 +47,7 @@ class ContextPoseOutput:
     heatmaps: torch.Tensor
     volumes: torch.Tensor
     coord_volumes: torch.Tensor
-    attention: torch.Tensor
+    attention: torch.Tensor | None
     base_points: torch.Tensor
     rotation_angles: torch.Tensor
     vol_confidences: torch.Tensor | None = None
@@ -69,6 +70,9 @@ class ContextPoseNet(nn.Module):
         normalize_relu_volumes: with ``volume_softmax=False``, divide the world soft-argmax by the mass
             (the original does not).
         transfer_cmu_to_human36m: the original's axis swap of the coordinate volume.
+        attention: True: ContextPose (V2V with the limb-prior attention block, ``att_channels``, ``temperature``
+            and ``pairwise_grid`` act); False: learnable-triangulation's volumetric model, whose V2V
+            (:class:`PlainV2VNet`) has no attention and needs ``volume_size`` a multiple of 32.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class ContextPoseNet(nn.Module):
         pairwise_grid: str = "original",
         normalize_relu_volumes: bool = False,
         transfer_cmu_to_human36m: bool = False,
+        attention: bool = True,
     ) -> None:
         super().__init__()
         nj = skeleton.num_joints
@@ -109,9 +114,15 @@ class ContextPoseNet(nn.Module):
             self.process_features = nn.Sequential(nn.Conv2d(256, 32, 1))
             for p in self.backbone.final_layer.parameters():  # as the original: heatmaps are not trained
                 p.requires_grad = False
-        attention = AttentionConv3D(att_channels, att_channels, skeleton, limb_mean, limb_std, cuboid_size,
+        if attention:
+            block = AttentionConv3D(att_channels, att_channels, skeleton, limb_mean, limb_std, cuboid_size,
                                     temperature, spacing=pairwise_grid, full_size=volume_size)
-        self.volume_net = V2VNet(in_channels, nj, att_channels, attention, base_width=nj)
+            self.volume_net: nn.Module = V2VNet(in_channels, nj, att_channels, block, base_width=nj)
+        else:
+            if volume_size % 32:
+                raise ValueError(f"volume_size {volume_size}: the plain V2V pools five times by 2; use a multiple "
+                                 "of 32")
+            self.volume_net = PlainV2VNet(in_channels, nj)
 
     def build_coord_volumes(self, base_points: torch.Tensor, rotation_angles: torch.Tensor | None) -> torch.Tensor:
         """(B, S, S, S, 3) voxel positions, world mm, of the cuboid around ``base_points`` (B, 3)."""

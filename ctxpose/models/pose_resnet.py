@@ -2,7 +2,7 @@
 
 Mirrors ``mvn/models/pose_resnet.py`` of the original and keeps its module names (state_dict keys):
 ``conv1``, ``bn1``, ``layer1``..``layer4``, ``deconv_layers``, ``final_layer`` and, for confidence-weighted
-aggregation, ``vol_confidences``.
+aggregation, ``vol_confidences`` (the volumetric models) or ``alg_confidences`` (the algebraic model).
 """
 
 from __future__ import annotations
@@ -99,14 +99,18 @@ class PoseResNet(nn.Module):
             bottleneck network with their block counts instead).
         vol_confidences: add the per-view confidence head (``conf`` aggregation), 32 outputs.
         num_vol_confidences: outputs of that head (the feature channels of the volume).
+        alg_confidences: add the algebraic model's per-view, per-joint confidence head (one output per heatmap
+            channel); at most one of the two heads.
 
     Raises:
         ValueError: an unknown depth or style, or style "caffe" with a basic-block depth (18, 34).
     """
 
     def __init__(self, num_layers: int, num_final_layer_channel: int, style: str = "simple",
-                 vol_confidences: bool = False, num_vol_confidences: int = 32) -> None:
+                 vol_confidences: bool = False, num_vol_confidences: int = 32, alg_confidences: bool = False) -> None:
         super().__init__()
+        if vol_confidences and alg_confidences:
+            raise ValueError("a backbone has one confidence head: vol_confidences or alg_confidences, not both")
         if num_layers not in RESNET_SPEC:
             raise ValueError(f"num_layers must be one of {sorted(RESNET_SPEC)}, got {num_layers}")
         if style not in ("simple", "caffe"):
@@ -127,6 +131,8 @@ class PoseResNet(nn.Module):
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
         if vol_confidences:
             self.vol_confidences = GlobalAveragePoolingHead(512 * block.expansion, num_vol_confidences)
+        if alg_confidences:
+            self.alg_confidences = GlobalAveragePoolingHead(512 * block.expansion, num_final_layer_channel)
         deconv = []
         for _ in range(3):
             deconv += [
@@ -156,10 +162,14 @@ class PoseResNet(nn.Module):
         """Args: x: (N, 3, H, W) normalised images.
 
         Returns:
-            heatmaps: (N, J, H/4, W/4); features: (N, 256, H/4, W/4); vol_confidences: (N, 32) or None.
+            heatmaps: (N, J, H/4, W/4); features: (N, 256, H/4, W/4); confidences: the confidence head's output,
+            (N, num_vol_confidences) of ``vol_confidences`` or (N, J) of ``alg_confidences``, in (0, 1); None
+            without a head.
         """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        vol_conf = self.vol_confidences(x) if hasattr(self, "vol_confidences") else None
+        head = getattr(self, "vol_confidences", None)
+        head = getattr(self, "alg_confidences", None) if head is None else head
+        conf = head(x) if head is not None else None
         features = self.deconv_layers(x)
-        return self.final_layer(features), features, vol_conf
+        return self.final_layer(features), features, conf

@@ -1,6 +1,7 @@
-"""Soft-argmax: expected voxel index and expected world position of each joint's volume.
+"""Soft-argmax: expected voxel (or pixel) index and expected world position of each joint's volume.
 
-Mirrors ``op.integrate_tensor_3d`` and ``op.integrate_tensor_3d_with_coordinates`` of the original.
+Mirrors ``op.integrate_tensor_3d`` and ``op.integrate_tensor_3d_with_coordinates`` of the original, and
+(through the same two functions on 2D maps) learnable-triangulation's ``op.integrate_tensor_2d``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ def volume_probabilities(volumes: torch.Tensor, softmax: bool = True) -> torch.T
     """Softmax over all voxels of each volume (``softmax=True``) or ReLU, as the original.
 
     Args:
-        volumes: (B, J, S1, S2, S3) scores.
+        volumes: (B, J, S1, S2, S3) scores (or (B, J, h, w) heatmaps: any number of spatial axes).
 
     Returns:
-        (B, J, S1, S2, S3) probabilities (or non-negative masses).
+        probabilities (or non-negative masses) of the same shape.
     """
     b, j = volumes.shape[:2]
     flat = volumes.reshape(b, j, -1)
@@ -28,16 +29,18 @@ def soft_argmax_voxel(probabilities: torch.Tensor, normalize: bool = False) -> t
     """Expected voxel index of each volume.
 
     Args:
-        probabilities: (B, J, S1, S2, S3) from :func:`volume_probabilities`.
+        probabilities: (B, J, S1, S2, S3) from :func:`volume_probabilities` (or (B, J, h, w): any number
+            of spatial axes).
         normalize: divide by the total mass (needed when the volumes are ReLU masses, not a softmax).
 
     Returns:
-        (B, J, 3) coordinates in voxels, (index along S1, S2, S3).
+        (B, J, 3) coordinates in voxels, (index along S1, S2, S3) ((B, J, 2) (row, column) for 2D maps).
     """
     dims = probabilities.shape[2:]
+    spatial = tuple(range(2, 2 + len(dims)))
     coords = []
-    for axis, size in enumerate(dims):  # three spatial axes, not a data loop
-        other = tuple(d for d in (2, 3, 4) if d != axis + 2)
+    for axis, size in enumerate(dims):  # the spatial axes, not a data loop
+        other = tuple(d for d in spatial if d != axis + 2)
         mass = probabilities.sum(dim=other)  # (B, J, size)
         pos = (mass * torch.arange(size, dtype=mass.dtype, device=mass.device)).sum(-1)
         coords.append(pos / mass.sum(-1) if normalize else pos)

@@ -1,8 +1,12 @@
-"""V2V 3D encoder-decoder (Moon et al. 2018) with ContextPose's attention as its middle block.
+"""V2V 3D encoder-decoder (Moon et al. 2018): ContextPose's, with the attention as its middle block, and
+learnable-triangulation's plain one.
 
-Mirrors ``mvn/models/v2v_net.py`` of the original, keeping its module names (and so its state_dict keys):
-``front_layers``, ``encoder_decoder`` (``encoder_pool1`` ... ``mid_res`` ... ``skip_res2``) and ``output_layer``.
-The channel widths are multiples of the joint count (17, 34, 51 for 17 joints, as the original).
+:class:`V2VNet` mirrors ``mvn/models/v2v_net.py`` of ContextPose, keeping its module names (and so its
+state_dict keys): ``front_layers``, ``encoder_decoder`` (``encoder_pool1`` ... ``mid_res`` ... ``skip_res2``)
+and ``output_layer``. The channel widths are multiples of the joint count (17, 34, 51 for 17 joints, as the
+original). :class:`PlainV2VNet` mirrors ``V2VModel`` of karfly/learnable-triangulation-pytorch
+(``mvn/models/v2v.py``): five pooling levels of fixed widths (32 to 128 channels), ``back_layers``, no
+attention; the same blocks and module names.
 """
 
 from __future__ import annotations
@@ -162,3 +166,59 @@ class V2VNet(nn.Module):
                     nn.init.constant_(m.bias, 0)
             elif isinstance(m, AttentionConv3D):
                 nn.init.normal_(m.joint_weight, 0, 0.001)
+
+
+class PlainEncoderDecoder(nn.Module):
+    """learnable-triangulation's five-level encoder-decoder (widths 32, 64, 128, 128, 128, 128); no attention."""
+
+    WIDTHS = (32, 64, 128, 128, 128, 128)
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = self.WIDTHS
+        for level in range(1, 6):
+            self.add_module(f"encoder_pool{level}", Pool3DBlock(2))
+            self.add_module(f"encoder_res{level}", Res3DBlock(w[level - 1], w[level]))
+        self.mid_res = Res3DBlock(w[5], w[5])
+        for level in range(5, 0, -1):
+            self.add_module(f"decoder_res{level}", Res3DBlock(w[level], w[level]))
+            self.add_module(f"decoder_upsample{level}", Upsample3DBlock(w[level], w[level - 1]))
+        for level in range(1, 6):
+            self.add_module(f"skip_res{level}", Res3DBlock(w[level - 1], w[level - 1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level in range(1, 6):  # five fixed levels, not a data loop
+            skips.append(getattr(self, f"skip_res{level}")(x))
+            x = getattr(self, f"encoder_res{level}")(getattr(self, f"encoder_pool{level}")(x))
+        x = self.mid_res(x)
+        for level in range(5, 0, -1):
+            x = getattr(self, f"decoder_upsample{level}")(getattr(self, f"decoder_res{level}")(x)) + skips[level - 1]
+        return x
+
+
+class PlainV2VNet(nn.Module):
+    """learnable-triangulation's volume-to-volume network (``V2VModel``): the volumetric baseline's.
+
+    Args:
+        input_channels: channels of the unprojected volume (32 features).
+        output_channels: J, one output volume per joint.
+
+    The input side must be a multiple of 32 (five poolings by 2).
+    """
+
+    def __init__(self, input_channels: int, output_channels: int) -> None:
+        super().__init__()
+        self.front_layers = nn.Sequential(Basic3DBlock(input_channels, 16, 7), Res3DBlock(16, 32),
+                                          Res3DBlock(32, 32), Res3DBlock(32, 32))
+        self.encoder_decoder = PlainEncoderDecoder()
+        self.back_layers = nn.Sequential(Res3DBlock(32, 32), Basic3DBlock(32, 32, 1), Basic3DBlock(32, 32, 1))
+        self.output_layer = nn.Conv3d(32, output_channels, kernel_size=1)
+        for m in self.modules():  # as the original: Xavier-normal 3D convs, zero biases
+            if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
+                nn.init.xavier_normal_(m.weight)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Args: x: (B, C_in, S, S, S). Returns: volumes (B, J, S, S, S) and None (no attention)."""
+        return self.output_layer(self.back_layers(self.encoder_decoder(self.front_layers(x)))), None

@@ -15,7 +15,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-KINDS = ("contextpose", "backbone", "layout", "results", "limb-prior")
+KINDS = ("network", "backbone", "results", "limb-prior")
 
 
 class RegistryError(CtxposeError):
@@ -40,8 +40,7 @@ class Artifact:
         dest: path relative to the data root, POSIX separators, inside the root.
         kind: how it is verified (see ``KINDS`` and registry.toml's header).
         urls: primary first, then mirrors.
-        model: our config's ``model`` section overrides (contextpose/backbone kinds).
-        layout: key/shape listing file in ``ctxpose/weights/layouts`` (layout kind).
+        model: our config's ``model`` section overrides (network/backbone kinds).
         rows: expected row count (results kind), with ``rows_source``.
         split: "train" or "val" (results kind): whose frames the rows are.
         size, sha256: expected bytes and digest when published (None: trust on first use).
@@ -54,7 +53,6 @@ class Artifact:
     kind: str
     urls: tuple[Url, ...]
     model: dict[str, Any] = field(default_factory=dict)
-    layout: str | None = None
     rows: int | None = None
     rows_source: str = ""
     split: str | None = None
@@ -117,13 +115,11 @@ def _artifact(entry: dict[str, Any], where: str) -> Artifact:
     sha256 = entry.get("sha256")
     if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64):
         raise RegistryError(f"{where} ({name}): sha256 must be 64 hex digits")
-    if kind == "layout" and not isinstance(entry.get("layout"), str):
-        raise RegistryError(f"{where} ({name}): kind 'layout' needs a 'layout' listing file")
     if kind == "results" and entry.get("split") not in ("train", "val"):
         raise RegistryError(f"{where} ({name}): kind 'results' needs split = 'train' or 'val'")
     return Artifact(name=name, description=entry.get("description", ""), dest=dest, kind=kind,
                     urls=tuple(Url(u["url"], u["source"]) for u in urls), model=dict(entry.get("model", {})),
-                    layout=entry.get("layout"), rows=entry.get("rows"), rows_source=entry.get("rows_source", ""),
+                    rows=entry.get("rows"), rows_source=entry.get("rows_source", ""),
                     split=entry.get("split"),
                     size=entry.get("size"), sha256=sha256.lower() if sha256 else None,
                     used_for=entry.get("for", ""))
@@ -161,11 +157,3 @@ def load_registry(path: str | Path | None = None) -> Registry:
         return parse_registry(path.read_text(encoding="utf-8"), str(path))
     except OSError as e:
         raise RegistryError(f"{path}: cannot read the registry ({e.strerror})") from None
-
-
-def load_layout(name: str) -> dict[str, list[int]]:
-    """A shipped key -> shape listing (``ctxpose/weights/layouts/<name>``)."""
-    import json
-
-    text = resources.files("ctxpose.weights").joinpath("layouts", name).read_text(encoding="utf-8")
-    return json.loads(text)["keys"]

@@ -1,10 +1,10 @@
 """Prove a file is what the registry says, with the project's own safe readers (nothing is executed).
 
-* contextpose / backbone: ``read_state_dict`` (``torch.load(weights_only=True)``), then the keys and shapes
-  against the network of the artifact's ``model`` settings, built on the meta device (no memory, no
-  weights): ``load_checkpoint``'s strict rule (``module.`` prefix allowed) or ``load_backbone_checkpoint``'s
-  (a final layer with another joint count is re-initialised, as the original).
-* layout: the same strict rule against a shipped key/shape listing of a model ctxpose does not build.
+* network / backbone: ``read_state_dict`` (``torch.load(weights_only=True)``), then the keys and shapes
+  against the network of the artifact's ``model`` settings (any ``model.architecture``: ContextPose, the
+  volumetric or the algebraic model), built on the meta device (no memory, no weights):
+  ``load_checkpoint``'s strict rule (``module.`` prefix allowed) or ``load_backbone_checkpoint``'s (a final
+  layer with another joint count is re-initialised, as the original).
 * results: the restricted unpickler, fields, shapes, a permutation of indexes, the expected row count.
 * limb-prior: ``load_limb_prior`` (datasets mean, std with one value per bone).
 """
@@ -23,7 +23,7 @@ from ctxpose.data.predictions import read_released_results
 from ctxpose.errors import CtxposeError
 from ctxpose.models.build import build_model, load_backbone_checkpoint, load_state_dict_strict, read_state_dict
 from ctxpose.skeleton import get_skeleton
-from ctxpose.weights.registry import Artifact, load_layout
+from ctxpose.weights.registry import Artifact
 
 
 class VerificationError(CtxposeError):
@@ -32,25 +32,15 @@ class VerificationError(CtxposeError):
 
 def meta_model(model_settings: dict) -> nn.Module:
     """The network of a config ``model`` section, on the meta device (shapes only)."""
-    config = config_from_dict({"model": model_settings})
+    architecture = model_settings.get("architecture", "contextpose")
+    # the losses a network without attention (or without a volume) cannot have, off: the config is then valid
+    loss = {} if architecture == "contextpose" else {"use_global_attention_loss": False,
+                                                      "use_volumetric_ce_loss": architecture == "volumetric"}
+    config = config_from_dict({"model": model_settings, "loss": loss})
     bones = get_skeleton(config.model.skeleton).num_bones
     prior = LimbPrior(torch.full((bones,), 300.0), torch.full((bones,), 30.0))  # CPU: read at construction
     with torch.device("meta"):
         return build_model(config, prior)
-
-
-def layout_module(layout: dict[str, list[int]]) -> nn.Module:
-    """A module on the meta device whose state_dict has exactly the keys and shapes of ``layout``."""
-    root = nn.Module()
-    for key, shape in layout.items():
-        *path, leaf = key.split(".")
-        module = root
-        for part in path:
-            if part not in module._modules:
-                module.add_module(part, nn.Module())
-            module = module._modules[part]
-        module.register_buffer(leaf, torch.empty(shape, device="meta"))
-    return root
 
 
 def verify_file(artifact: Artifact, path: Path, label: str | None = None) -> str:
@@ -75,18 +65,14 @@ def verify_file(artifact: Artifact, path: Path, label: str | None = None) -> str
 
 
 def _verify(artifact: Artifact, path: Path, label: str) -> str:
-    if artifact.kind in ("contextpose", "backbone"):
+    if artifact.kind in ("network", "backbone"):
         model = meta_model(artifact.model)
-        if artifact.kind == "contextpose":
+        if artifact.kind == "network":
             state = read_state_dict(path)
             load_state_dict_strict(model, state, label)
             return f"{len(state)} tensors fit the network"
         load_backbone_checkpoint(model, path)
         return "fits the pose-ResNet backbone"
-    if artifact.kind == "layout":
-        state = read_state_dict(path)
-        load_state_dict_strict(layout_module(load_layout(artifact.layout or "")), state, label)
-        return f"{len(state)} tensors fit {artifact.layout}"
     if artifact.kind == "results":
         kp, _ = read_released_results(path, artifact.rows)
         return f"{len(kp):,} poses"

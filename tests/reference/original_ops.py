@@ -187,6 +187,29 @@ def reference_ga_mask(gt, aux_coord_volumes, sigma=2.0):
     return F.softmax(-dist**2 / (2 * sig**2), dim=2)
 
 
+def reference_plain_v2v(net, x):
+    """learnable-triangulation's ``V2VModel`` after its front layers, written out level by level as the original
+    ``EncoderDecorder.forward``, with ``net``'s modules."""
+    ed = net.encoder_decoder
+    skip_x1 = ed.skip_res1(x)
+    x = ed.encoder_res1(ed.encoder_pool1(x))
+    skip_x2 = ed.skip_res2(x)
+    x = ed.encoder_res2(ed.encoder_pool2(x))
+    skip_x3 = ed.skip_res3(x)
+    x = ed.encoder_res3(ed.encoder_pool3(x))
+    skip_x4 = ed.skip_res4(x)
+    x = ed.encoder_res4(ed.encoder_pool4(x))
+    skip_x5 = ed.skip_res5(x)
+    x = ed.encoder_res5(ed.encoder_pool5(x))
+    x = ed.mid_res(x)
+    x = ed.decoder_upsample5(ed.decoder_res5(x)) + skip_x5
+    x = ed.decoder_upsample4(ed.decoder_res4(x)) + skip_x4
+    x = ed.decoder_upsample3(ed.decoder_res3(x)) + skip_x3
+    x = ed.decoder_upsample2(ed.decoder_res2(x)) + skip_x2
+    x = ed.decoder_upsample1(ed.decoder_res1(x)) + skip_x1
+    return net.output_layer(net.back_layers(x))
+
+
 def reference_forward(model: ContextPoseNet, images, proj_image, roots, thetas):
     """The whole network as the original computes it, using ``model``'s weights.
 
@@ -222,15 +245,18 @@ def reference_forward(model: ContextPoseNet, images, proj_image, roots, thetas):
     net = model.volume_net
     ed = net.encoder_decoder
     x = net.front_layers(vol)
-    skip1 = ed.skip_res1(x)
-    x = ed.encoder_res1(ed.encoder_pool1(x))
-    skip2 = ed.skip_res2(x)
-    x = ed.encoder_res2(ed.encoder_pool2(x))
-    res, att = reference_attention(ed.mid_res.atten_conv, x)
-    x = F.relu(ed.mid_res.res_branch(res) + ed.mid_res.skip_con(x))
-    x = ed.decoder_upsample2(ed.decoder_res2(x)) + skip2
-    x = ed.decoder_upsample1(ed.decoder_res1(x)) + skip1
-    vol = net.output_layer(x)
+    if hasattr(net, "back_layers"):  # learnable-triangulation's plain V2V (the volumetric model)
+        vol, att = reference_plain_v2v(net, x), None
+    else:
+        skip1 = ed.skip_res1(x)
+        x = ed.encoder_res1(ed.encoder_pool1(x))
+        skip2 = ed.skip_res2(x)
+        x = ed.encoder_res2(ed.encoder_pool2(x))
+        res, att = reference_attention(ed.mid_res.atten_conv, x)
+        x = F.relu(ed.mid_res.res_branch(res) + ed.mid_res.skip_con(x))
+        x = ed.decoder_upsample2(ed.decoder_res2(x)) + skip2
+        x = ed.decoder_upsample1(ed.decoder_res1(x)) + skip1
+        vol = net.output_layer(x)
     vox, world, probs = reference_soft_argmax(vol * model.volume_multiplier, coord_volumes, model.volume_softmax,
                                               model.normalize_relu_volumes and not model.volume_softmax)
     return world, vox, heatmaps.view(b, v, *heatmaps.shape[1:]), probs, coord_volumes, att, aux

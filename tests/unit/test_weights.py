@@ -23,7 +23,7 @@ from ctxpose.models.build import build_model
 from ctxpose.skeleton import get_skeleton
 from ctxpose.weights import fetch as F
 from ctxpose.weights.http import DownloadError, HttpSettings, SafeSession, check_url, download
-from ctxpose.weights.registry import RegistryError, load_layout, load_registry, parse_registry
+from ctxpose.weights.registry import RegistryError, load_registry, parse_registry
 from ctxpose.weights.resolvers import (
     Endpoints,
     gdrive_confirmed_url,
@@ -31,7 +31,7 @@ from ctxpose.weights.resolvers import (
     onedrive_share_token,
     resolve,
 )
-from ctxpose.weights.verify import layout_module, meta_model
+from ctxpose.weights.verify import meta_model
 from tests.unit import weights_fixtures as W
 
 FAST = HttpSettings(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.0, chunk_size=1 << 16)
@@ -68,7 +68,7 @@ def _leftovers(folder):
 
 def test_clean_download_is_verified_pinned_and_not_fetched_twice(tmp_path, files, tiny_ckpt):
     url = files.add("tiny.pth", W.Served(tiny_ckpt))
-    opts = _options(tmp_path, [{"name": "tiny", "kind": "contextpose", "dest": "pretrained/tiny.pth",
+    opts = _options(tmp_path, [{"name": "tiny", "kind": "network", "dest": "pretrained/tiny.pth",
                                 "model": W.TINY_MODEL_TOML, "urls": [url]}])
     events = []
     [out] = F.fetch(opts, ["tiny"], lambda name, event, n: events.append(event))
@@ -174,7 +174,7 @@ def test_only_https_and_loopback_http_redirects_checked(files, httpserver):
 
 def test_wrong_model_checkpoint_is_rejected(tmp_path, files, tiny_ckpt):
     url = files.add("tiny.pth", W.Served(tiny_ckpt))
-    opts = _options(tmp_path, [{"name": "paper", "kind": "contextpose", "dest": "p/paper.pth", "urls": [url, url]}])
+    opts = _options(tmp_path, [{"name": "paper", "kind": "network", "dest": "p/paper.pth", "urls": [url, url]}])
     [out] = F.fetch(opts, ["paper"])
     assert not out.ok and "p/paper.pth: not the paper file" in out.detail and "do not fit the model" in out.detail
     assert "\n" not in out.detail and len(files.log) == 1  # not retried from the next URL
@@ -210,19 +210,44 @@ def test_memory_bomb_pickle_is_one_line(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
-def test_layout_check_is_strict_with_module_prefix():
-    from ctxpose.models.build import load_state_dict_strict
+@pytest.mark.parametrize(("model", "architecture", "confidences"), [
+    ({"architecture": "volumetric", "backbone": {"num_layers": 18}, "volume_net": {"volume_size": 32}},
+     "volumetric", False),
+    ({"architecture": "algebraic", "backbone": {"num_layers": 18}, "image_shape": [128, 128]}, "algebraic", True),
+])
+def test_original_weights_of_the_triangulation_models_load_strictly(tmp_path, model, architecture, confidences):
+    """A synthetic state dict with the original's key names (written from its module structure, ``module.``
+    prefixed as its DDP checkpoints) is verified against the network ctxpose builds and loads into it."""
+    from ctxpose.models.build import load_checkpoint
+    from ctxpose.weights.registry import Artifact, Url
+    from ctxpose.weights.verify import VerificationError, verify_file
+    from tests.reference.triangulation_ops import original_network_keys
 
-    layout = {"a.0.weight": [2, 3], "a.0.bias": [2], "b.num_batches_tracked": []}
-    module = layout_module(layout)
-    load_state_dict_strict(module, {f"module.{k}": torch.zeros(v) for k, v in layout.items()}, "ok.pth")
-    with pytest.raises(Exception, match="1 with other shapes.*a.0.weight"):
-        load_state_dict_strict(module, {**{k: torch.zeros(v) for k, v in layout.items()},
-                                        "a.0.weight": torch.zeros(3, 2)}, "bad.pth")
-    karfly = load_layout("karfly_volumetric_softmax.json")
-    assert len(karfly) == 1311
-    assert karfly["volume_net.encoder_decoder.mid_res.res_branch.0.weight"] == [128, 128, 3, 3, 3]
-    assert not any("atten" in k for k in karfly)
+    ours = build_model(load_config(None, [f"model={json.dumps(model)}", *_loss_overrides(architecture)]))
+    shapes = {k: v.shape for k, v in ours.state_dict().items()}
+    keys = original_network_keys(architecture, 18, confidences)
+    assert sorted(keys) == sorted(shapes)  # the original's names, exactly
+    g = torch.Generator().manual_seed(0)
+    state = {f"module.{k}": torch.randn(shapes[k], generator=g) if shapes[k].numel() > 1 else torch.ones(shapes[k])
+             for k in keys}
+    art = Artifact(name="orig", description="", dest="w.pth", kind="network", urls=(Url("https://e.org", "t"),),
+                   model=model)
+    torch.save(state, tmp_path / "w.pth")
+    assert verify_file(art, tmp_path / "w.pth").endswith("tensors fit the network")
+    load_checkpoint(ours, tmp_path / "w.pth")
+    key = keys[-1]
+    torch.testing.assert_close(ours.state_dict()[key], state[f"module.{key}"])
+    for broken, message in [({k: v for k, v in state.items() if k != f"module.{keys[3]}"}, "1 missing"),
+                            ({**state, f"module.{key}": torch.zeros(3)}, "1 with other shapes")]:
+        torch.save(broken, tmp_path / "bad.pth")
+        with pytest.raises(VerificationError, match=message) as e:
+            verify_file(art, tmp_path / "bad.pth")
+        assert "\n" not in str(e.value)
+
+
+def _loss_overrides(architecture):
+    return ["loss.use_global_attention_loss=false",
+            f"loss.use_volumetric_ce_loss={'true' if architecture == 'volumetric' else 'false'}"]
 
 
 # ---------------------------------------------------------------------- registry
@@ -230,7 +255,7 @@ def test_layout_check_is_strict_with_module_prefix():
 
 def test_shipped_registry_is_complete_and_its_models_are_the_paper_layout():
     reg = load_registry()
-    assert set(reg.names()) >= {"pose-resnet152", "contextpose-backbone", "volumetric-softmax",
+    assert set(reg.names()) >= {"pose-resnet152", "contextpose-backbone", "volumetric-softmax", "algebraic",
                                 "algebraic-results-train", "algebraic-results-val", "limb-lengths",
                                 "contextpose-h36m", "contextpose-3dhp"}
     for art in reg.artifacts:
@@ -241,6 +266,15 @@ def test_shipped_registry_is_complete_and_its_models_are_the_paper_layout():
     for name in ("contextpose-h36m", "contextpose-3dhp"):
         got = {k: list(v.shape) for k, v in meta_model(reg.get(name).model).state_dict().items()}
         assert got == paper, name
+    # learnable-triangulation's released models: the networks ctxpose builds have the original's keys and shapes
+    volumetric = json.loads((W.REPO / "tests" / "data" / "original_state_dict_keys_volumetric.json").read_text())
+    got = {k: list(v.shape) for k, v in meta_model(reg.get("volumetric-softmax").model).state_dict().items()}
+    assert got == volumetric["keys"]
+    algebraic = {k: list(v.shape) for k, v in meta_model(reg.get("algebraic").model).state_dict().items()}
+    backbone = {k: v for k, v in volumetric["keys"].items() if k.startswith("backbone.")}
+    heads = {k: v for k, v in algebraic.items() if k.startswith("backbone.alg_confidences.")}
+    assert algebraic == {**backbone, **heads} and heads["backbone.alg_confidences.head.4.weight"] == [17, 256]
+    assert reg.get("algebraic").dest.endswith("human36m_alg_10-04-2019/checkpoints/0060/weights.pth")
     cfg = load_config(W.REPO / "configs" / "human36m_contextpose.yaml")
     backbone_model = meta_model(reg.get("contextpose-backbone").model).backbone
     backbone = {k: list(v.shape) for k, v in backbone_model.state_dict().items()}
@@ -359,7 +393,7 @@ def test_from_folder_verify_and_status(tmp_path, tiny_ckpt):
     src.mkdir()
     (src / "tiny.pth").write_bytes(tiny_ckpt)  # flat copy
     (src / "limbs.h5").write_bytes(b"not hdf5")
-    entries = [{"name": "tiny", "kind": "contextpose", "dest": "pretrained/tiny.pth", "model": W.TINY_MODEL_TOML,
+    entries = [{"name": "tiny", "kind": "network", "dest": "pretrained/tiny.pth", "model": W.TINY_MODEL_TOML,
                 "urls": ["https://e.org/tiny.pth"]},
                {"name": "limbs", "kind": "limb-prior", "dest": "extra/limbs.h5", "urls": ["https://e.org/l.h5"]},
                {"name": "val", "kind": "results", "split": "val", "dest": "val.pkl", "urls": ["https://e.org/v"]}]

@@ -128,11 +128,11 @@ class FileServer:
 
 
 def registry_toml(entries: list[dict]) -> str:
-    """A registry file; entries: name, kind, dest, urls, and optional model/sha256/rows/split/layout/size."""
+    """A registry file; entries: name, kind, dest, urls, and optional model/sha256/rows/split/size."""
     out = ["format = 1", ""]
     for e in entries:
         out.append("[[artifact]]")
-        for key in ("name", "kind", "dest", "split", "layout"):
+        for key in ("name", "kind", "dest", "split"):
             if key in e:
                 out.append(f'{key} = "{e[key]}"')
         out.append(f'description = "test artifact {e["name"]}"')
