@@ -11,6 +11,8 @@ official tables under ``mpi_inf_3dhp``, the pelvis source under ``root_source``,
 official script writes) and ``predictions.npz``:
 
     index (N,) int64 dataset index        subject_idx, action_idx, trial, camera_idx, frame (N,) int64
+    camera_indices (N, V) int64 the cameras of the views each prediction saw (V > 1: a multi-view estimate,
+        which ``pred_results_path`` serves to every camera of its frame)
     keypoints_3d (N, J, 3) float32 predicted, world mm
     keypoints_3d_gt (N, J, 3) float32 ground truth, world mm
     validity (N, J) float32               proj_matrices (N, 3, 4) float32 first view, world mm -> crop px
@@ -106,7 +108,8 @@ class PoseEvaluator:
 
     def reset(self) -> None:
         self._parts: dict[str, list[np.ndarray]] = {
-            k: [] for k in (*ID_KEYS, "keypoints_3d", "keypoints_3d_gt", "validity", "proj_matrices")}
+            k: [] for k in (*ID_KEYS, "camera_indices", "keypoints_3d", "keypoints_3d_gt", "validity",
+                            "proj_matrices")}
         self._image_hw: tuple[int, int] | None = None
 
     def process(self, batch: dict[str, Any], output: Any) -> None:
@@ -120,6 +123,8 @@ class PoseEvaluator:
         self._image_hw = (int(batch["images"].shape[-2]), int(batch["images"].shape[-1]))
         for key in ID_KEYS:
             self._parts[key].append(batch[key].cpu().numpy().astype(np.int64).reshape(-1))
+        views = batch.get("camera_indices", batch["camera_idx"])  # a dataset without it: one view, camera_idx
+        self._parts["camera_indices"].append(views.cpu().numpy().astype(np.int64).reshape(len(batch["index"]), -1))
 
     def summarize(self) -> EvalResult:
         """Gather every rank's arrays (a collective: call on all ranks) and compute the metrics."""
