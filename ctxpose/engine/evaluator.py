@@ -6,8 +6,9 @@ no padding, so no sample is seen twice); :meth:`PoseEvaluator.summarize` gathers
 to every rank, orders them by dataset index (de-duplicating by index as a safeguard) and computes the
 metrics once from the gathered arrays.
 
-Files (:func:`save_eval`): ``metrics.json`` (overall, per action, per subject; for MPI-INF-3DHP also the
-official tables under ``mpi_inf_3dhp``, the pelvis source under ``root_source``, and the two CSV files the
+Files (:func:`save_eval`): ``metrics.json`` (overall, per action, per subject; for Human3.6M also
+learnable-triangulation's MPJPE under ``learnable_triangulation``; for MPI-INF-3DHP the official tables
+under ``mpi_inf_3dhp``, the pelvis source under ``root_source``, and the two CSV files the
 official script writes) and ``predictions.npz``:
 
     index (N,) int64 dataset index        subject_idx, action_idx, trial, camera_idx, frame (N,) int64
@@ -142,7 +143,9 @@ class PoseEvaluator:
         if paths is not None and len(arrays["index"]):  # so the pictures need nothing but this file
             arrays["image_paths"] = np.asarray(paths, dtype=str)[arrays["index"]]
             arrays["dataset_root"] = np.asarray(str(Path(self.dataset.root).resolve()))
-        return compute_result(arrays, sizes[0][0] if sizes else None, self.skeleton)
+        result = compute_result(arrays, sizes[0][0] if sizes else None, self.skeleton)
+        result.extra.update(protocol_metrics(arrays, self.skeleton))
+        return result
 
 
 class MPI3DHPEvaluator(PoseEvaluator):
@@ -171,6 +174,20 @@ class MPI3DHPEvaluator(PoseEvaluator):
         official = self.dataset.evaluate_predictions(arrays, self.joint_groups.value, self.ground_truth.value)
         result.extra = {"mpi_inf_3dhp": official, "root_source": self.dataset.root_source}
         return result
+
+
+def protocol_metrics(arrays: dict[str, np.ndarray], skeleton: Skeleton) -> dict[str, Any]:
+    """Other projects' metrics of Human3.6M predictions, each under its protocol's name (``metrics.json`` keys):
+    learnable-triangulation's MPJPE (:mod:`ctxpose.metrics_triangulation`)."""
+    from ctxpose.data.h36m.metadata import damaged_ground_truth
+    from ctxpose.metrics_triangulation import PROTOCOL, learnable_triangulation_mpjpe
+
+    if not len(arrays["index"]):
+        return {}
+    return {PROTOCOL: learnable_triangulation_mpjpe(
+        arrays["keypoints_3d"], arrays["keypoints_3d_gt"], arrays["subject_idx"], arrays["action_idx"],
+        arrays["trial"], arrays["subject_names"].tolist(), arrays["action_names"].tolist(), skeleton.root,
+        damaged_ground_truth())}
 
 
 def evaluator_for(dataset: Dataset) -> Evaluator:

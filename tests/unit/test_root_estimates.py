@@ -8,6 +8,7 @@ from the images and projections the dataset returns, within a few mm of the grou
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,3 +147,21 @@ def test_single_view_predictions_serve_only_their_own_camera(ours, tmp_path):
     other = Human36MDataset(ours, "val", image_shape=(32, 32), ignore_cameras=(0, 2, 3))
     with pytest.raises(DataError, match=r"no estimate \(first S9/Directions-1/55011271/0\).* \(frame, camera\)s"):
         load_root_predictions(tmp_path / "cam0.npz", other)
+
+
+def test_metrics_json_has_learnable_triangulations_numbers_beside_ours(multiview_predictions):
+    """The same eval's metrics.json: the protocol's MPJPE by the slow reference, S9 Greeting-2 (damaged) out of
+    the absolute numbers only."""
+    from tests.unit.test_metrics_triangulation import DAMAGED, _check, reference
+
+    metrics = json.loads((multiview_predictions.parent / "metrics.json").read_text())
+    data = _read(multiview_predictions)
+    keys = _frame_keys(data)
+    ref = reference(data["keypoints_3d"].tolist(), data["keypoints_3d_gt"].tolist(), [k[0] for k in keys],
+                    [f"{k[1]}-{k[2]}" for k in keys], SK.root, set(DAMAGED))
+    got = metrics["learnable_triangulation"]
+    _check(got, ref)
+    assert got["overall"]["n_samples"] == 15 and got["overall"]["n_samples_absolute"] == 10
+    ours = np.linalg.norm(data["keypoints_3d"] - data["keypoints_3d_gt"], axis=-1).mean()  # Greeting-2 kept
+    assert metrics["overall"]["mpjpe"] == pytest.approx(ours, rel=1e-6)
+    assert abs(ours - got["overall"]["mpjpe_absolute_all_poses"]) > 0.1
