@@ -177,6 +177,7 @@ class SplitConfig:
     # more: a sample is a frame with that many views, null: every camera (the original's null). With
     # randomize_n_views a count in min_n_views..max_n_views is drawn per epoch and a random subset of cameras
     # per sample; without, the first max_n_views cameras in camera order (ignore_cameras removed first).
+    # Frames with fewer cameras than min_n_views are left out; with fewer than the count, views repeat.
     randomize_n_views: bool = True
     min_n_views: int | None = 1  # null: 1
     max_n_views: int | None = 1
@@ -377,9 +378,6 @@ def _split_rules(errors: list[str], name: str, s: SplitConfig) -> None:
     _positive(errors, f"{name}.min_n_views", low)
     if s.max_n_views is not None and s.max_n_views < low:
         errors.append(f"{name}.max_n_views: {s.max_n_views}, expected >= min_n_views ({low}) or null (every camera)")
-    if not s.randomize_n_views and low not in (1, s.max_n_views):
-        errors.append(f"{name}.min_n_views: {low} acts only with randomize_n_views: true (without it a sample has "
-                      "max_n_views views); set it to 1 or to max_n_views")
     if any(c < 0 for c in s.ignore_cameras):
         errors.append(f"{name}.ignore_cameras: {list(s.ignore_cameras)}, expected camera indices >= 0")
     _positive(errors, f"{name}.retain_every_n_frames_in_test", s.retain_every_n_frames_in_test)

@@ -20,8 +20,9 @@ original's collate) and the views are a random subset of the frame's cameras; wi
 ``max_n_views`` (``None``: every camera not ignored) and the views are the first V cameras in camera
 order. A frame with fewer cameras than V (S11 Directions-2 lacks camera 54138969) repeats its own views
 to fill V (the original instead cuts the whole batch to its smallest view count, so a frame's result
-would depend on its batch neighbours). All randomness (views, the training cuboid rotation) comes from
-a generator seeded with (seed, epoch, sample index), never from workers or processes.
+would depend on its batch neighbours); one with fewer cameras than ``min_n_views`` is left out (e.g. 2
+for the triangulation models, which need two distinct views). All randomness (views, the training cuboid
+rotation) comes from a generator seeded with (seed, epoch, sample index), never from workers or processes.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class Human36MDataset(Dataset):
         seed: base of the (seed, epoch, index) generators.
         max_n_views: views per sample (1: each (frame, camera) is a sample); default the split's, whose null
             means every camera not ignored. More than the labels' cameras is refused (:class:`DataError`).
-        min_n_views: fewest views drawn per epoch with ``randomize_n_views`` (default the split's; null: 1).
+        min_n_views: fewest distinct cameras of a sample (frames with fewer are left out) and, with
+            ``randomize_n_views``, the fewest views drawn per epoch; default the split's (null: 1).
         Other options mean what they mean in the original (see the module docstring).
 
     Items are dicts of numpy arrays (``default_collate`` stacks them): ``images`` (V, 3, H, W) float32
@@ -276,8 +278,13 @@ class Human36MDataset(Dataset):
             self._counts = np.ones(len(order), dtype=np.int64)
         else:
             starts = np.nonzero(np.diff(self._frame_code))[0] + 1
-            self._starts = np.r_[0, starts].astype(np.int64) if len(order) else np.zeros(0, np.int64)
-            self._counts = np.diff(np.r_[self._starts, len(order)])
+            starts = np.r_[0, starts].astype(np.int64) if len(order) else np.zeros(0, np.int64)
+            counts = np.diff(np.r_[starts, len(order)])
+            enough = counts >= self.min_n_views  # a sample never has fewer distinct cameras than min_n_views
+            if not enough.all():
+                logger.info("%s split: %d frames with fewer than min_n_views=%d cameras left out", self.split,
+                            int((~enough).sum()), self.min_n_views)
+            self._starts, self._counts = starts[enough], counts[enough]
 
     # ------------------------------------------------------------------ protocol for predictions
 

@@ -238,6 +238,19 @@ def test_random_view_subsets_are_drawn_per_epoch_and_sample(ours):
     assert len(subsets) > 1 and counts == {2, 3}  # views and their number change with the epoch
 
 
+def test_min_n_views_leaves_out_frames_with_fewer_cameras(ours):
+    """Cameras 2 and 3 ignored: S11 frames have camera 1 only. Allowed one view they repeat it; with min_n_views 2
+    (two distinct views, what triangulation needs) they are not samples."""
+    common = {"image_shape": (32, 32), "randomize_n_views": False, "max_n_views": 2, "ignore_cameras": (2, 3)}
+    one = Human36MDataset(ours, "val", min_n_views=1, **common)
+    two = Human36MDataset(ours, "val", min_n_views=2, **common)
+    s11 = [i for i in range(len(one)) if one.subject_names[one[i]["subject_idx"]] == "S11"]
+    assert len(s11) == len(F.FRAMES) and all(one[i]["camera_indices"].tolist() == [1, 1] for i in s11)
+    assert len(two) == len(one) - len(s11)
+    assert {two.subject_names[i] for i in two.sample_ids()["subject_idx"]} == {"S9"}
+    assert all(two[i]["camera_indices"].tolist() == [0, 1] for i in range(len(two)))
+
+
 def test_view_counts_the_labels_cannot_give_are_refused(ours):
     with pytest.raises(DataError, match=r"val.max_n_views: 5 views .* 4 cameras \(0 in val.ignore_cameras\); "
                                         r"expected 1 <= min_n_views <= max_n_views <= 4"):
