@@ -19,7 +19,7 @@ from torch import nn
 from ctxpose.data.datasets import Human36MDataset
 from ctxpose.data.loaders import make_eval_loader
 from ctxpose.data.predictions import load_root_predictions
-from ctxpose.engine.evaluator import evaluate, save_eval
+from ctxpose.engine.evaluator import PoseEvaluator, save_eval
 from ctxpose.errors import DataError
 from tests.unit import dataset_fixtures as F
 
@@ -72,11 +72,14 @@ def _frame_keys(data: dict[str, np.ndarray]) -> list[tuple[str, str, int, int]]:
 
 @pytest.fixture(scope="module")
 def multiview_predictions(ours, tmp_path_factory):
-    """``evaluate`` + ``save_eval`` of the stand-in on 4-view val samples: the predictions.npz path."""
+    """The files ``ctxpose eval`` writes (its evaluator and ``save_eval``) for the stand-in on 4-view val samples:
+    the predictions.npz path."""
     ds = Human36MDataset(ours, "val", image_shape=(64, 64), max_n_views=4, randomize_n_views=False)
-    result = evaluate(DiscTriangulator(), make_eval_loader(ds, batch_size=4), "cpu")
+    evaluator, model = PoseEvaluator(ds), DiscTriangulator()
+    for batch in make_eval_loader(ds, batch_size=4):
+        evaluator.process(batch, model(batch["images"], batch["proj_matrices"], batch["root"]))
     out = tmp_path_factory.mktemp("alg_eval")
-    save_eval(result, out)
+    save_eval(evaluator.summarize(), out)
     return out / "predictions.npz"
 
 
