@@ -145,7 +145,7 @@ class LossConfig:
     volumetric_ce_denominator: Literal["original", "valid"] = "original"
     use_global_attention_loss: bool = True
     global_attention_loss_weight: float = 1e6
-    grad_clip: float = 0.0  # 0 disables; the original clips at grad_clip / volume_net_lr
+    grad_clip: float = 0.0  # 0 disables; the original clips at grad_clip / volume_net_lr (backbone-only: backbone_lr)
 
 
 @dataclass(frozen=True)
