@@ -282,8 +282,8 @@ class Human36MDataset(Dataset):
             counts = np.diff(np.r_[starts, len(order)])
             enough = counts >= self.min_n_views  # a sample never has fewer distinct cameras than min_n_views
             if not enough.all():
-                logger.info("%s split: %d frames with fewer than min_n_views=%d cameras left out", self.split,
-                            int((~enough).sum()), self.min_n_views)
+                logger.warning("%s split: %d frames with fewer than min_n_views=%d cameras left out", self.split,
+                               int((~enough).sum()), self.min_n_views)
             self._starts, self._counts = starts[enough], counts[enough]
 
     # ------------------------------------------------------------------ protocol for predictions
