@@ -234,11 +234,11 @@ class Human36MDataset(Dataset):
         cameras = len(self.camera_names) - len(set(ignore))
         views = cameras if max_views is None else int(max_views)
         if not 1 <= self.min_n_views <= views or views > cameras:
-            raise DataError(f"{self.split}.max_n_views: {max_views} views (min_n_views {self.min_n_views}), but the "
+            shown = "null (every camera)" if max_views is None else f"{max_views} views"
+            raise DataError(f"{self.split}.max_n_views: {shown} (min_n_views {self.min_n_views}), but the "
                             f"labels have {len(self.camera_names)} cameras ({len(set(ignore))} in "
                             f"{self.split}.ignore_cameras); expected 1 <= min_n_views <= max_n_views <= {cameras}")
         return views
-
 
     def _select(self, cols: dict[str, Any], subjects: tuple[str, ...], with_damaged: bool, retain: int,
                 ignore: tuple[int, ...]) -> None:

@@ -259,7 +259,7 @@ def test_view_counts_the_labels_cannot_give_are_refused(ours):
         Human36MDataset(ours, "train", max_n_views=3, ignore_cameras=(0, 1))
     cfg = load_config(None, [f"dataset.root={ours}", "train.min_n_views=4", "train.max_n_views=null",
                              "train.ignore_cameras=[0]"])
-    with pytest.raises(DataError, match=r"train.max_n_views: None views \(min_n_views 4\), but .* 3"):
+    with pytest.raises(DataError, match=r"train.max_n_views: null \(every camera\) \(min_n_views 4\), but .* 3"):
         Human36MDataset.from_config(cfg, "train")
 
 
