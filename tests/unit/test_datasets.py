@@ -220,6 +220,23 @@ def test_multiview_samples_have_the_first_cameras_and_their_own_images(ours, max
         [(len(ds) % 4, len(cameras))] if len(ds) % 4 else [])
 
 
+def test_original_layout_multiview_samples_skip_empty_boxes(original):
+    """The original's labels mark a missing view by an empty box (S11's camera 0): every camera of a frame, that
+    one left out and filled by repetition, each view's crop showing the pelvis disc where its projection says."""
+    root, labels = original
+    ds = Human36MDataset(root, "val", labels_path=labels, image_shape=(96, 96), max_n_views=4,
+                         randomize_n_views=False)
+    frames = sorted({(r[0], r[4]) for r in _expected_rows(["S9", "S11"])})
+    assert len(ds) == len(frames)
+    for i, (s, frame) in enumerate(frames):
+        item = ds[i]
+        expected = [1, 2, 3, 1] if F.SEQUENCES[s][0] == "S11" else [0, 1, 2, 3]
+        assert item["camera_indices"].tolist() == expected and item["frame"] == frame
+        for v in range(4):
+            uv = _project(item["proj_matrices"][v].astype(float), F.pose(s, frame)[SK.root])
+            np.testing.assert_allclose(_disc_centre(item["images"][v]), uv, atol=1.5)
+
+
 def test_random_view_subsets_are_drawn_per_epoch_and_sample(ours):
     rnd = Human36MDataset(ours, "train", image_shape=(32, 32), max_n_views=3, min_n_views=2,
                           randomize_n_views=True, seed=1)
