@@ -176,7 +176,7 @@ class LossConfig:
     volumetric_ce_denominator: Literal["original", "valid"] = "original"
     use_global_attention_loss: bool = True
     global_attention_loss_weight: float = 1e6
-    grad_clip: float = 0.0  # 0 disables; the original clips at grad_clip / volume_net_lr
+    grad_clip: float = 0.0  # 0 disables; the original clips at grad_clip / volume_net_lr (backbone-only: backbone_lr)
 
 
 @dataclass(frozen=True)
@@ -204,9 +204,14 @@ class SplitConfig:
     crop: bool = True
     erase: bool = False
     shuffle: bool = True
+    # Views per sample. max_n_views 1: each (frame, camera) is a sample (the paper's single-view setting);
+    # more: a sample is a frame with that many views, null: every camera (the original's null). With
+    # randomize_n_views a count in min_n_views..max_n_views is drawn per epoch and a random subset of cameras
+    # per sample; without, the first max_n_views cameras in camera order (ignore_cameras removed first).
+    # Frames with fewer cameras than min_n_views are left out; with fewer than the count, views repeat.
     randomize_n_views: bool = True
-    min_n_views: int = 1
-    max_n_views: int = 1
+    min_n_views: int | None = 1  # null: 1
+    max_n_views: int | None = 1
     num_workers: int = 4
     retain_every_n_frames_in_test: int = 1
     pred_results_path: str | None = None  # pelvis estimates (released algebraic-model results pickle)
@@ -400,9 +405,10 @@ def _split_rules(errors: list[str], name: str, s: SplitConfig) -> None:
     _positive(errors, f"{name}.batch_size", s.batch_size)
     _positive(errors, f"{name}.num_workers", s.num_workers, strict=False)
     _positive(errors, f"{name}.scale_bbox", s.scale_bbox)
-    _positive(errors, f"{name}.min_n_views", s.min_n_views)
-    if s.max_n_views < s.min_n_views:
-        errors.append(f"{name}.max_n_views: {s.max_n_views}, expected >= min_n_views ({s.min_n_views})")
+    low = 1 if s.min_n_views is None else s.min_n_views
+    _positive(errors, f"{name}.min_n_views", low)
+    if s.max_n_views is not None and s.max_n_views < low:
+        errors.append(f"{name}.max_n_views: {s.max_n_views}, expected >= min_n_views ({low}) or null (every camera)")
     if any(c < 0 for c in s.ignore_cameras):
         errors.append(f"{name}.ignore_cameras: {list(s.ignore_cameras)}, expected camera indices >= 0")
     _positive(errors, f"{name}.retain_every_n_frames_in_test", s.retain_every_n_frames_in_test)

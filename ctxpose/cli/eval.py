@@ -109,3 +109,9 @@ def print_table(payload: dict[str, Any]) -> None:
         row(action, metrics)
     row(f"all ({int(payload['overall'].get('n_samples', 0))} samples)", payload["overall"], style="bold")
     Console().print(table)
+    lt = payload.get("learnable_triangulation")
+    if lt:
+        o = lt["overall"]
+        Console().print(f"learnable-triangulation protocol (mean over actions): MPJPE relative "
+                        f"{o['mpjpe_relative']:.1f} mm, absolute {o['mpjpe_absolute']:.1f} mm "
+                        f"({o['n_samples_absolute']} samples, without {', '.join(lt['excluded_from_absolute'])})")

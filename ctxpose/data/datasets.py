@@ -14,10 +14,15 @@ Sample selection mirrors the original: the split's subjects; ``with_damaged_acti
 Greeting-2, SittingDown-2 and Waiting-1; ``retain_every_n_frames_in_test`` keeps every n-th frame of the
 val split; ``ignore_cameras`` drops views. With ``max_n_views == 1`` (the paper setting, the original's
 ``Human36MSingleViewDataset``) each (frame, camera) is one sample with V=1, ordered by frame then camera.
-Otherwise a sample is a frame; with ``randomize_n_views`` it gets a random number of views in
-``min_n_views..max_n_views`` drawn per epoch (so a batch has one V, as the original's collate) and a
-random subset of views per sample. All randomness (views, the training cuboid rotation) comes from a
-generator seeded with (seed, epoch, sample index), never from workers or processes.
+Otherwise a sample is a frame (the original's ``Human36MMultiViewDataset``) with V views: with
+``randomize_n_views`` V is drawn per epoch in ``min_n_views..max_n_views`` (so a batch has one V, as the
+original's collate) and the views are a random subset of the frame's cameras; without it V is
+``max_n_views`` (``None``: every camera not ignored) and the views are the first V cameras in camera
+order. A frame with fewer cameras than V (S11 Directions-2 lacks camera 54138969) repeats its own views
+to fill V (the original instead cuts the whole batch to its smallest view count, so a frame's result
+would depend on its batch neighbours); one with fewer cameras than ``min_n_views`` is left out (e.g. 2
+for the triangulation models, which need two distinct views). All randomness (views, the training cuboid
+rotation) comes from a generator seeded with (seed, epoch, sample index), never from workers or processes.
 """
 
 from __future__ import annotations
@@ -130,13 +135,19 @@ class Human36MDataset(Dataset):
         skeleton: joint order of the labels (a name or a :class:`~ctxpose.skeleton.Skeleton`); default
             ``config.model.skeleton``.
         seed: base of the (seed, epoch, index) generators.
+        max_n_views: views per sample (1: each (frame, camera) is a sample); default the split's, whose null
+            means every camera not ignored. More than the labels' cameras is refused (:class:`DataError`).
+        min_n_views: fewest distinct cameras of a sample (frames with fewer are left out) and, with
+            ``randomize_n_views``, the fewest views drawn per epoch; default the split's (null: 1).
         Other options mean what they mean in the original (see the module docstring).
 
     Items are dicts of numpy arrays (``default_collate`` stacks them): ``images`` (V, 3, H, W) float32
     normalised BGR; ``proj_matrices`` (V, 3, 4) world mm -> crop px; ``K`` (V, 3, 3), ``R`` (V, 3, 3),
     ``t`` (V, 3) mm; ``camera_indices`` (V,); ``keypoints_3d`` (J, 3) world mm; ``validity`` (J,);
     ``root`` (3,) world mm; ``rotation`` () radians about the vertical axis (train only, else 0);
-    ``index``, ``subject_idx``, ``action_idx``, ``trial``, ``camera_idx`` (first view), ``frame`` int64.
+    ``index``, ``subject_idx``, ``action_idx``, ``trial``, ``camera_idx``, ``frame`` int64: the ids of
+    :meth:`sample_ids` (``camera_idx`` is the frame's first camera in camera order; ``camera_indices`` are
+    the views' cameras, the same camera first unless ``randomize_n_views`` shuffles them).
     """
 
     def __init__(self, root: str | Path | None = None, split: Literal["train", "val"] = "train",
@@ -160,8 +171,9 @@ class Human36MDataset(Dataset):
         self.split = split
         self.root = Path(pick(root, cfg.dataset.root))
         self.image_shape = tuple(int(v) for v in pick(image_shape, cfg.model.image_shape))
-        self.randomize_n_views = pick(randomize_n_views, sc.randomize_n_views)
-        self.min_n_views, self.max_n_views = pick(min_n_views, sc.min_n_views), pick(max_n_views, sc.max_n_views)
+        self.randomize_n_views = bool(pick(randomize_n_views, sc.randomize_n_views))
+        self.min_n_views = int(pick(min_n_views, sc.min_n_views) or 1)
+        max_views = max_n_views if max_n_views is not None else sc.max_n_views  # None: every camera
         self.seed = int(pick(seed, cfg.train.seed))
         self.crop = pick(crop, sc.crop)
         skeleton = pick(skeleton, cfg.model.skeleton)
@@ -193,8 +205,13 @@ class Human36MDataset(Dataset):
         bad = [c for c in ignore if not 0 <= c < len(self.camera_names)]
         if bad:
             raise DataError(f"{split}.ignore_cameras: {bad} are not camera indices 0..{len(self.camera_names) - 1}")
+        self.max_n_views = self._check_views(max_views, ignore)
         self._select(cols, subjects, pick(with_damaged_actions, sc.with_damaged_actions),
                      int(pick(retain_every_n_frames_in_test, sc.retain_every_n_frames_in_test)), ignore)
+        short = int((self._counts < self.max_n_views).sum()) if self.max_n_views > 1 else 0
+        if short:
+            logger.info("%s split: %d of %d frames have fewer than %d cameras; they repeat their own views",
+                        split, short, len(self), self.max_n_views)
         self.use_gt_pelvis = bool(pick(use_gt_pelvis, cfg.model.volume_net.use_gt_pelvis))
         self._roots = None
         if self.use_gt_pelvis:
@@ -211,6 +228,17 @@ class Human36MDataset(Dataset):
                     self.root, fmt)
 
     # ------------------------------------------------------------------ selection
+
+    def _check_views(self, max_views: int | None, ignore: tuple[int, ...]) -> int:
+        """The views per sample (``max_n_views``, None: every camera left), refused when the labels lack them."""
+        cameras = len(self.camera_names) - len(set(ignore))
+        views = cameras if max_views is None else int(max_views)
+        if not 1 <= self.min_n_views <= views or views > cameras:
+            shown = "null (every camera)" if max_views is None else f"{max_views} views"
+            raise DataError(f"{self.split}.max_n_views: {shown} (min_n_views {self.min_n_views}), but the "
+                            f"labels have {len(self.camera_names)} cameras ({len(set(ignore))} in "
+                            f"{self.split}.ignore_cameras); expected 1 <= min_n_views <= max_n_views <= {cameras}")
+        return views
 
     def _select(self, cols: dict[str, Any], subjects: tuple[str, ...], with_damaged: bool, retain: int,
                 ignore: tuple[int, ...]) -> None:
@@ -250,8 +278,13 @@ class Human36MDataset(Dataset):
             self._counts = np.ones(len(order), dtype=np.int64)
         else:
             starts = np.nonzero(np.diff(self._frame_code))[0] + 1
-            self._starts = np.r_[0, starts].astype(np.int64) if len(order) else np.zeros(0, np.int64)
-            self._counts = np.diff(np.r_[self._starts, len(order)])
+            starts = np.r_[0, starts].astype(np.int64) if len(order) else np.zeros(0, np.int64)
+            counts = np.diff(np.r_[starts, len(order)])
+            enough = counts >= self.min_n_views  # a sample never has fewer distinct cameras than min_n_views
+            if not enough.all():
+                logger.warning("%s split: %d frames with fewer than min_n_views=%d cameras left out", self.split,
+                               int((~enough).sum()), self.min_n_views)
+            self._starts, self._counts = starts[enough], counts[enough]
 
     # ------------------------------------------------------------------ protocol for predictions
 
@@ -283,15 +316,21 @@ class Human36MDataset(Dataset):
     def epoch(self) -> int:
         return int(self._epoch.item())
 
+    def n_views(self) -> int:
+        """V, the views of every sample of the current epoch (drawn per epoch with ``randomize_n_views``)."""
+        if self.max_n_views == 1 or not self.randomize_n_views:
+            return self.max_n_views
+        epoch_rng = np.random.default_rng([self.seed, self.epoch, 2**31])
+        return int(epoch_rng.integers(self.min_n_views, self.max_n_views + 1))
+
     def _views(self, index: int, rng: np.random.Generator) -> np.ndarray:
         start, count = int(self._starts[index]), int(self._counts[index])
         rows = np.arange(start, start + count)
-        if self.max_n_views == 1 or not self.randomize_n_views:
+        if self.max_n_views == 1:
             return rows
-        epoch_rng = np.random.default_rng([self.seed, self.epoch, 2**31])
-        n = int(epoch_rng.integers(self.min_n_views, self.max_n_views + 1))
-        chosen = rng.permutation(rows)[:n]
-        return np.resize(chosen, n)  # a frame with fewer views than n repeats some (missing cameras)
+        n = self.n_views()
+        chosen = rng.permutation(rows)[:n] if self.randomize_n_views else rows[:n]
+        return np.resize(chosen, n)  # a frame with fewer views than n repeats its own (missing cameras)
 
     def _load_view(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         if self._templates:
@@ -320,7 +359,7 @@ class Human36MDataset(Dataset):
         images, Ks = zip(*(self._load_view(r) for r in rows), strict=True)
         K = np.stack(Ks)
         R, t = self._rows["R"][rows], self._rows["t"][rows]
-        first = rows[0]
+        first = int(self._starts[index])  # the sample's ids: its frame's first camera (views may be shuffled)
         keypoints = self._rows["keypoints_3d"][first].astype(np.float32)
         root = self._roots[index] if self._roots is not None else keypoints[self.skeleton.root]
         rotation = rng.uniform(0.0, 2 * math.pi) if self.split == "train" else 0.0

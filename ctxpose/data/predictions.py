@@ -8,9 +8,14 @@ Two sources of root estimates:
   frame, all cameras) in the original labels table's order: subjects of the split, then actions in table
   order, then frames. That is how the original indexes it (``human36m.py``: ``argsort(indexes)`` then
   ``[table_row - train_size]``, which for the training file wraps around to the table row).
-- our own ``ctxpose eval`` output ``predictions.npz`` (no pickles): ``index`` (N,) dataset sample indices
-  and ``keypoints_3d`` (N, J, 3) world mm; optional id columns (``subject_idx``, ``action_idx``,
-  ``trial``, ``camera_idx``, ``frame``) are checked against the dataset.
+- our own ``ctxpose eval`` output ``predictions.npz`` (no pickles), of any model: ``keypoints_3d`` (N, J, 3)
+  world mm with the id columns (``subject_idx``, ``action_idx``, ``trial``, ``camera_idx``, ``frame``) and
+  the names they index (``subject_names``, ``action_names``, ``camera_names``): matched by those keys, so
+  the file may cover any superset of the dataset's samples in any row order (another stride, other
+  cameras, more subjects). A prediction made from several views (``camera_indices`` (N, V) with V > 1,
+  e.g. the algebraic triangulation model's) is the frame's, so it serves every camera of the frame; one
+  made from one view serves that (frame, camera). A file with ``index`` but no names (older files) is
+  matched by ``index`` against the very dataset it was made on, its id columns checked.
 
 Pickles are read with :class:`RestrictedUnpickler`, which only admits what numpy needs to rebuild arrays
 plus plain containers; anything else (``os.system``, ``subprocess``, ...) raises :class:`DataError`. Sizes
@@ -398,11 +403,21 @@ def _key_strings(subject: np.ndarray, action: np.ndarray, trial: np.ndarray, cam
     return out
 
 
-def _keys_of_file(data: dict[str, np.ndarray], path: Path) -> np.ndarray:
+def is_multiview(data: dict[str, np.ndarray]) -> bool:
+    """True for predictions made from several views (``camera_indices`` (N, V), V > 1): one per frame."""
+    views = data.get("camera_indices")
+    return views is not None and np.ndim(views) == 2 and np.shape(views)[1] > 1
+
+
+def _keys_of_file(data: dict[str, np.ndarray], path: Path, per_frame: bool = False) -> np.ndarray:
+    """(N,) keys of a keyed file's rows; ``per_frame`` leaves the camera out."""
     try:
         names = [np.asarray(data[k]).astype(str) for k in _NAME_COLUMNS]
         ids = [np.asarray(data[k]).astype(np.int64).reshape(-1) for k in _KEY_COLUMNS]
-        cols = [names[0][ids[0]], names[1][ids[1]], ids[2], names[2][ids[3]], ids[4]]
+        if any(len(i) != len(ids[0]) for i in ids) or any((i < 0).any() for i in ids):
+            raise ValueError(f"id columns of lengths {[len(i) for i in ids]}, expected one length, ids >= 0")
+        camera = np.full(len(ids[3]), "") if per_frame else names[2][ids[3]]
+        cols = [names[0][ids[0]], names[1][ids[1]], ids[2], camera, ids[4]]
     except (KeyError, IndexError, ValueError) as e:
         raise DataError(f"{path}: keyed predictions need {list(_NAME_COLUMNS)} and {list(_KEY_COLUMNS)} with "
                         f"indices into the names ({type(e).__name__}: {e})") from None
@@ -419,22 +434,31 @@ def match_keys(file_keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 
 def _from_keyed(data: dict[str, np.ndarray], path: Path, dataset: RootDataset) -> np.ndarray:
+    per_frame = is_multiview(data)
+    keys = _keys_of_file(data, path, per_frame)
     kp = _field(data, "keypoints_3d", path).astype(np.float64)
-    keys = _keys_of_file(data, path)
+    made_with = str(data["skeleton"]) if "skeleton" in data else dataset.skeleton.name
+    if made_with != dataset.skeleton.name:
+        raise DataError(f"{path}: predictions of skeleton {made_with!r}, the dataset's is {dataset.skeleton.name!r}")
     _check_keypoints(kp, len(keys), path, dataset.skeleton)
+    what = "frame" if per_frame else "(frame, camera)"
     if len(np.unique(keys)) != len(keys):
-        raise DataError(f"{path}: the same (subject, sequence, camera, frame) appears twice")
+        raise DataError(f"{path}: the same {what} appears twice")
     ids = dataset.sample_ids()
+    camera = np.full(len(dataset), "") if per_frame else np.asarray(dataset.camera_names)[ids["camera_idx"]]
     wanted = _key_strings(np.asarray(dataset.subject_names)[ids["subject_idx"]],
-                          np.asarray(dataset.action_names)[ids["action_idx"]], ids["trial"],
-                          np.asarray(dataset.camera_names)[ids["camera_idx"]], ids["frame"])
+                          np.asarray(dataset.action_names)[ids["action_idx"]], ids["trial"], camera, ids["frame"])
     rows = match_keys(keys, wanted)
     missing = np.flatnonzero(rows < 0)
     if len(missing):
+        if "source" in data:  # converted from the released results
+            hint = (f"the file covers {len(keys):,} (frame, camera) pairs of the original's selection; make "
+                    f"matching labels with {MATCHING_LABELS}")
+        else:
+            hint = (f"the file covers {len(keys):,} {what}s; evaluate the estimating model on a selection holding "
+                    "these samples (their subjects and cameras, a divisor of retain_every_n_frames_in_test)")
         raise DataError(f"{path} ({dataset.split}.pred_results_path): {len(missing):,} of {len(wanted):,} "
-                        f"{dataset.split} samples have no estimate (first {wanted[missing[0]]}); the file covers "
-                        f"{len(keys):,} (frame, camera) pairs of the original's selection; make matching labels "
-                        f"with {MATCHING_LABELS}")
+                        f"{dataset.split} samples have no estimate (first {wanted[missing[0]]}); {hint}")
     return kp[rows][:, dataset.skeleton.root]
 
 
@@ -465,7 +489,8 @@ def load_root_predictions(path: str | Path, dataset: RootDataset) -> np.ndarray:
 
     Args:
         path: released results (``.pkl``, or its plain ``.npz`` with ``indexes``), keyed predictions
-            (:func:`write_keyed_predictions`: ids and names, no ``index``) or our ``predictions.npz``.
+            (:func:`write_keyed_predictions`, or the ``predictions.npz`` of ``ctxpose eval``: ids and names,
+            matched by key), or an older ``predictions.npz`` with ``index`` and no names (matched by index).
         dataset: the dataset whose samples the roots are for.
 
     Returns:
@@ -483,7 +508,7 @@ def load_root_predictions(path: str | Path, dataset: RootDataset) -> np.ndarray:
         data = _load_npz(path, "predictions")
         if "indexes" in data:
             roots = _from_released(path, dataset)
-        elif "index" in data:
+        elif "index" in data and not all(k in data for k in (*_NAME_COLUMNS, *_KEY_COLUMNS)):
             roots = _from_npz(data, path, dataset)
         else:
             roots = _from_keyed(data, path, dataset)

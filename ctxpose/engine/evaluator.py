@@ -6,11 +6,14 @@ no padding, so no sample is seen twice); :meth:`PoseEvaluator.summarize` gathers
 to every rank, orders them by dataset index (de-duplicating by index as a safeguard) and computes the
 metrics once from the gathered arrays.
 
-Files (:func:`save_eval`): ``metrics.json`` (overall, per action, per subject; for MPI-INF-3DHP also the
-official tables under ``mpi_inf_3dhp``, the pelvis source under ``root_source``, and the two CSV files the
+Files (:func:`save_eval`): ``metrics.json`` (overall, per action, per subject; for Human3.6M also
+learnable-triangulation's MPJPE under ``learnable_triangulation``; for MPI-INF-3DHP the official tables
+under ``mpi_inf_3dhp``, the pelvis source under ``root_source``, and the two CSV files the
 official script writes) and ``predictions.npz``:
 
     index (N,) int64 dataset index        subject_idx, action_idx, trial, camera_idx, frame (N,) int64
+    camera_indices (N, V) int64 the cameras of the views each prediction saw (V > 1: a multi-view estimate,
+        which ``pred_results_path`` serves to every camera of its frame)
     keypoints_3d (N, J, 3) float32 predicted, world mm
     keypoints_3d_gt (N, J, 3) float32 ground truth, world mm
     validity (N, J) float32               proj_matrices (N, 3, 4) float32 first view, world mm -> crop px
@@ -106,7 +109,8 @@ class PoseEvaluator:
 
     def reset(self) -> None:
         self._parts: dict[str, list[np.ndarray]] = {
-            k: [] for k in (*ID_KEYS, "keypoints_3d", "keypoints_3d_gt", "validity", "proj_matrices")}
+            k: [] for k in (*ID_KEYS, "camera_indices", "keypoints_3d", "keypoints_3d_gt", "validity",
+                            "proj_matrices")}
         self._image_hw: tuple[int, int] | None = None
 
     def process(self, batch: dict[str, Any], output: Any) -> None:
@@ -120,6 +124,8 @@ class PoseEvaluator:
         self._image_hw = (int(batch["images"].shape[-2]), int(batch["images"].shape[-1]))
         for key in ID_KEYS:
             self._parts[key].append(batch[key].cpu().numpy().astype(np.int64).reshape(-1))
+        views = batch.get("camera_indices", batch["camera_idx"])  # a dataset without it: one view, camera_idx
+        self._parts["camera_indices"].append(views.cpu().numpy().astype(np.int64).reshape(len(batch["index"]), -1))
 
     def summarize(self) -> EvalResult:
         """Gather every rank's arrays (a collective: call on all ranks) and compute the metrics."""
@@ -137,7 +143,9 @@ class PoseEvaluator:
         if paths is not None and len(arrays["index"]):  # so the pictures need nothing but this file
             arrays["image_paths"] = np.asarray(paths, dtype=str)[arrays["index"]]
             arrays["dataset_root"] = np.asarray(str(Path(self.dataset.root).resolve()))
-        return compute_result(arrays, sizes[0][0] if sizes else None, self.skeleton)
+        result = compute_result(arrays, sizes[0][0] if sizes else None, self.skeleton)
+        result.extra.update(protocol_metrics(arrays, self.skeleton))
+        return result
 
 
 class MPI3DHPEvaluator(PoseEvaluator):
@@ -166,6 +174,20 @@ class MPI3DHPEvaluator(PoseEvaluator):
         official = self.dataset.evaluate_predictions(arrays, self.joint_groups.value, self.ground_truth.value)
         result.extra = {"mpi_inf_3dhp": official, "root_source": self.dataset.root_source}
         return result
+
+
+def protocol_metrics(arrays: dict[str, np.ndarray], skeleton: Skeleton) -> dict[str, Any]:
+    """Other projects' metrics of Human3.6M predictions, each under its protocol's name (``metrics.json`` keys):
+    learnable-triangulation's MPJPE (:mod:`ctxpose.metrics_triangulation`)."""
+    from ctxpose.data.h36m.metadata import damaged_ground_truth
+    from ctxpose.metrics_triangulation import PROTOCOL, learnable_triangulation_mpjpe
+
+    if not len(arrays["index"]):
+        return {}
+    return {PROTOCOL: learnable_triangulation_mpjpe(
+        arrays["keypoints_3d"], arrays["keypoints_3d_gt"], arrays["subject_idx"], arrays["action_idx"],
+        arrays["trial"], arrays["subject_names"].tolist(), arrays["action_names"].tolist(), skeleton.root,
+        damaged_ground_truth())}
 
 
 def evaluator_for(dataset: Dataset) -> Evaluator:

@@ -102,8 +102,9 @@ def build_optimizers(model: nn.Module, cfg: ExperimentConfig) -> tuple[dict[str,
 
     ``backbone``: the backbone at ``train.backbone_lr`` (absent when the backbone is frozen);
     ``volume``: ``volume_net`` at ``train.volume_net_lr`` plus ``process_features`` at
-    ``train.process_features_lr`` (when the model has it, i.e. ``use_feature_v2v``). Each gets a
-    MultiStepLR (stepped per epoch) with its step list and factor.
+    ``train.process_features_lr`` (when the model has it, i.e. ``use_feature_v2v``), absent for a model
+    without a volume (learnable-triangulation's algebraic one: a backbone only, as its single-group
+    optimiser). Each gets a MultiStepLR (stepped per epoch) with its step list and factor.
 
     Returns:
         (optimizers, schedulers), both keyed by group name.
@@ -111,15 +112,20 @@ def build_optimizers(model: nn.Module, cfg: ExperimentConfig) -> tuple[dict[str,
     t = cfg.train
     opt_cls = torch.optim.Adam if t.optimizer == "Adam" else torch.optim.SGD
     net = unwrap(model)
-    for name in ("backbone", "volume_net"):
-        if not isinstance(getattr(net, name, None), nn.Module):
-            raise ConfigError(f"model: has no submodule {name!r}; the optimiser groups need it")
+    if not isinstance(getattr(net, "backbone", None), nn.Module):
+        raise ConfigError("model: has no submodule 'backbone'; the optimiser groups need it")
+    has_volume = isinstance(getattr(net, "volume_net", None), nn.Module)
+    if not has_volume and cfg.model.backbone.fix_weights:
+        raise ConfigError("model.backbone.fix_weights: the model is a backbone only (no volume_net), so nothing "
+                          "would be trained; set it to false")
     optimizers: dict[str, Any] = {}
     schedulers: dict[str, Any] = {}
     if not cfg.model.backbone.fix_weights:
         optimizers["backbone"] = opt_cls([{"params": list(net.backbone.parameters()), "lr": t.backbone_lr}])
         schedulers["backbone"] = torch.optim.lr_scheduler.MultiStepLR(
             optimizers["backbone"], list(t.backbone_lr_step), t.backbone_lr_factor)
+    if not has_volume:
+        return optimizers, schedulers
     groups = [{"params": list(net.volume_net.parameters()), "lr": t.volume_net_lr}]
     if isinstance(getattr(net, "process_features", None), nn.Module):  # absent when heatmaps are unprojected
         groups.append({"params": list(net.process_features.parameters()), "lr": t.process_features_lr})
@@ -353,7 +359,8 @@ class Trainer:
         if cfg.loss.grad_clip > 0:
             for opt in active:
                 self.scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(self.params, cfg.loss.grad_clip / cfg.train.volume_net_lr)
+            lr = cfg.train.volume_net_lr if "volume" in self.optimizers else cfg.train.backbone_lr  # the original's lr
+            nn.utils.clip_grad_norm_(self.params, cfg.loss.grad_clip / lr)
         for opt in active:  # a frozen backbone's optimiser has no gradients to step (fp16's scaler refuses that)
             self.scaler.step(opt)
         self.scaler.update()

@@ -286,8 +286,17 @@ def test_root_estimates_from_predictions(processed, tmp_path):
     with_roots = MPIInf3DHPDataset(out, root_estimates=path)  # camera-frame file -> the samples' world
     np.testing.assert_allclose(with_roots[7]["root"] @ WORLD_TO_CAMERA.T, guess[7, H36M_CONTEXTPOSE.root], atol=1e-3)
     assert with_roots.root_source == str(path) and ds.root_source == "annot3"
-    with pytest.raises(DataError, match="samples"):
+    with pytest.raises(DataError, match="samples"):  # no names: matched by index, so only on its own dataset
         MPIInf3DHPDataset(out, sequences=("TS1",), root_estimates=path)
+    # with the camera names too (as `ctxpose eval` writes it) it is matched by key: rows shuffled, any subset
+    order = np.random.default_rng(0).permutation(len(ds))
+    with np.load(path) as z:
+        keyed = {k: (z[k][order] if z[k].ndim and len(z[k]) == len(ds) else z[k]) for k in z.files}
+    np.savez(tmp_path / "keyed.npz", **keyed, camera_names=np.array(ds.camera_names))
+    ts1 = MPIInf3DHPDataset(out, sequences=("TS1",), root_estimates=tmp_path / "keyed.npz")
+    assert 0 < len(ts1) < len(ds)
+    for i in (0, len(ts1) - 1):  # TS1 comes first in the full dataset's order
+        np.testing.assert_allclose(ts1[i]["root"] @ WORLD_TO_CAMERA.T, guess[i, H36M_CONTEXTPOSE.root], atol=1e-3)
 
 
 def test_evaluator_runs_unchanged_and_its_output_exports(processed, tmp_path):

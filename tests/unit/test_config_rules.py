@@ -36,7 +36,9 @@ PAPER = ROOT / "configs" / "human36m_contextpose.yaml"
         ("train.volume_net_lr_step=[0]", "train.volume_net_lr_step: [0], expected epochs >= 1"),
         ("train.scale_bbox=0", "train.scale_bbox: 0.0, expected > 0"),
         ("train.min_n_views=0", "train.min_n_views: 0, expected > 0"),
-        ("train.max_n_views=0", "train.max_n_views: 0, expected >= min_n_views (1)"),
+        ("train.max_n_views=0", "train.max_n_views: 0, expected >= min_n_views (1) or null (every camera)"),
+        ("val.min_n_views=2", "val.max_n_views: 1, expected >= min_n_views (2)"),
+        ("train.min_n_views=-1", "train.min_n_views: -1, expected > 0"),
         ("val.ignore_cameras=[-1]", "val.ignore_cameras: [-1], expected camera indices >= 0"),
         ("val.retain_every_n_frames_in_test=0", "val.retain_every_n_frames_in_test: 0, expected > 0"),
         ("train.retain_every_n_frames_in_test=2", "train.retain_every_n_frames_in_test: acts only on the val split"),
@@ -95,6 +97,9 @@ def test_valid_configs_pass_and_the_defaults_are_valid() -> None:
         load_config(name)
     load_config(None, ["model.volume_net.volume_softmax=false", "model.volume_net.normalize_relu_volumes=true",
                        "model.volume_net.volume_size=8", "model.volume_net.att_channels=34"])
+    views = load_config(None, ["train.max_n_views=null", "train.min_n_views=null", "val.randomize_n_views=false",
+                               "val.min_n_views=2", "val.max_n_views=4"])
+    assert views.train.max_n_views is None and views.val.max_n_views == 4
 
 
 def test_use_gt_pelvis_has_one_default_in_code_and_docs() -> None:

@@ -13,7 +13,7 @@ from torch.utils.data import default_collate
 from ctxpose.config import load_config
 from ctxpose.data import transforms as T
 from ctxpose.data.datasets import Human36MDataset
-from ctxpose.data.loaders import make_train_loader, set_loader_epoch
+from ctxpose.data.loaders import make_eval_loader, make_train_loader, set_loader_epoch
 from ctxpose.errors import DataError
 from tests.unit import dataset_fixtures as F
 
@@ -181,25 +181,103 @@ def test_training_loader_batches_do_not_depend_on_workers(ours):
     assert [i.tolist() for i, _ in resumed[1]] == [i.tolist() for i, _ in a[1][3:]]
 
 
-def test_multiview_grouping_and_random_view_subsets(ours):
-    ds = Human36MDataset(ours, "val", image_shape=(32, 32), max_n_views=4, randomize_n_views=False)
-    frames = {(r[0], r[4]) for r in _expected_rows(["S9", "S11"])}
+def _colour_of(image_chw: np.ndarray) -> np.ndarray:
+    """The flat BGR colour of a normalised crop (its median pixel, away from the disc)."""
+    return np.median(_denormalize(image_chw).reshape(-1, 3), axis=0)
+
+
+@pytest.mark.parametrize(("max_n_views", "ignore", "cameras", "s11_cameras"), [
+    (2, (), [0, 1], [1, 2]),
+    (3, (0,), [1, 2, 3], [1, 2, 3]),
+    (4, (), [0, 1, 2, 3], [1, 2, 3, 1]),  # S11 misses camera 0: its views repeat to fill V
+    (None, (2,), [0, 1, 3], [1, 3, 1]),  # null: every camera not ignored
+])
+def test_multiview_samples_have_the_first_cameras_and_their_own_images(ours, max_n_views, ignore, cameras,
+                                                                      s11_cameras):
+    """Without randomize_n_views a frame has max_n_views views, the first cameras in camera order; each view's
+    image is that camera's picture (its colour) and its projection puts the pelvis on the drawn disc."""
+    cfg = load_config(None, [f"dataset.root={ours}", "model.image_shape=[64,64]", "val.randomize_n_views=false",
+                             f"val.max_n_views={'null' if max_n_views is None else max_n_views}",
+                             f"val.ignore_cameras={list(ignore)}"])
+    ds = Human36MDataset.from_config(cfg, "val")
+    frames = sorted({(r[0], r[4]) for r in _expected_rows(["S9", "S11"])})
+    assert len(ds) == len(frames) and ds.n_views() == len(cameras)
+    for i, (s, frame) in enumerate(frames):
+        item = ds[i]
+        expected = s11_cameras if F.SEQUENCES[s][0] == "S11" else cameras
+        assert item["camera_indices"].tolist() == expected
+        assert item["camera_idx"] == expected[0] and item["frame"] == frame
+        np.testing.assert_allclose(item["keypoints_3d"], F.pose(s, frame), atol=1e-3)
+        for v, c in enumerate(expected):
+            np.testing.assert_allclose(_colour_of(item["images"][v]), F.colour(s, frame, c), atol=3)
+            R, t = F.camera(c)
+            P = item["K"][v].astype(float) @ np.hstack([R, t[:, None]])
+            np.testing.assert_allclose(item["proj_matrices"][v], P, rtol=1e-5, atol=1e-3)
+            uv = _project(item["proj_matrices"][v].astype(float), F.pose(s, frame)[SK.root])
+            np.testing.assert_allclose(_disc_centre(item["images"][v]), uv, atol=1.0)
+    batches = list(make_eval_loader(ds, batch_size=4))  # frames with a missing camera collate with the rest
+    assert [tuple(b["images"].shape[:2]) for b in batches] == [(4, len(cameras))] * (len(ds) // 4) + (
+        [(len(ds) % 4, len(cameras))] if len(ds) % 4 else [])
+
+
+def test_original_layout_multiview_samples_skip_empty_boxes(original):
+    """The original's labels mark a missing view by an empty box (S11's camera 0): every camera of a frame, that
+    one left out and filled by repetition, each view's crop showing the pelvis disc where its projection says."""
+    root, labels = original
+    ds = Human36MDataset(root, "val", labels_path=labels, image_shape=(96, 96), max_n_views=4,
+                         randomize_n_views=False)
+    frames = sorted({(r[0], r[4]) for r in _expected_rows(["S9", "S11"])})
     assert len(ds) == len(frames)
-    sizes = {ds[i]["images"].shape[0] for i in range(len(ds))}
-    assert sizes == {3, 4}  # S11 misses camera 0
+    for i, (s, frame) in enumerate(frames):
+        item = ds[i]
+        expected = [1, 2, 3, 1] if F.SEQUENCES[s][0] == "S11" else [0, 1, 2, 3]
+        assert item["camera_indices"].tolist() == expected and item["frame"] == frame
+        for v in range(4):
+            uv = _project(item["proj_matrices"][v].astype(float), F.pose(s, frame)[SK.root])
+            np.testing.assert_allclose(_disc_centre(item["images"][v]), uv, atol=1.5)
+
+
+def test_random_view_subsets_are_drawn_per_epoch_and_sample(ours):
     rnd = Human36MDataset(ours, "train", image_shape=(32, 32), max_n_views=3, min_n_views=2,
                           randomize_n_views=True, seed=1)
-    subsets = set()
+    subsets, counts = set(), set()
     for epoch in range(6):
         rnd.set_epoch(epoch)
         items = [rnd[i] for i in range(6)]
-        assert len({it["images"].shape[0] for it in items}) == 1  # one V per epoch: batches collate
+        assert {len(it["camera_indices"]) for it in items} == {rnd.n_views()}  # one V per epoch: batches collate
+        counts.add(rnd.n_views())
         for it in items:
             assert len(set(it["camera_indices"].tolist())) == len(it["camera_indices"]) <= 3
+            assert it["camera_idx"] == 0  # the sample's id stays its frame's first camera
         assert default_collate(items)["images"].shape[:2] == (6, len(items[0]["camera_indices"]))
         subsets.add(tuple(rnd[0]["camera_indices"].tolist()))
         assert tuple(rnd[0]["camera_indices"].tolist()) in subsets  # repeatable within an epoch
-    assert len(subsets) > 1  # views change with the epoch
+    assert len(subsets) > 1 and counts == {2, 3}  # views and their number change with the epoch
+
+
+def test_min_n_views_leaves_out_frames_with_fewer_cameras(ours):
+    """Cameras 2 and 3 ignored: S11 frames have camera 1 only. Allowed one view they repeat it; with min_n_views 2
+    (two distinct views, what triangulation needs) they are not samples."""
+    common = {"image_shape": (32, 32), "randomize_n_views": False, "max_n_views": 2, "ignore_cameras": (2, 3)}
+    one = Human36MDataset(ours, "val", min_n_views=1, **common)
+    two = Human36MDataset(ours, "val", min_n_views=2, **common)
+    s11 = [i for i in range(len(one)) if one.subject_names[one[i]["subject_idx"]] == "S11"]
+    assert len(s11) == len(F.FRAMES) and all(one[i]["camera_indices"].tolist() == [1, 1] for i in s11)
+    assert len(two) == len(one) - len(s11)
+    assert {two.subject_names[i] for i in two.sample_ids()["subject_idx"]} == {"S9"}
+    assert all(two[i]["camera_indices"].tolist() == [0, 1] for i in range(len(two)))
+
+
+def test_view_counts_the_labels_cannot_give_are_refused(ours):
+    with pytest.raises(DataError, match=r"val.max_n_views: 5 views .* 4 cameras \(0 in val.ignore_cameras\); "
+                                        r"expected 1 <= min_n_views <= max_n_views <= 4"):
+        Human36MDataset(ours, "val", max_n_views=5, randomize_n_views=False)
+    with pytest.raises(DataError, match=r"train.max_n_views: 3 views .* \(2 in train.ignore_cameras\)"):
+        Human36MDataset(ours, "train", max_n_views=3, ignore_cameras=(0, 1))
+    cfg = load_config(None, [f"dataset.root={ours}", "train.min_n_views=4", "train.max_n_views=null",
+                             "train.ignore_cameras=[0]"])
+    with pytest.raises(DataError, match=r"train.max_n_views: null \(every camera\) \(min_n_views 4\), but .* 3"):
+        Human36MDataset.from_config(cfg, "train")
 
 
 def test_from_config_uses_splits_and_errors_are_one_line(ours, tmp_path):

@@ -13,6 +13,7 @@ FORBIDDEN = {
     "weights": {"engine", "cli", "viz"},
     "losses": {"engine", "data", "cli", "viz", "weights"},
     "metrics": {"engine", "data", "models", "losses", "cli", "viz", "weights"},
+    "metrics_triangulation": {"engine", "data", "models", "losses", "cli", "viz", "weights"},
     "engine": {"cli"},
     "viz": {"engine", "losses", "cli", "weights"},
     "geometry": {"data", "models", "engine", "losses", "metrics", "cli", "viz", "weights"},

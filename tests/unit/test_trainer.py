@@ -224,3 +224,16 @@ def test_freeze_epochs_keeps_the_backbone_bit_identical_then_trains_it(tmp_path:
 def test_freeze_epochs_with_fix_weights_is_refused() -> None:
     with pytest.raises(ConfigError, match="freeze_epochs: the backbone is frozen for the whole run already"):
         _cfg("model.backbone.freeze_epochs=3", "model.backbone.fix_weights=true")
+
+
+def test_a_backbone_only_model_gets_one_group_at_the_backbone_lr() -> None:
+    """learnable-triangulation's algebraic model has no volume: all of it trains at train.backbone_lr (the
+    original's single optimiser), and a frozen backbone would leave nothing to train."""
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    opts, scheds = build_optimizers(model, _cfg("train.backbone_lr=0.1"))
+    assert sorted(opts) == sorted(scheds) == ["backbone"]
+    [group] = opts["backbone"].param_groups
+    assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters()} and group["lr"] == 0.1
+    with pytest.raises(ConfigError, match="model.backbone.fix_weights: the model is a backbone only"):
+        build_optimizers(model, _cfg("model.backbone.fix_weights=true"))

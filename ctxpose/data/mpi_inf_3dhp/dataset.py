@@ -6,8 +6,9 @@ x, world y = camera z, world z = -camera y, so z points up as in Human3.6M, whos
 learned volumes assume it). ``keypoints_3d``, ``root`` and ``R`` are in that world; :meth:`to_camera` turns
 world points (predictions) back into the camera frame, which the official evaluation and the export use. The
 cuboid's root is the ground-truth pelvis of ``annot3`` (the zero-shot protocol) or comes from an estimates
-file (a camera-frame ``predictions.npz`` of ``ctxpose eval --dataset 3dhp``, matched by ``index`` and checked by
-the sample ids).
+file (a camera-frame ``predictions.npz`` of ``ctxpose eval --dataset 3dhp``, matched by the sample ids and
+names, so it may cover more frames or sequences in any order). The test set has one camera per sequence, so
+these estimates are single-view (keyed by frame and camera); there is no multi-view 3DHP data here.
 
 Ids: ``subject_idx`` indexes ``subject_names`` = TS1..TS6 (always all six, so ``subject_idx`` = TS number
 - 1), ``action_idx`` indexes the 7 activity names (activity - 1), ``camera_idx`` the cameras ("cam_8" for
@@ -52,7 +53,8 @@ class MPIInf3DHPDataset(Dataset):
         include_invalid: also the frames preprocessed with ``--all-frames`` whose ``valid_frame`` is 0 (never
             part of the evaluation).
         root_estimates: None for the ground-truth pelvis (``annot3``); else our ``predictions.npz`` whose
-            ``keypoints_3d`` pelvis becomes the cuboid root, matched by ``index``.
+            ``keypoints_3d`` pelvis becomes the cuboid root, matched by sample ids (any superset, any order;
+            see :func:`ctxpose.data.predictions.load_root_predictions`).
 
     Items are dicts of numpy arrays with the keys, shapes and dtypes of ``Human36MDataset`` items, V = 1:
     ``images`` (1, 3, H, W) float32 normalised BGR; ``proj_matrices`` (1, 3, 4) world mm -> crop px; ``K``
