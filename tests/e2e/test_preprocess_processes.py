@@ -18,7 +18,7 @@ from ctxpose.data.h36m.preprocess import PreprocessOptions, preprocess_h36m
 from ctxpose.data.h36m.process_sequence import SequenceJob
 from ctxpose.data.h36m.synthesize import synthesize_h36m
 from ctxpose.data.labels import load_labels
-from ctxpose.data.workers import WorkerCrash, run_in_workers
+from ctxpose.data.preprocessing import WorkerCrash, run_in_workers
 from ctxpose.errors import OutputError
 from ctxpose.skeleton import get_skeleton
 from tests.e2e.process_tools import (
@@ -66,10 +66,20 @@ def test_sigkill_of_the_command_takes_its_workers_with_it(raw, tmp_path):
     kill_parent(start("preprocess", "h36m", str(raw), str(out), *ARGS), out, SEQUENCES)
 
 
-def test_the_python_api_runs_workers_from_a_script_without_a_main_guard(raw, tmp_path):
+def test_the_python_api_runs_workers_from_a_script_with_a_main_guard(raw, tmp_path):
     printed = run_api_script(tmp_path, raw, "ctxpose.data.h36m.preprocess", "preprocess_h36m", "PreprocessOptions",
                              'image_size=32, workers=2, train_every=8, cameras=("54138969",)')
     assert len(printed["done"]) == SEQUENCES and not printed["failed"]
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(raw, tmp_path):
+    proc = run_api_script(tmp_path, raw, "ctxpose.data.h36m.preprocess", "preprocess_h36m", "PreprocessOptions",
+                          'image_size=32, workers=2, cameras=("54138969",)', guard=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and last.startswith("ctxpose.data.preprocessing.WorkerCrash: a worker process could "
+                                                    "not start (exit code 1")
+    assert 'under `if __name__ == "__main__":`' in last and not workers_of(os.getpid())
+    assert not any((tmp_path / "out").rglob("*.jpg"))  # no sequence was cropped
 
 
 def test_a_worker_that_dies_fails_only_its_sequence_and_says_how(raw, tmp_path):
@@ -88,7 +98,7 @@ def test_a_bug_in_a_worker_keeps_its_traceback(raw, tmp_path):
                       jpeg_quality=90, bbox_source="poses", bbox_scale=1.0, skeleton=get_skeleton())
     results: list = []
     with pytest.raises(WorkerCrash, match=r"(?s)preprocessing S1/Walking-1 failed in a worker.*Traceback.*TypeError"):
-        run_in_workers([job], 1, lambda n: None, results.append)
+        run_in_workers([job], 1, lambda n: None, lambda *done: results.append(done))
     assert results == [] and not workers_of(os.getpid())
 
 
