@@ -97,8 +97,8 @@ def interrupt(proc: subprocess.Popen, out: Path, target: str, sequences: int) ->
     (fewer than ``sequences`` recorded), no temporary file.
     """
     wait_for(lambda: len(recorded(out)) >= 1, proc)
-    workers = descendants(proc.pid)
-    assert len(workers) >= 2  # the run is parallel
+    workers = descendants(proc.pid)  # the workers and multiprocessing's resource tracker
+    assert len(workers_of(proc.pid)) >= 2  # the run is parallel
     if target == "group":
         os.killpg(proc.pid, signal.SIGINT)
     else:
@@ -121,8 +121,8 @@ def kill_parent(proc: subprocess.Popen, out: Path, sequences: int) -> None:
     """SIGKILL a running ``preprocess --workers 2`` once it wrote a crop; check its workers die with it (within
     15 s), write nothing afterwards and leave no temporary file."""
     wait_for(lambda: any((out / "images").rglob("*.jpg")) if (out / "images").is_dir() else False, proc)
-    children = descendants(proc.pid)
-    assert len(children) >= 2
+    children = descendants(proc.pid)  # the workers and multiprocessing's resource tracker
+    assert len(workers_of(proc.pid)) >= 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 15.0
