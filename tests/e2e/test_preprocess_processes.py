@@ -7,6 +7,8 @@ pytest) and inspect the processes through /proc and the output folder through th
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 
 import cv2
@@ -109,3 +111,44 @@ def test_an_output_a_worker_cannot_write_stops_the_run_in_one_line(raw, tmp_path
     with pytest.raises(OutputError, match=r"^\S*images/S1/\S+/54138969/000000\.jpg: cannot write \(Not a directory\)$"):
         preprocess_h36m(raw, out, PreprocessOptions(image_size=32, workers=2, cameras=("54138969",)))
     assert not workers_of(os.getpid())
+
+
+# A worker's SIGTERM handler around one write_output whose writer waits for the test between its two halves.
+_STOPPED = """
+import sys, signal
+from pathlib import Path
+import ctxpose.data.preprocessing as prep
+
+def two_halves(path, data):
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_bytes(data[:3])
+    print("writing", flush=True)
+    sys.stdin.readline()
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+prep.atomic_write_bytes = two_halves
+signal.signal(signal.SIGTERM, prep._Stop.handler)
+if sys.argv[2] == "write":
+    prep.write_output(Path(sys.argv[1]), b"complete crop")
+print("idle", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("writing", [True, False])
+def test_a_stopped_worker_completes_the_file_it_is_writing_then_exits(tmp_path, writing):
+    target = tmp_path / "crop.jpg"
+    proc = subprocess.Popen([sys.executable, "-c", _STOPPED, str(target), "write" if writing else "idle"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == ("writing" if writing else "idle")
+    proc.send_signal(signal.SIGTERM)
+    if writing:
+        proc.stdin.write("go on\n")
+        proc.stdin.flush()
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    proc.stdin.close()
+    assert proc.stdout.read() == ""  # it stopped right after the write (or at once when idle)
+    proc.stdout.close()
+    assert sorted(f.name for f in tmp_path.iterdir()) == (["crop.jpg"] if writing else [])
+    assert not writing or target.read_bytes() == b"complete crop"
