@@ -62,8 +62,9 @@ class EvalResult:
 
     Attributes:
         metrics: overall numbers (``mpjpe``, ``mpjpe_relative``, ``pa_mpjpe``, ``n_mpjpe``,
-            ``limb_length_error`` in mm; ``pck3d_150``, ``auc3d``, ``pck2d@t`` fractions; the mean of the
-            per-action MPJPEs ``mpjpe_action_mean``; ``n_samples``).
+            ``limb_length_error`` in mm; ``pck_3dhp``, ``auc_3dhp`` percent (the MPI-INF-3DHP rule, over
+            every joint); ``pck2d@t`` the original's 2D PCK, a fraction; the mean of the per-action MPJPEs
+            ``mpjpe_action_mean``; ``n_samples``).
         per_action: action name -> {metric: value, "n_samples": count}.
         per_subject: subject name -> {metric: value, "n_samples": count}.
         arrays: the contents of ``predictions.npz`` (see module docstring).
@@ -163,8 +164,15 @@ class MPI3DHPEvaluator(PoseEvaluator):
         proj = arrays["proj_matrices"].astype(np.float64)
         proj[:, :, :3] = to_camera(proj[:, :, :3])
         arrays["proj_matrices"] = proj.astype(np.float32)
-        official = self.dataset.evaluate_predictions(arrays, self.joint_groups.value, self.ground_truth.value)
+        from ctxpose.metrics.mpi_inf_3dhp import evaluate_dataset_predictions
+
+        official = evaluate_dataset_predictions(self.dataset, arrays["index"], arrays["keypoints_3d"],
+                                                self.joint_groups.value, self.ground_truth.value)
         result.extra = {"mpi_inf_3dhp": official, "root_source": self.dataset.root_source}
+        # PCK/AUC of this test set are the official tables' (against univ_annot3): not a second pair beside them
+        for table in (result.metrics, *result.per_action.values(), *result.per_subject.values()):
+            table.pop("pck_3dhp", None)
+            table.pop("auc_3dhp", None)
         return result
 
 
@@ -235,17 +243,17 @@ def evaluate(
 
 def compute_result(arrays: dict[str, np.ndarray], image_height: int | None = None,
                    skeleton: Skeleton | None = None) -> EvalResult:
-    """Metrics of gathered predictions via :class:`ctxpose.metrics.MetricAccumulator`.
+    """Metrics of gathered predictions via :class:`ctxpose.metrics.pose.MetricAccumulator`.
 
     Args:
         arrays: the ``predictions.npz`` arrays (``proj_matrices`` (N, 3, 4) optional, for the 2D PCK).
         image_height: crop height, px (2D PCK thresholds); ``None`` skips the 2D PCK.
         skeleton: joint order of the keypoints (root, bones); default the ContextPose skeleton.
     """
-    from ctxpose.metrics import MetricAccumulator
+    from ctxpose.metrics.pose import MetricAccumulator
 
     acc = MetricAccumulator([str(n) for n in arrays["subject_names"]], [str(n) for n in arrays["action_names"]],
-                            image_height=image_height, skeleton=skeleton or get_skeleton())
+                            skeleton=skeleton or get_skeleton(), image_height=image_height)
     if len(arrays["index"]):
         acc.add(arrays["index"], arrays["subject_idx"], arrays["action_idx"], arrays["keypoints_3d"],
                 arrays["keypoints_3d_gt"], arrays["validity"], arrays.get("proj_matrices"))

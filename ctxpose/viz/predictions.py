@@ -68,8 +68,8 @@ class Predictions:
 
     @property
     def sample_mpjpe(self) -> np.ndarray:
-        """(N,) MPJPE per sample over its valid joints, mm (:func:`ctxpose.metrics.mpjpe`)."""
-        from ctxpose.metrics import mpjpe
+        """(N,) MPJPE per sample over its valid joints, mm (:func:`ctxpose.metrics.pose.mpjpe`)."""
+        from ctxpose.metrics.pose import mpjpe
 
         a = self.arrays
         return np.asarray(mpjpe(a["keypoints_3d"].astype(np.float64), a["keypoints_3d_gt"].astype(np.float64),
@@ -308,9 +308,9 @@ def worst_gallery(preds: Predictions, crops: CropFinder | None, count: int, styl
 
 
 def per_action(preds: Predictions) -> dict[str, dict[str, float]]:
-    """MPJPE, PA-MPJPE and count per action (trials merged), through :class:`ctxpose.metrics.MetricAccumulator`;
+    """MPJPE, PA-MPJPE and count per action (trials merged), through :class:`ctxpose.metrics.pose.MetricAccumulator`;
     ``{"all": ...}`` when the file has no action ids."""
-    from ctxpose.metrics import MetricAccumulator, mpjpe, pa_mpjpe
+    from ctxpose.metrics.pose import MetricAccumulator, mpjpe, pa_mpjpe
 
     a = preds.arrays
     if not preds.has_ids():
@@ -318,7 +318,7 @@ def per_action(preds: Predictions) -> dict[str, dict[str, float]]:
         return {"all": {"mpjpe": float(np.nanmean(mpjpe(p, g, v))), "pa_mpjpe": float(np.nanmean(pa_mpjpe(p, g, v))),
                         "n_samples": float(len(p))}}
     names = [str(n) for n in a["action_names"]]
-    acc = MetricAccumulator([str(n) for n in a["subject_names"]], names)
+    acc = MetricAccumulator([str(n) for n in a["subject_names"]], names, preds.skeleton)
     acc.add(a["index"], a["subject_idx"], a["action_idx"], a["keypoints_3d"], a["keypoints_3d_gt"], a["validity"])
     stats = acc.summary().per_action
     _, first = np.unique(a["index"], return_index=True)  # the accumulator counts each index once

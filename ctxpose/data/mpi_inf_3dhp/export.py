@@ -27,7 +27,6 @@ import numpy as np
 from ctxpose.data.mpi_inf_3dhp import metadata
 from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
 from ctxpose.errors import DataError
-from ctxpose.metrics import MPI3DHPResult, evaluate_mpi_inf_3dhp, mpi_inf_3dhp_root_relative
 from ctxpose.skeleton import H36M_CONTEXTPOSE
 from ctxpose.utils.io import load_npz
 from ctxpose.utils.matlab import write_mat_v73
@@ -123,7 +122,7 @@ def inference_variables(predictions: dict[str, SequencePredictions]) -> dict[str
     """The variables of ``inference_data.mat`` in MATLAB's shape: name -> (3, 17, 1, n) float64."""
     out = {}
     for seq, pred in predictions.items():
-        rel = mpi_inf_3dhp_root_relative(pred.keypoints_3d)  # (n, 17, 3), 3DHP order, pelvis at 0
+        rel = metadata.root_relative_3dhp(pred.keypoints_3d)  # (n, 17, 3), 3DHP order, pelvis at 0
         out[seq] = np.ascontiguousarray(np.transpose(rel, (2, 1, 0))[:, :, None, :])
     return out
 
@@ -155,29 +154,3 @@ def export_inference_data(predictions_path: str | Path, out_path: str | Path,
     return ExportReport(Path(out_path), {s: len(p.frames) for s, p in predictions.items()},
                         [s for s in metadata.SEQUENCES if s not in predictions],
                         Path(labels_path) if labels_path else None)
-
-
-def evaluate_like_official(predictions: dict[str, SequencePredictions], labels_path: str | Path,
-                           joint_groups: str = "17", ground_truth: str = "univ_annot3") -> MPI3DHPResult:
-    """The numbers the official script computes from the exported file, in Python.
-
-    The exported (root-relative, 3DHP-order) poses are compared with the labels' ``univ_annot3`` (or
-    ``annot3`` for "annot3_nonstandard") of the same frames, the prediction used as given.
-
-    Raises:
-        DataError: the predictions do not cover exactly the valid frames (:func:`check_complete`).
-    """
-    check_complete(predictions, labels_path)
-    cols, _ = load_3dhp_labels(labels_path)
-    column = "univ_annot3" if ground_truth == "univ_annot3" else "annot3"
-    pred, gt, seqs, acts = [], [], [], []
-    for seq, p in predictions.items():
-        rows = np.flatnonzero((cols["sequence"] == seq) & cols["valid"])
-        rows = rows[np.argsort(cols["frame"][rows])]
-        pred.append(mpi_inf_3dhp_root_relative(p.keypoints_3d))
-        gt.append(cols[column][rows])
-        seqs += [seq] * len(rows)
-        acts.append(cols["activity"][rows])
-    return evaluate_mpi_inf_3dhp(np.concatenate(pred), np.concatenate(gt), seqs, np.concatenate(acts),
-                                 joint_groups=joint_groups, joint_order="mpi_inf_3dhp17", pred_root_relative=True,
-                                 ground_truth=ground_truth)
