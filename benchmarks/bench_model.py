@@ -37,10 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ctxpose.config import load_config  # noqa: E402
-from ctxpose.data.limb_prior import LimbPrior  # noqa: E402
 from ctxpose.losses import compute_losses, keypoints_loss  # noqa: E402
 from ctxpose.models import build_model  # noqa: E402
-from ctxpose.skeleton import get_skeleton  # noqa: E402
+from ctxpose.skeleton import LimbPrior, get_skeleton  # noqa: E402
 from tests.reference.original_ops import (  # noqa: E402
     reference_attention,
     reference_forward,

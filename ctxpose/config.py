@@ -123,8 +123,6 @@ class VolumeNetConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: Literal["vol"] = "vol"
-    kind: Literal["mpii"] = "mpii"  # joint-order family (the original's "coco" is CMU Panoptic's, not supported)
     skeleton: str = "contextpose17"
     image_shape: tuple[int, int] = (384, 384)  # (H, W) of the input crop, px; heatmaps are a quarter of it
     init_weights: bool = True
@@ -150,7 +148,6 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    kind: Literal["human36m"] = "human36m"
     root: str = "data/human36m/processed"  # processed folder (ours or the original's layout)
     # layout of root: "ctxpose" (labels.npz + crops), "original" (the original repository's), "auto": detect
     format: Literal["auto", "ctxpose", "original"] = "auto"
@@ -171,7 +168,6 @@ class SplitConfig:
     scale_bbox: float = 1.0
     ignore_cameras: tuple[int, ...] = ()
     crop: bool = True
-    erase: bool = False
     shuffle: bool = True
     randomize_n_views: bool = True
     min_n_views: int = 1
@@ -375,8 +371,6 @@ def _split_rules(errors: list[str], name: str, s: SplitConfig) -> None:
     if any(c < 0 for c in s.ignore_cameras):
         errors.append(f"{name}.ignore_cameras: {list(s.ignore_cameras)}, expected camera indices >= 0")
     _positive(errors, f"{name}.retain_every_n_frames_in_test", s.retain_every_n_frames_in_test)
-    if s.erase:
-        errors.append(f"{name}.erase: random erasing is not implemented (it is off in the paper setting)")
 
 
 def validate_config(config: ExperimentConfig) -> None:
@@ -418,8 +412,9 @@ def validate_config(config: ExperimentConfig) -> None:
     if vn.normalize_relu_volumes and vn.volume_softmax:
         errors.append("model.volume_net.normalize_relu_volumes: acts only with volume_softmax: false")
 
-    for key in ("mse_smooth_threshold", "scale_keypoints_3d"):
-        _positive(errors, f"loss.{key}", getattr(loss, key))
+    _positive(errors, "loss.scale_keypoints_3d", loss.scale_keypoints_3d)
+    if loss.criterion == "MSESmooth":  # read by that criterion only (the original's default 0 is fine otherwise)
+        _positive(errors, "loss.mse_smooth_threshold", loss.mse_smooth_threshold)
     for key in ("volumetric_ce_loss_weight", "global_attention_loss_weight", "grad_clip"):
         _positive(errors, f"loss.{key}", getattr(loss, key), strict=False)
 

@@ -74,7 +74,7 @@ class Skeleton:
         return np.linalg.norm(keypoints[..., a, :] - keypoints[..., b, :], axis=-1)
 
 
-#: The order used by learnable-triangulation and ContextPose (``model.kind: mpii``): the 16 MPII joints
+#: The order used by learnable-triangulation and ContextPose (the original's ``model.kind: mpii``): the 16 MPII joints
 #: plus H36M's 'Neck/Nose' as joint 16. The pelvis is joint 6.
 H36M_CONTEXTPOSE = Skeleton(
     name="contextpose17",
@@ -168,7 +168,7 @@ def get_skeleton(name: str = H36M_CONTEXTPOSE.name) -> Skeleton:
 
 @dataclass(frozen=True)
 class LimbPrior:
-    """Bone-length statistics in a skeleton's ``bones`` order (read by :mod:`ctxpose.data.limb_prior`).
+    """Bone-length statistics in a skeleton's ``bones`` order (read by :func:`ctxpose.models.build.load_limb_prior`).
 
     Attributes:
         mean: (L,) float32 tensor, mean bone length, mm.

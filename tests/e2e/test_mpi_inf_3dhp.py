@@ -324,10 +324,10 @@ def test_evaluator_runs_unchanged_and_its_output_exports(processed, tmp_path):
 
 def test_tiny_contextpose_model_evaluates_on_3dhp(processed):
     from ctxpose.config import load_config
-    from ctxpose.data.limb_prior import LimbPrior
     from ctxpose.data.loaders import make_eval_loader
     from ctxpose.engine.evaluator import evaluate
     from ctxpose.models.build import build_model
+    from ctxpose.skeleton import LimbPrior
 
     out, _ = processed
     cfg = load_config(Path(__file__).parents[2] / "configs" / "tiny_cpu.yaml")

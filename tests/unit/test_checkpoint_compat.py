@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from ctxpose.config import load_config
-from ctxpose.data.limb_prior import LimbPrior
 from ctxpose.errors import CheckpointError
 from ctxpose.models import build_model, load_backbone_checkpoint, load_checkpoint
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import LimbPrior, get_skeleton
 
 SK = get_skeleton()
 PRIOR = LimbPrior(torch.full((SK.num_bones,), 300.0), torch.full((SK.num_bones,), 20.0))

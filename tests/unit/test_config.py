@@ -184,6 +184,27 @@ def test_unknown_key_in_original_yaml(tmp_path):
         load_config(p)
 
 
+def test_original_keys_with_one_supported_value(tmp_path):
+    """kind, model.name, model.kind, erase: the original's own values load (and are ignored), others are refused
+    with the reason, every one in the same line; the original's defaults elsewhere (mse_smooth_threshold 0) load."""
+    text = ORIGINAL_TRAIN_YAML.replace("  criterion: \"MAE\"", "  criterion: \"MAE\"\n  mse_smooth_threshold: 0")
+    text = text.replace("  shuffle: false\n", "  shuffle: false\n  erase: false\n")
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.loss.mse_smooth_threshold == 0 and not hasattr(cfg.model, "kind") and not hasattr(cfg.dataset, "kind")
+    bad = (text.replace('kind: "human36m"\nazureroot', 'kind: "cmu"\nazureroot').replace('name: "vol"', 'name: "alg"')
+           .replace('kind: "mpii"', 'kind: "coco"').replace("erase: false", "erase: true"))
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, bad, "bad.yaml"))
+    message = str(e.value)
+    assert "\n" not in message
+    for part in ("kind: 'cmu', only 'human36m' is supported: ", "model.name: 'alg', only 'vol' is supported",
+                 "model.kind: 'coco', only 'mpii' is supported", "val.erase: True, only False is supported: random "
+                 "erasing is not implemented"):
+        assert part in message, part
+    with pytest.raises(ConfigError, match="model.kind: unknown key"):  # not a key of our own layout any more
+        load_config(None, ["model.kind=mpii"])
+
+
 def test_inconsistent_original_backbone_name(tmp_path):
     p = write(tmp_path, ORIGINAL_TRAIN_YAML.replace('name: "resnet152"', 'name: "resnet50"'))
     with pytest.raises(ConfigError, match="model.backbone.name: 'resnet50' disagrees"):

@@ -88,7 +88,7 @@ def test_clean_download_is_verified_pinned_and_not_fetched_twice(tmp_path, files
 
 
 def meta_prior():
-    from ctxpose.data.limb_prior import LimbPrior
+    from ctxpose.skeleton import LimbPrior
 
     return LimbPrior(torch.full((16,), 300.0), torch.full((16,), 30.0))
 

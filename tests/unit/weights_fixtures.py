@@ -20,9 +20,8 @@ import torch
 from werkzeug import Request, Response
 
 from ctxpose.config import load_config
-from ctxpose.data.limb_prior import LimbPrior
 from ctxpose.models.build import build_model
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import LimbPrior, get_skeleton
 
 REPO = Path(__file__).parents[2]
 DATA = REPO / "tests" / "data" / "weights"
