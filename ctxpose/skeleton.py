@@ -158,8 +158,8 @@ MPI_INF_3DHP = Skeleton(
 SKELETONS = {H36M_CONTEXTPOSE.name: H36M_CONTEXTPOSE, MPI_INF_3DHP.name: MPI_INF_3DHP}
 
 
-def get_skeleton(name: str = H36M_CONTEXTPOSE.name) -> Skeleton:
-    """Look a skeleton up by name."""
+def get_skeleton(name: str) -> Skeleton:
+    """Look a skeleton up by name (``cfg.model.skeleton``, a labels file's ``skeleton``)."""
     try:
         return SKELETONS[name]
     except KeyError:
@@ -188,15 +188,14 @@ class LimbPrior:
         return int(self.mean.shape[0])
 
     @classmethod
-    def from_keypoints(cls, keypoints_3d: np.ndarray, skeleton: Skeleton | None = None) -> LimbPrior:
+    def from_keypoints(cls, keypoints_3d: np.ndarray, skeleton: Skeleton) -> LimbPrior:
         """Statistics over poses, as the original ``limb_length.py`` (population std).
 
         Args:
             keypoints_3d: (N, J, 3) world coordinates, mm.
-            skeleton: whose bones; default the ContextPose skeleton.
+            skeleton: whose bones.
         """
         import torch
 
-        skeleton = skeleton or get_skeleton()
         lengths = skeleton.bone_lengths(np.asarray(keypoints_3d, dtype=np.float64))
         return cls(torch.from_numpy(lengths.mean(0)).float(), torch.from_numpy(lengths.std(0)).float())

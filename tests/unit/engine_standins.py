@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from ctxpose.skeleton import get_skeleton
 
-NUM_JOINTS = get_skeleton().num_joints
+NUM_JOINTS = get_skeleton("contextpose17").num_joints
 ACTIONS = ("Walking", "Eating", "Sitting")
 SUBJECTS = ("S9", "S11")
 

@@ -11,7 +11,7 @@ from ctxpose.errors import CheckpointError
 from ctxpose.models import build_model, load_backbone_checkpoint, load_checkpoint
 from ctxpose.skeleton import LimbPrior, get_skeleton
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 PRIOR = LimbPrior(torch.full((SK.num_bones,), 300.0), torch.full((SK.num_bones,), 20.0))
 ORIGINAL_KEYS = Path(__file__).parents[1] / "data" / "original_state_dict_keys_paper.json"
 

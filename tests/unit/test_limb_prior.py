@@ -9,7 +9,7 @@ from ctxpose.errors import DataError
 from ctxpose.models.build import load_limb_prior
 from ctxpose.skeleton import LimbPrior, get_skeleton
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 
 
 def test_reads_original_layout_and_uses_one_value_per_bone(tmp_path):
@@ -25,7 +25,7 @@ def test_reads_original_layout_and_uses_one_value_per_bone(tmp_path):
 def test_from_keypoints_matches_loop():
     rng = np.random.default_rng(0)
     kp = rng.normal(0, 300, (20, SK.num_joints, 3))
-    prior = LimbPrior.from_keypoints(kp)
+    prior = LimbPrior.from_keypoints(kp, SK)
     lengths = np.array([[np.linalg.norm(p[a] - p[b]) for a, b in SK.bones] for p in kp])
     np.testing.assert_allclose(prior.mean.numpy(), lengths.mean(0), rtol=1e-6)
     np.testing.assert_allclose(prior.std.numpy(), lengths.std(0), rtol=1e-5)

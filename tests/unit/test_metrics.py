@@ -14,7 +14,7 @@ from ctxpose.metrics import mpi_inf_3dhp
 from ctxpose.metrics import pose as metrics
 from ctxpose.skeleton import CONTEXTPOSE_TO_3DHP, Skeleton, get_skeleton
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 J = SK.num_joints
 ROOT = SK.root
 

@@ -24,7 +24,7 @@ from tests.reference.original_ops import (
     reference_volumetric_ce,
 )
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 J = SK.num_joints
 
 

@@ -445,7 +445,7 @@ class _FakeDataset:
     """The RootDataset protocol over (subject, action, trial, camera, frame) rows."""
 
     split = "val"
-    skeleton = get_skeleton()
+    skeleton = get_skeleton("contextpose17")
 
     def __init__(self, rows):
         self.subject_names = sorted({r[0] for r in rows})

@@ -45,7 +45,7 @@ def tiny_checkpoint_bytes(tmp: Path) -> bytes:
 
 def results(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    kp = (rng.normal(size=(n, get_skeleton().num_joints, 3)) * 100 + 1000).astype(np.float32)
+    kp = (rng.normal(size=(n, get_skeleton("contextpose17").num_joints, 3)) * 100 + 1000).astype(np.float32)
     return kp, rng.permutation(n)
 
 

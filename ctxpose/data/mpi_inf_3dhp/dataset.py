@@ -31,7 +31,7 @@ from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
 from ctxpose.data.predictions import load_root_predictions
 from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import projection_matrix
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import H36M_CONTEXTPOSE
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class MPIInf3DHPDataset(Dataset):
         self._ids = {"subject_idx": seq, "action_idx": self._rows["activity"].astype(np.int64) - 1,
                      "trial": np.zeros(len(seq), np.int64), "camera_idx": cams[seq],
                      "frame": self._rows["frame"].astype(np.int64)}
-        self.skeleton = get_skeleton()  # labels hold our joint order (and the 3DHP one beside it)
+        self.skeleton = H36M_CONTEXTPOSE  # labels hold our joint order (and the 3DHP one beside it)
         self.root_source = "annot3" if root_estimates is None else str(root_estimates)
         self._roots = None
         if root_estimates is not None:  # the file is in the camera frame (what `ctxpose eval` writes for 3DHP)
