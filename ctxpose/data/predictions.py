@@ -265,7 +265,7 @@ def _field(data: Any, key: str, path: Path) -> np.ndarray:
     return value
 
 
-def _check_keypoints(kp: np.ndarray, n: int, path: Path, skeleton: Skeleton = H36M_CONTEXTPOSE) -> None:
+def _check_keypoints(kp: np.ndarray, n: int, path: Path, skeleton: Skeleton) -> None:
     j = skeleton.num_joints
     if kp.ndim != 3 or kp.shape[1:] != (j, 3) or len(kp) != n:
         raise DataError(f"{path}: 'keypoints_3d' has shape {kp.shape}, expected ({n}, {j}, 3)")
@@ -302,7 +302,7 @@ def read_released_results(path: str | Path, expected_rows: int | None = None) ->
     if kp.dtype.kind not in "fiu":
         raise DataError(f"{path}: 'keypoints_3d' has dtype {kp.dtype}, expected floats")
     kp = kp.astype(np.float64)
-    _check_keypoints(kp, len(indexes), path)
+    _check_keypoints(kp, len(indexes), path, H36M_CONTEXTPOSE)  # the released results: ContextPose's order
     if not np.array_equal(np.sort(indexes), np.arange(len(indexes))):
         raise DataError(f"{path}: 'indexes' are not a permutation of 0..{len(indexes) - 1}")
     if expected_rows is not None and len(indexes) != expected_rows:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ctxpose.config import GroundTruth3DHP, JointGroups
 from ctxpose.data.mpi_inf_3dhp.export import SequencePredictions, check_complete
 from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
 from ctxpose.data.mpi_inf_3dhp.metadata import ACTIVITIES, SCENES, root_relative_3dhp
@@ -47,18 +48,20 @@ if TYPE_CHECKING:
 #: Joint groups by name, in 3DHP joint names (``ctxpose.skeleton.MPI_INF_3DHP_NAMES``): "17" is the
 #: release's ``mpii_get_pck_auc_joint_groups.m``, "14" the variant without pelvis, spine and head.
 MPI_INF_3DHP_JOINT_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "17": (("Head", ("head_top", "head")), ("Neck", ("neck",)), ("Shou", ("right_shoulder", "left_shoulder")),
-           ("Elbow", ("right_elbow", "left_elbow")), ("Wrist", ("right_wrist", "left_wrist")),
-           ("spine", ("spine",)), ("Hip", ("right_hip", "left_hip", "pelvis")),
-           ("Knee", ("right_knee", "left_knee")), ("Ankle", ("right_ankle", "left_ankle"))),
-    "14": (("Head", ("head_top",)), ("Neck", ("neck",)), ("Shou", ("right_shoulder", "left_shoulder")),
-           ("Elbow", ("right_elbow", "left_elbow")), ("Wrist", ("right_wrist", "left_wrist")),
-           ("Hip", ("right_hip", "left_hip")), ("Knee", ("right_knee", "left_knee")),
-           ("Ankle", ("right_ankle", "left_ankle"))),
+    JointGroups.ALL17.value: (
+        ("Head", ("head_top", "head")), ("Neck", ("neck",)), ("Shou", ("right_shoulder", "left_shoulder")),
+        ("Elbow", ("right_elbow", "left_elbow")), ("Wrist", ("right_wrist", "left_wrist")), ("spine", ("spine",)),
+        ("Hip", ("right_hip", "left_hip", "pelvis")), ("Knee", ("right_knee", "left_knee")),
+        ("Ankle", ("right_ankle", "left_ankle"))),
+    JointGroups.DROP3.value: (
+        ("Head", ("head_top",)), ("Neck", ("neck",)), ("Shou", ("right_shoulder", "left_shoulder")),
+        ("Elbow", ("right_elbow", "left_elbow")), ("Wrist", ("right_wrist", "left_wrist")),
+        ("Hip", ("right_hip", "left_hip")), ("Knee", ("right_knee", "left_knee")),
+        ("Ankle", ("right_ankle", "left_ankle"))),
 }
 #: Ground truths: "univ_annot3" is what the official evaluation compares against; "annot3_nonstandard" (the
 #: subject's own bone lengths) is not comparable with published numbers.
-MPI_INF_3DHP_GROUND_TRUTHS = ("univ_annot3", "annot3_nonstandard")
+MPI_INF_3DHP_GROUND_TRUTHS = tuple(g.value for g in GroundTruth3DHP)
 MPI_INF_3DHP_AUC_THRESHOLDS_MM = tuple(float(t) for t in range(0, 151, 5))
 MPI_INF_3DHP_PCK_THRESHOLD_MM = 150.0
 MPI_INF_3DHP_CSV_NAMES = ("mpii_3dhp_evaluation_sequencewise.csv", "mpii_3dhp_evaluation_activitywise.csv")
