@@ -95,3 +95,10 @@ def test_pickled_or_missing_files_are_refused(tmp_path: Path) -> None:
         load_predictions(path)
     with pytest.raises(DataError, match="does not exist"):
         load_predictions(tmp_path / "nope.npz")
+
+
+def test_every_declared_field_is_documented_in_the_schema_module() -> None:
+    from ctxpose.data import predictions_npz
+
+    doc = predictions_npz.__doc__ or ""
+    assert [k for k in FIELDS if f"    {k} " not in doc and f" {k}," not in doc and f", {k} " not in doc] == []
