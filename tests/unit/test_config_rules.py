@@ -100,10 +100,10 @@ def test_valid_configs_pass_and_the_defaults_are_valid() -> None:
                        "model.volume_net.volume_size=8", "model.volume_net.att_channels=34"])
 
 
-def test_use_gt_pelvis_has_one_default_in_code_and_readme() -> None:
+def test_use_gt_pelvis_has_one_default_in_code_and_docs() -> None:
     assert ExperimentConfig().model.volume_net.use_gt_pelvis is True
-    readme = (ROOT / "README.md").read_text()
-    assert "use_gt_pelvis` (default `true`)" in readme and "use_gt_pelvis` (default `false`)" not in readme
+    docs = "".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))])
+    assert "use_gt_pelvis` (default `true`)" in docs and "use_gt_pelvis` (default `false`)" not in docs
 
 
 def test_gt_pelvis_with_an_estimates_path_warns_that_it_is_unused(caplog: pytest.LogCaptureFixture) -> None:
