@@ -23,21 +23,17 @@ logger = logging.getLogger(__name__)
 
 def default_build_model(cfg: ExperimentConfig) -> nn.Module:
     """The ContextPose network of ``cfg.model`` with the limb prior of ``cfg.dataset.limb_length_path``."""
-    from ctxpose.data.limb_prior import load_limb_prior
-    from ctxpose.models import build_model
-    from ctxpose.skeleton import get_skeleton
+    from ctxpose.models import model_from_config
 
-    return build_model(cfg.model, load_limb_prior(cfg.dataset.limb_length_path, get_skeleton(cfg.model.skeleton)))
+    return model_from_config(cfg)
 
 
 def default_losses(out: Any, keypoints_3d: torch.Tensor, validity: torch.Tensor,
                    cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
     """The paper's losses (:func:`ctxpose.losses.compute_losses`): ``{"total", ...}`` scalars."""
     from ctxpose.losses import compute_losses
-    from ctxpose.models.build import ROTATION_AXES
 
-    return compute_losses(out, keypoints_3d, validity, cfg.loss, cfg.model.volume_net,
-                          rotation_axis=ROTATION_AXES[cfg.model.kind])
+    return compute_losses(out, keypoints_3d, validity, cfg.loss, cfg.model.volume_net)
 
 
 def default_init_weights(model: nn.Module, cfg: ExperimentConfig) -> None:

@@ -8,19 +8,12 @@ metrics once from the gathered arrays.
 
 Files (:func:`save_eval`): ``metrics.json`` (overall, per action, per subject; for Human3.6M also
 learnable-triangulation's MPJPE under ``learnable_triangulation``; for MPI-INF-3DHP the official tables
-under ``mpi_inf_3dhp``, the pelvis source under ``root_source``, and the two CSV files the
-official script writes) and ``predictions.npz``:
-
-    index (N,) int64 dataset index        subject_idx, action_idx, trial, camera_idx, frame (N,) int64
-    camera_indices (N, V) int64 the cameras of the views each prediction saw (V > 1: a multi-view estimate,
-        which ``pred_results_path`` serves to every camera of its frame)
-    keypoints_3d (N, J, 3) float32 predicted, world mm
-    keypoints_3d_gt (N, J, 3) float32 ground truth, world mm
-    validity (N, J) float32               proj_matrices (N, 3, 4) float32 first view, world mm -> crop px
-    subject_names, action_names, camera_names (str arrays)
-    skeleton () str joint order           image_shape (2,) int64 network input (H, W) the projections refer to
-    image_paths (N,) str first-view crop relative to dataset_root () str (the processed folder; absent for
-        the original's layout, whose files are full frames): ``ctxpose visualize predictions`` needs nothing else
+under ``mpi_inf_3dhp``, the pelvis source under ``root_source``, and the two CSV files the official script
+writes) and ``predictions.npz`` (:mod:`ctxpose.data.predictions_npz`: ids and names, ``camera_indices`` (the
+cameras of the views each prediction saw; V > 1 is a multi-view estimate, which ``pred_results_path`` serves to
+every camera of its frame), ``keypoints_3d``, ``keypoints_3d_gt``, ``validity``, ``proj_matrices``,
+``skeleton``, ``image_shape``, and ``image_paths`` with ``dataset_root`` where the dataset has crops:
+``ctxpose visualize predictions`` needs nothing else).
 
 For MPI-INF-3DHP (:class:`MPI3DHPEvaluator`) "world" is the test camera's frame in the file (keypoints and
 ``proj_matrices`` turned back from the upright frame the network saw); ``subject_idx`` is the sequence
@@ -43,16 +36,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ctxpose.config import Amp, ExperimentConfig, GroundTruth3DHP, JointGroups, Split
+from ctxpose.data.predictions_npz import ID_FIELDS, NAME_FIELDS, save_predictions
 from ctxpose.engine import dist
 from ctxpose.engine.components import Components
 from ctxpose.engine.precision import autocast_context
 from ctxpose.skeleton import Skeleton, get_skeleton
-from ctxpose.utils.io import atomic_path, atomic_write_text
+from ctxpose.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-ID_KEYS = ("index", "subject_idx", "action_idx", "trial", "camera_idx", "frame")
-NAME_KEYS = ("subject_names", "action_names", "camera_names")
+ID_KEYS = ("index", *ID_FIELDS)
 
 
 class StopRequested(Exception):
@@ -65,8 +58,9 @@ class EvalResult:
 
     Attributes:
         metrics: overall numbers (``mpjpe``, ``mpjpe_relative``, ``pa_mpjpe``, ``n_mpjpe``,
-            ``limb_length_error`` in mm; ``pck3d_150``, ``auc3d``, ``pck2d@t`` fractions; the mean of the
-            per-action MPJPEs ``mpjpe_action_mean``; ``n_samples``).
+            ``limb_length_error`` in mm; ``pck_3dhp``, ``auc_3dhp`` percent (the MPI-INF-3DHP rule, over
+            every joint); ``pck2d@t`` the original's 2D PCK, a fraction; the mean of the per-action MPJPEs
+            ``mpjpe_action_mean``; ``n_samples``).
         per_action: action name -> {metric: value, "n_samples": count}.
         per_subject: subject name -> {metric: value, "n_samples": count}.
         arrays: the contents of ``predictions.npz`` (see module docstring).
@@ -99,12 +93,14 @@ class PoseEvaluator:
 
     Args:
         dataset: the evaluated dataset (its ``subject_names``, ``action_names``, ``camera_names`` name the ids).
-        skeleton: joint order (root joint, bones); default the dataset's ``skeleton`` or the ContextPose one.
+        skeleton: joint order (root joint, bones); default the dataset's ``skeleton``.
     """
 
     def __init__(self, dataset: Dataset, skeleton: Skeleton | None = None) -> None:
         self.dataset = dataset
-        self.skeleton = skeleton or getattr(dataset, "skeleton", None) or get_skeleton()
+        self.skeleton = skeleton or getattr(dataset, "skeleton", None)
+        if self.skeleton is None:
+            raise ValueError(f"{type(dataset).__name__} has no skeleton attribute: pass the skeleton of its poses")
         self.reset()
 
     def reset(self) -> None:
@@ -133,7 +129,7 @@ class PoseEvaluator:
         arrays = dist.all_gather_arrays(local)
         _, first = np.unique(arrays["index"], return_index=True)  # sorted by index, one row per sample
         arrays = {k: v[first] for k, v in arrays.items()}
-        for key in NAME_KEYS:
+        for key in NAME_FIELDS:
             arrays[key] = np.asarray(list(getattr(self.dataset, key, [])), dtype=str)
         sizes = [hw for hw in dist.all_gather_object(self._image_hw) if hw is not None]
         arrays["skeleton"] = np.asarray(self.skeleton.name)
@@ -143,7 +139,7 @@ class PoseEvaluator:
         if paths is not None and len(arrays["index"]):  # so the pictures need nothing but this file
             arrays["image_paths"] = np.asarray(paths, dtype=str)[arrays["index"]]
             arrays["dataset_root"] = np.asarray(str(Path(self.dataset.root).resolve()))
-        result = compute_result(arrays, sizes[0][0] if sizes else None, self.skeleton)
+        result = compute_result(arrays, self.skeleton, sizes[0][0] if sizes else None)
         result.extra.update(protocol_metrics(arrays, self.skeleton))
         return result
 
@@ -171,16 +167,23 @@ class MPI3DHPEvaluator(PoseEvaluator):
         proj = arrays["proj_matrices"].astype(np.float64)
         proj[:, :, :3] = to_camera(proj[:, :, :3])
         arrays["proj_matrices"] = proj.astype(np.float32)
-        official = self.dataset.evaluate_predictions(arrays, self.joint_groups.value, self.ground_truth.value)
+        from ctxpose.metrics.mpi_inf_3dhp import evaluate_dataset_predictions
+
+        official = evaluate_dataset_predictions(self.dataset, arrays["index"], arrays["keypoints_3d"],
+                                                self.joint_groups.value, self.ground_truth.value)
         result.extra = {"mpi_inf_3dhp": official, "root_source": self.dataset.root_source}
+        # PCK/AUC of this test set are the official tables' (against univ_annot3): not a second pair beside them
+        for table in (result.metrics, *result.per_action.values(), *result.per_subject.values()):
+            table.pop("pck_3dhp", None)
+            table.pop("auc_3dhp", None)
         return result
 
 
 def protocol_metrics(arrays: dict[str, np.ndarray], skeleton: Skeleton) -> dict[str, Any]:
     """Other projects' metrics of Human3.6M predictions, each under its protocol's name (``metrics.json`` keys):
-    learnable-triangulation's MPJPE (:mod:`ctxpose.metrics_triangulation`)."""
+    learnable-triangulation's MPJPE (:mod:`ctxpose.metrics.triangulation`)."""
     from ctxpose.data.h36m.metadata import damaged_ground_truth
-    from ctxpose.metrics_triangulation import PROTOCOL, learnable_triangulation_mpjpe
+    from ctxpose.metrics.triangulation import PROTOCOL, learnable_triangulation_mpjpe
 
     if not len(arrays["index"]):
         return {}
@@ -255,19 +258,18 @@ def evaluate(
     return evaluator.summarize()
 
 
-def compute_result(arrays: dict[str, np.ndarray], image_height: int | None = None,
-                   skeleton: Skeleton | None = None) -> EvalResult:
-    """Metrics of gathered predictions via :class:`ctxpose.metrics.MetricAccumulator`.
+def compute_result(arrays: dict[str, np.ndarray], skeleton: Skeleton, image_height: int | None = None) -> EvalResult:
+    """Metrics of gathered predictions via :class:`ctxpose.metrics.pose.MetricAccumulator`.
 
     Args:
         arrays: the ``predictions.npz`` arrays (``proj_matrices`` (N, 3, 4) optional, for the 2D PCK).
+        skeleton: joint order of the keypoints (root, bones).
         image_height: crop height, px (2D PCK thresholds); ``None`` skips the 2D PCK.
-        skeleton: joint order of the keypoints (root, bones); default the ContextPose skeleton.
     """
-    from ctxpose.metrics import MetricAccumulator
+    from ctxpose.metrics.pose import MetricAccumulator
 
     acc = MetricAccumulator([str(n) for n in arrays["subject_names"]], [str(n) for n in arrays["action_names"]],
-                            image_height=image_height, skeleton=skeleton or get_skeleton())
+                            skeleton=skeleton, image_height=image_height)
     if len(arrays["index"]):
         acc.add(arrays["index"], arrays["subject_idx"], arrays["action_idx"], arrays["keypoints_3d"],
                 arrays["keypoints_3d_gt"], arrays["validity"], arrays.get("proj_matrices"))
@@ -284,8 +286,7 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     metrics_path, pred_path = out_dir / "metrics.json", out_dir / "predictions.npz"
     atomic_write_text(metrics_path, json.dumps(result.to_dict(), indent=2))
-    with atomic_path(pred_path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **result.arrays)
+    save_predictions(pred_path, result.arrays)
     if "mpi_inf_3dhp" in result.extra:
         result.extra["mpi_inf_3dhp"].write_official_csv(out_dir)
     logger.info("wrote %s and %s", metrics_path, pred_path)

@@ -97,7 +97,7 @@ def test_a_bug_in_a_worker_keeps_its_traceback(raw, tmp_path):
     job = SequenceJob(seq=metadata.sequence("S1", "Walking-1"), cameras={}, nominal_hw={},
                       files={"D3_Positions": raw / metadata.raw_relpath("D3_Positions", "S1", "Walking 1")},
                       frames=None, out_dir=tmp_path, part_path=tmp_path / "part.npz", image_size=32,
-                      jpeg_quality=90, bbox_source="poses", bbox_scale=1.0, skeleton=get_skeleton())
+                      jpeg_quality=90, bbox_source="poses", bbox_scale=1.0, skeleton=get_skeleton("contextpose17"))
     results: list = []
     with pytest.raises(WorkerCrash, match=r"(?s)preprocessing S1/Walking-1 failed in a worker.*Traceback.*TypeError"):
         run_in_workers([job], 1, lambda n: None, lambda *done: results.append(done))

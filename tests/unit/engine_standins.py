@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from ctxpose.skeleton import get_skeleton
 
-NUM_JOINTS = get_skeleton().num_joints
+NUM_JOINTS = get_skeleton("contextpose17").num_joints
 ACTIONS = ("Walking", "Eating", "Sitting")
 SUBJECTS = ("S9", "S11")
 
@@ -66,6 +66,7 @@ class StandinDataset(Dataset):
     subject_names = SUBJECTS
     action_names = ACTIONS
     camera_names = ("54138969", "55011271")
+    skeleton = get_skeleton("contextpose17")  # the joint order of its poses (the evaluator's root and bones)
 
     def __init__(self, n: int, seed: int = 0, size: int = 8) -> None:
         self.n, self.seed, self.size, self.epoch = n, seed, size, 0

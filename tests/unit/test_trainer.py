@@ -115,7 +115,7 @@ def test_initial_weights_from_full_or_backbone_checkpoint(tmp_path: Path) -> Non
     from ctxpose.models import build_model
     from ctxpose.skeleton import LimbPrior, get_skeleton
 
-    n = get_skeleton().num_bones
+    n = get_skeleton("contextpose17").num_bones
     prior = LimbPrior(torch.full((n,), 300.0), torch.full((n,), 20.0))
     small = ["model.image_shape=[32,32]"]
     torch.manual_seed(1)
