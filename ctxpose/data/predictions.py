@@ -9,13 +9,14 @@ Two sources of root estimates:
   order, then frames. That is how the original indexes it (``human36m.py``: ``argsort(indexes)`` then
   ``[table_row - train_size]``, which for the training file wraps around to the table row).
 - our own ``ctxpose eval`` output ``predictions.npz`` (:mod:`ctxpose.data.predictions_npz`, no pickles), of
-  any model: ``keypoints_3d`` (N, J, 3) world mm with the id columns (``subject_idx``, ``action_idx``, ``trial``, ``camera_idx``, ``frame``) and
-  the names they index (``subject_names``, ``action_names``, ``camera_names``): matched by those keys, so
-  the file may cover any superset of the dataset's samples in any row order (another stride, other
-  cameras, more subjects). A prediction made from several views (``camera_indices`` (N, V) with V > 1,
-  e.g. the algebraic triangulation model's) is the frame's, so it serves every camera of the frame; one
-  made from one view serves that (frame, camera). A file with ``index`` but no names (older files) is
-  matched by ``index`` against the very dataset it was made on, its id columns checked.
+  any model: ``keypoints_3d`` (N, J, 3) world mm with the id columns (``subject_idx``, ``action_idx``,
+  ``trial``, ``camera_idx``, ``frame``) and the names they index (``subject_names``, ``action_names``,
+  ``camera_names``): matched by those keys, so the file may cover any superset of the dataset's samples in any
+  row order (another stride, other cameras, more subjects). A prediction made from several views
+  (``camera_indices`` (N, V) with V > 1, e.g. the algebraic triangulation model's) is the frame's, so it
+  serves every camera of the frame; one made from one view serves that (frame, camera). A file with ``index``
+  but no names (older files) is matched by ``index`` against the very dataset it was made on, its id columns
+  checked.
 
 Pickles are read with :class:`RestrictedUnpickler`, which only admits what numpy needs to rebuild arrays
 plus plain containers; anything else (``os.system``, ``subprocess``, ...) raises :class:`DataError`. Sizes
