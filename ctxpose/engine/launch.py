@@ -147,7 +147,8 @@ _NO_MESSAGE = "To enable traceback see:"  # what torch's agent says of a worker 
 def describe_failure(error: Any) -> str:
     """One line for a ``ChildFailedError``: the rank, its exit code or signal and the last line of its error."""
     rank, failure = error.get_first_failure()
-    text = "" if str(failure.message).startswith(_NO_MESSAGE) else str(failure.message or "")
+    text = failure.message.get("message", "") if isinstance(failure.message, dict) else str(failure.message or "")
+    text = "" if text.startswith(_NO_MESSAGE) else text
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     cause = f"exit code {failure.exitcode}" if failure.exitcode >= 0 else f"signal {-failure.exitcode}"
     return f"worker rank {rank} failed ({cause}){': ' + lines[-1] if lines else ''}; the other workers were stopped"

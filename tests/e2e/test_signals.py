@@ -78,13 +78,15 @@ def test_ctrl_c_keeps_the_last_step_and_resumes_bit_for_bit(processed: Path, tmp
     assert f"resuming from epoch {saved['epoch']}, step {stopped_at}" in r.stderr.replace("\n", " ")
     # the same steps without a stop, in this process with the subprocesses' single thread
     from ctxpose.config import load_config
-    from ctxpose.engine.trainer import train
+    from ctxpose.data.datasets import Human36MDataset
+    from ctxpose.engine.trainer import contextpose_model, train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        sets = [*tiny_overrides(processed), "train.n_epochs=40", "train.vis_freq=0"]
-        fresh = train(load_config("tiny_cpu", sets), tmp_path / "b", "cpu", max_steps=target, validate=False).run_dir
+        cfg = load_config("tiny_cpu", [*tiny_overrides(processed), "train.n_epochs=40", "train.vis_freq=0"])
+        fresh = train(cfg, contextpose_model(cfg), Human36MDataset.from_config(cfg, "train"), None, tmp_path / "b",
+                      "cpu", max_steps=target).run_dir
     finally:
         torch.set_num_threads(threads)
     a, b = _state(run), _state(fresh)
@@ -96,19 +98,21 @@ def test_ctrl_c_keeps_the_last_step_and_resumes_bit_for_bit(processed: Path, tmp
 
 
 _LOADER_BOUND = """
+import re
 import sys
 import torch.multiprocessing
 torch.multiprocessing.set_start_method("spawn")  # workers inherit no handler from the loop (as on macOS)
 from ctxpose.config import load_config
-from ctxpose.engine.components import Components
 from ctxpose.engine.trainer import train
-from tests.unit.engine_standins import build_standin_no_dropout, no_init, slow_standin_dataset, standin_losses
+from ctxpose.errors import Stopped
+from tests.unit.engine_standins import SlowStandinDataset, standin_losses, standin_model
 
 cfg = load_config("tiny_cpu", ["train.num_workers=2", "train.batch_size=4", "train.n_objects_per_epoch=400",
                                "train.vis_freq=0"])
-result = train(cfg, sys.argv[1], "cpu", validate=False,
-               components=Components(build_standin_no_dropout, standin_losses, slow_standin_dataset, no_init))
-print("STOPPED", result.stopped, result.steps)
+try:
+    train(cfg, standin_model(), SlowStandinDataset(400), None, sys.argv[1], "cpu", loss_fn=standin_losses)
+except Stopped as e:
+    print("STOPPED signal", re.search(r"checkpoint of step (\\d+)", str(e)).group(1))
 """
 
 
