@@ -140,10 +140,9 @@ def test_sigint_to_the_process_group_of_two_processes_checkpoints(processed: Pat
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     run = _wait_for_steps(tmp_path / "a", 2, p)
     os.killpg(p.pid, signal.SIGINT)  # as `timeout -s INT` and a terminal's Ctrl-C: every process gets it
-    start = time.monotonic()
     out, err = p.communicate(timeout=120)
-    assert time.monotonic() - start < 20  # the workers return their results; none is left to be killed
-    assert p.returncode == 130 and "forcefully exiting" not in err, err
+    # the workers return their results: torch's agent has none left to signal or kill (it logs both)
+    assert p.returncode == 130 and "Closing process" not in err and "forcefully exiting" not in err, err
     assert f"interrupted: continue with --resume {run}" in err
     saved = _state(run)
     assert saved["world_size"] == 2 and saved["step"] >= 2
