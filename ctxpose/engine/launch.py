@@ -13,11 +13,14 @@ Two things are ours, each for a guarantee the agent alone does not keep:
   after its 30 s shutdown time-out.
 - A worker that raised lingers :data:`FAILURE_DELAY_S` before it exits, so the agent, which reports the first
   worker it sees end, names it and not a peer whose collective broke only because it was gone.
+- A worker whose launcher died (SIGKILL; torch sends the workers SIGINT, so they checkpoint and stop) exits
+  instead of waiting forever for the launcher to read its result.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 import uuid
@@ -130,15 +133,19 @@ def _worker(fn: Callable[..., Any], verbose: bool, args: tuple[Any, ...], kwargs
     level = (logging.DEBUG if verbose else logging.INFO) if rank == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", force=True,
                         handlers=[RichHandler(console=stderr_console(), show_path=False)])
+    launcher = os.getppid()
     try:
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     except Stopped as e:
-        return e
+        result = e
     except Exception:
         time.sleep(FAILURE_DELAY_S)  # see the module docstring: the root cause ends first
         raise
     finally:
         dist.cleanup()
+    if os.getppid() != launcher:  # it died (torch then sends its workers SIGINT): nobody will read the result,
+        os._exit(130)  # for which torch's worker would wait forever
+    return result
 
 
 _NO_MESSAGE = "To enable traceback see:"  # what torch's agent says of a worker that left no error file

@@ -4,6 +4,7 @@
   checkpoint of the last completed step; stopped + resumed equals uninterrupted, bit for bit.
 - SIGINT to the whole process group of a 2-process run (what a terminal's Ctrl-C and `timeout` do): every rank
   stops after the same step and the checkpoint is written; the run resumes to the end.
+- SIGTERM or SIGKILL to the launcher alone: the workers stop after their step with a checkpoint; none is left.
 """
 
 from __future__ import annotations
@@ -163,6 +164,25 @@ def test_sigint_to_the_launcher_alone_is_passed_on_to_the_workers(processed: Pat
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130 and f"interrupted: continue with --resume {run}" in err, err[-3000:]
+    saved = _state(run)
+    assert int(saved["model"]["backbone.bn1.num_batches_tracked"]) == saved["step"] >= 2
+
+
+def test_sigkill_to_the_launcher_leaves_no_worker_behind(processed: Path, tmp_path: Path) -> None:
+    """The kernel sends the workers SIGINT when their launcher dies (torch asks it to): they checkpoint and exit."""
+    from tests.e2e.process_tools import alive, descendants
+
+    p = subprocess.Popen(_command(processed, tmp_path / "a", "--procs", "2"), env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = _wait_for_steps(tmp_path / "a", 2, p)
+    workers = descendants(p.pid)
+    assert len(workers) >= 2
+    p.kill()
+    p.communicate(timeout=60)
+    deadline = time.monotonic() + 120  # a hang guard, not a speed requirement
+    while [w for w in workers if alive(w)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if alive(w)], "workers outlived their launcher"
     saved = _state(run)
     assert int(saved["model"]["backbone.bn1.num_batches_tracked"]) == saved["step"] >= 2
 
