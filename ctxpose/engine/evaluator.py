@@ -23,6 +23,7 @@ reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -33,23 +34,21 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ctxpose.config import Amp, ExperimentConfig, GroundTruth3DHP, JointGroups, Split
+from ctxpose.config import Amp, GroundTruth3DHP, JointGroups
 from ctxpose.data.predictions_npz import ID_FIELDS, NAME_FIELDS, save_predictions
 from ctxpose.engine import dist
-from ctxpose.engine.components import Components
 from ctxpose.engine.precision import autocast_context
-from ctxpose.skeleton import Skeleton, get_skeleton
+from ctxpose.engine.progress import eval_progress
+from ctxpose.errors import Stopped
+from ctxpose.skeleton import Skeleton
 from ctxpose.utils.io import atomic_write_text
+from ctxpose.utils.signals import StopSignals
 
 logger = logging.getLogger(__name__)
 
 ID_KEYS = ("index", *ID_FIELDS)
-
-
-class StopRequested(Exception):
-    """Raised by an inference loop whose ``should_stop`` said yes (a Ctrl-C during validation)."""
 
 
 @dataclass
@@ -215,47 +214,82 @@ def move_batch(batch: dict[str, Any], device: torch.device, dtype: torch.dtype =
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: DataLoader,
-    device: torch.device | str,
+    dataset: Dataset,
+    device: torch.device | str = "cpu",
+    *,
+    batch_size: int = 8,
+    num_workers: int = 0,
     amp: Amp | str | None = None,
-    progress: Callable[[int, int], None] | None = None,
     evaluator: Evaluator | None = None,
-    should_stop: Callable[[int], bool] | None = None,
+    out_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    show_progress: bool = False,
+    stop: StopSignals | None = None,
 ) -> EvalResult:
-    """Predict every sample of ``loader``'s dataset (sharded over ranks) and summarise with ``evaluator``.
+    """Predict every sample of ``dataset`` (sharded over ranks), summarise with ``evaluator``, save on rank 0.
+
+    Joins the process group if launched by torchrun/SLURM/``launch`` (a call inside a training run reuses it).
 
     Args:
-        model: unwrapped model (not DDP); put in eval mode here and restored afterwards. The cuboid is not
-            rotated (the original's eval mode), whatever the split draws.
-        loader: from :func:`ctxpose.data.loaders.make_eval_loader` (each rank a disjoint shard).
-        device: where the model lives.
+        model: unwrapped model (not DDP); moved to ``device``, put in eval mode here and restored afterwards. The
+            cuboid is not rotated (the original's eval mode), whatever the dataset draws.
+        dataset: e.g. ``Human36MDataset`` "val" or ``MPIInf3DHPDataset``; rank ``r`` of ``W`` predicts samples
+            ``r, r+W, ...`` (:func:`ctxpose.data.loaders.make_eval_loader`), each sample once.
+        device: ``cpu``, ``cuda`` (-> ``cuda:LOCAL_RANK``) or an explicit device.
+        batch_size, num_workers: of the loader, per process.
         amp: ``None``, ``"bf16"`` or ``"fp16"``.
-        progress: ``progress(batches_done, batches_total)`` on rank 0.
-        evaluator: what to compute (default :func:`evaluator_for` the loader's dataset).
-        should_stop: called with the batch index before each batch; True raises :class:`StopRequested`.
+        evaluator: what to compute (default :func:`evaluator_for` the dataset).
+        out_dir: where rank 0 writes ``metrics.json`` and ``predictions.npz`` (:func:`save_eval`); None: nothing.
+        progress: ``progress(batches_done, batches_total)`` on rank 0; ``show_progress``: a progress bar instead.
+        stop: the caller's stop requests (a training run's); default: Ctrl-C/SIGTERM are watched here.
 
     Returns:
         The evaluator's result, the same on every rank.
+
+    Raises:
+        Stopped: Ctrl-C or SIGTERM, before the next batch on every rank together; nothing is written.
     """
-    device = torch.device(device)
-    evaluator = evaluator or evaluator_for(loader.dataset)
+    from ctxpose.data.loaders import make_eval_loader
+
+    env, device = dist.setup_process(device)
+    evaluator = evaluator or evaluator_for(dataset)
     evaluator.reset()
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(0)
+    loader = make_eval_loader(dataset, batch_size, num_workers=num_workers, world_size=env.world_size,
+                              rank=env.rank, pin_memory=device.type == "cuda")
+    common = (len(dataset) // env.world_size) // batch_size  # batches every rank has: where ranks can agree
     was_training = model.training
-    model.eval()
+    model.to(device).eval()
     dtype = next(model.parameters()).dtype
-    try:
-        for i, batch in enumerate(loader):
-            if should_stop is not None and should_stop(i):
-                raise StopRequested(f"stopped before batch {i} of {len(loader)}")
-            batch = move_batch(batch, device, dtype)
-            with autocast_context(device, amp):
-                out = model(batch["images"], batch["proj_matrices"], batch["root"], None)
-            evaluator.process(batch, out)
-            if progress is not None and dist.get_rank() == 0:
-                progress(i + 1, len(loader))
-    finally:
-        model.train(was_training)
-    return evaluator.summarize()
+    with contextlib.ExitStack() as stack:
+        stop = stop or stack.enter_context(StopSignals("stopping before the next batch"))
+        bar = stack.enter_context(eval_progress(show_progress and env.rank == 0))
+        progress = progress or bar
+        try:
+            for i, batch in enumerate(loader):
+                if (i < common or env.world_size == 1) and _agreed(stop.requested, device):
+                    raise Stopped(f"stopped before evaluation batch {i + 1} of {len(loader)}; nothing was written")
+                batch = move_batch(batch, device, dtype)
+                with autocast_context(device, amp):
+                    out = model(batch["images"], batch["proj_matrices"], batch["root"], None)
+                evaluator.process(batch, out)
+                if progress is not None and env.rank == 0:
+                    progress(i + 1, len(loader))
+        finally:
+            model.train(was_training)
+    result = evaluator.summarize()
+    if out_dir is not None and dist.is_main_process():
+        save_eval(result, out_dir)
+    dist.barrier()
+    return result
+
+
+def _agreed(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is True on any (a collective: call on all ranks)."""
+    if not dist.is_distributed():
+        return flag
+    return dist.all_reduce_sum(torch.tensor([float(flag)], device=device)).item() > 0
 
 
 def compute_result(arrays: dict[str, np.ndarray], skeleton: Skeleton, image_height: int | None = None) -> EvalResult:
@@ -291,74 +325,3 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
         result.extra["mpi_inf_3dhp"].write_official_csv(out_dir)
     logger.info("wrote %s and %s", metrics_path, pred_path)
     return metrics_path, pred_path
-
-
-@dataclass(frozen=True)
-class MPI3DHPOptions:
-    """``ctxpose eval --dataset 3dhp``: the processed test set and its protocol.
-
-    Attributes:
-        data: folder written by ``ctxpose preprocess 3dhp``.
-        joint_groups: PCK/AUC joint groups ("17" or "14").
-        ground_truth: "univ_annot3" (official) or "annot3_nonstandard".
-        root_estimates: a camera-frame ``predictions.npz`` whose pelvis is the cuboid root; None: the
-            ground-truth pelvis of ``annot3`` (the zero-shot protocol).
-    """
-
-    data: Path
-    joint_groups: JointGroups = JointGroups.ALL17
-    ground_truth: GroundTruth3DHP = GroundTruth3DHP.UNIV
-    root_estimates: Path | None = None
-
-
-def evaluate_checkpoint(
-    cfg: ExperimentConfig,
-    checkpoint: str | Path,
-    device: str | torch.device = "cpu",
-    split: Split | str = Split.VAL,
-    out_dir: str | Path | None = None,
-    amp: Amp | str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    components: Components | None = None,
-    mpi_inf_3dhp: MPI3DHPOptions | None = None,
-) -> EvalResult:
-    """Build the model and the dataset from ``cfg``, load weights, evaluate (all ranks), save (rank 0).
-
-    Args:
-        cfg: experiment config.
-        checkpoint: our run checkpoint, our weights, or the original's released ``weights.pth``.
-        device: ``cpu``, ``cuda`` (-> ``cuda:LOCAL_RANK``) or an explicit device.
-        split: ``"val"`` or ``"train"`` of the config's Human3.6M (evaluated without cuboid rotation either way).
-        out_dir: where ``metrics.json`` and ``predictions.npz`` go (rank 0); ``None`` writes nothing.
-        amp: ``None``, ``"bf16"`` or ``"fp16"``.
-        progress: ``progress(batches_done, batches_total)`` on rank 0.
-        components: model/dataset factories (default: the real pieces).
-        mpi_inf_3dhp: evaluate on the MPI-INF-3DHP test set instead of ``split`` (the model of ``cfg``
-            zero-shot, every valid frame).
-    """
-    from ctxpose.data.loaders import make_eval_loader
-    from ctxpose.models import load_checkpoint
-
-    comps = components or Components()
-    env, device = dist.setup_process(device)
-    model = comps.build_model(cfg)
-    load_checkpoint(model, Path(checkpoint))  # our run checkpoints ({"model": ...}), plain and original weights
-    model.to(device)
-    if mpi_inf_3dhp is None:
-        dataset = comps.build_dataset(cfg, Split(split).value)
-        evaluator: Evaluator = PoseEvaluator(dataset, get_skeleton(cfg.model.skeleton))
-    else:
-        from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
-
-        dataset = MPIInf3DHPDataset(mpi_inf_3dhp.data, image_shape=cfg.model.image_shape,
-                                    root_estimates=mpi_inf_3dhp.root_estimates)
-        evaluator = MPI3DHPEvaluator(dataset, mpi_inf_3dhp.joint_groups, mpi_inf_3dhp.ground_truth)
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(0)
-    loader = make_eval_loader(dataset, cfg.val.batch_size, num_workers=cfg.val.num_workers,
-                              world_size=env.world_size, rank=env.rank, pin_memory=device.type == "cuda")
-    result = evaluate(model, loader, device, amp=amp, progress=progress, evaluator=evaluator)
-    if out_dir is not None and dist.is_main_process():
-        save_eval(result, out_dir)
-    dist.barrier()
-    return result

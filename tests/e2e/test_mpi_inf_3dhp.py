@@ -300,14 +300,13 @@ def test_root_estimates_from_predictions(processed, tmp_path):
 
 
 def test_evaluator_runs_unchanged_and_its_output_exports(processed, tmp_path):
-    from ctxpose.data.loaders import make_eval_loader
     from ctxpose.engine.evaluator import evaluate, save_eval
     from tests.unit.engine_standins import StandinModel
 
     out, _ = processed
     ds = MPIInf3DHPDataset(out)
     torch.manual_seed(0)
-    result = evaluate(StandinModel(), make_eval_loader(ds, batch_size=8, num_workers=0), "cpu")
+    result = evaluate(StandinModel(), ds, "cpu", batch_size=8)
     assert len(result.arrays["index"]) == len(ds) and np.isfinite(result.metrics["mpjpe"])
     # the arrays are back in the camera frame, where the annotations and the export live
     np.testing.assert_allclose(result.arrays["keypoints_3d_gt"], ds.ground_truth("annot3_nonstandard"), atol=1e-3)
@@ -331,9 +330,8 @@ def test_evaluator_runs_unchanged_and_its_output_exports(processed, tmp_path):
         evaluate_dataset_predictions(ds, np.array([len(ds)]), np.zeros((1, 17, 3)))
 
 
-def test_tiny_contextpose_model_evaluates_on_3dhp(processed):
+def test_tiny_initial_model_evaluates_on_3dhp(processed):
     from ctxpose.config import load_config
-    from ctxpose.data.loaders import make_eval_loader
     from ctxpose.engine.evaluator import evaluate
     from ctxpose.models.build import build_model
     from ctxpose.skeleton import LimbPrior
@@ -343,7 +341,7 @@ def test_tiny_contextpose_model_evaluates_on_3dhp(processed):
     torch.manual_seed(0)
     model = build_model(cfg, LimbPrior(torch.full((16,), 250.0), torch.full((16,), 20.0)))
     ds = MPIInf3DHPDataset(out, image_shape=tuple(cfg.model.image_shape), sequences=("TS1", "TS5"))
-    result = evaluate(model, make_eval_loader(ds, batch_size=4, num_workers=0), "cpu")
+    result = evaluate(model, ds, "cpu", batch_size=4)
     kp = result.arrays["keypoints_3d"]
     roots = ds.ground_truth("annot3_nonstandard")[:, H36M_CONTEXTPOSE.root]
     assert kp.shape == (20, 17, 3) and np.all(np.abs(kp - roots[:, None]) <= cfg.model.volume_net.cuboid_size / 2 + 1)
@@ -462,16 +460,15 @@ def test_ctxpose_eval_on_3dhp_writes_the_official_tables(processed, tmp_path):
 
     from ctxpose.cli.app import app
     from ctxpose.config import load_config
-    from ctxpose.engine.components import default_build_model
+    from ctxpose.engine.trainer import initial_model
 
     out, _ = processed
     limbs = tmp_path / "limbs.h5"
     with _h5py.File(limbs, "w") as f:
         f["mean"], f["std"] = np.full(16, 250.0), np.full(16, 20.0)
     sets = [f"dataset.limb_length_path={limbs}", "model.image_shape=[64,64]"]
-    torch.manual_seed(0)
     weights = tmp_path / "w.pt"
-    torch.save(default_build_model(load_config("tiny_cpu", sets)).state_dict(), weights)
+    torch.save(initial_model(load_config("tiny_cpu", sets)).state_dict(), weights)
     args = ["eval", "tiny_cpu", "--checkpoint", str(weights), "--device", "cpu", "--dataset", "3dhp", "--data",
             str(out), "--joint-groups", "14", "--out", str(tmp_path / "ev"), *[x for s in sets for x in ("--set", s)]]
     r = CliRunner().invoke(app, args)
