@@ -186,8 +186,7 @@ def evaluated(monkeypatch: pytest.MonkeyPatch) -> dict:
                            "n_samples": 8.0}, {"Walking": {"mpjpe": 50.0}}, {})
 
     monkeypatch.setattr(evaluator_module, "evaluate", fake_evaluate)
-    monkeypatch.setattr(trainer_module, "initial_model", lambda cfg, initial_weights: {"loaded": None})
-    monkeypatch.setattr(ctxpose.models, "load_checkpoint", lambda model, path: model.update(loaded=path))
+    monkeypatch.setattr(ctxpose.models, "load_model", lambda cfg, path: {"loaded": path})
     monkeypatch.setattr(Human36MDataset, "from_config", classmethod(lambda cls, cfg, split: ("dataset", split)))
     return seen
 
