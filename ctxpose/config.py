@@ -440,6 +440,12 @@ def _architecture_rules(errors: list[str], config: ExperimentConfig) -> None:
                       "backbone's 1/32 map twice; expected at least 128 px per side (or "
                       "model.triangulation.use_confidences: false)")
     if arch in TRIANGULATION_KEYS:
+        for split in ("train", "val"):
+            low = getattr(config, split).min_n_views
+            if low is None or low < 2:
+                shown = "null" if low is None else low
+                errors.append(f"{split}.min_n_views: {shown}, the {arch} model triangulates from at least two "
+                              "distinct views; expected >= 2")
         for key in _changed(m.volume_net):
             errors.append(f"model.volume_net.{key}: the {arch} model has no volume (it triangulates 2D keypoints); "
                           "leave it out")
