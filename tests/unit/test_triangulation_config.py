@@ -167,3 +167,21 @@ def test_build_model_dispatches_on_the_architecture():
     assert not any("atten" in k for k in vol.state_dict())
     with pytest.raises(ConfigError, match="needs the limb prior"):
         build_model(load_config("tiny_cpu"))
+
+
+@pytest.mark.parametrize("name", ["human36m_alg", "human36m_ransac", "human36m_vol_softmax"])
+def test_shipped_view_settings_keep_the_three_camera_frames(ours, name):
+    """The synthetic labels' S11 lacks camera 0 (as S11 Directions-2 lacks 54138969): with the shipped configs'
+    view settings its frames are samples that repeat their own three views, as the original evaluates them."""
+    from ctxpose.data.datasets import Human36MDataset
+    from tests.unit import dataset_fixtures as F
+
+    cfg = load_config(name)
+    ds = Human36MDataset(ours, "val", cfg, image_shape=(32, 32), use_gt_pelvis=True)
+    ids = ds.sample_ids()
+    s11 = [i for i in range(len(ds)) if ds.subject_names[ids["subject_idx"][i]] == "S11"]
+    assert len(s11) == len(F.FRAMES)  # every S11 frame
+    old = Human36MDataset(ours, "val", cfg, image_shape=(32, 32), use_gt_pelvis=True, min_n_views=4, max_n_views=4)
+    assert len(old) == len(ds) - len(s11)  # what the former mapping of null to 4 left out
+    assert all(ds[i]["camera_indices"].tolist() == [1, 2, 3, 1] for i in s11)
+    assert all(ds[i]["camera_indices"].tolist() == [0, 1, 2, 3] for i in range(len(ds)) if i not in s11)
