@@ -210,7 +210,7 @@ class SplitConfig:
     # per sample; without, the first max_n_views cameras in camera order (ignore_cameras removed first).
     # Frames with fewer cameras than min_n_views are left out; with fewer than the count, views repeat.
     randomize_n_views: bool = True
-    min_n_views: int | None = 1  # null: 1
+    min_n_views: int | None = 1  # null: 1; model.architecture algebraic/ransac need >= 2
     max_n_views: int | None = 1
     num_workers: int = 4
     retain_every_n_frames_in_test: int = 1
