@@ -45,7 +45,7 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def write_data(base: Path, n_frames: int, seed: int = 0) -> tuple[Path, Path, Path]:
     """Both layouts with ``n_frames`` frames x 4 cameras of subject S1; returns (ours, original, labels)."""
     rng = np.random.default_rng(seed)
-    sk = get_skeleton()
+    sk = get_skeleton("contextpose17")
     ours, orig, extra = base / "ours", base / "original" / "processed", base / "original" / "extra"
     extra.mkdir(parents=True)
     K = np.array([[1145.0, 0, 500.0], [0, 1144.0, 501.0], [0, 0, 1.0]])

@@ -37,10 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ctxpose.config import load_config  # noqa: E402
-from ctxpose.data.limb_prior import LimbPrior  # noqa: E402
 from ctxpose.losses import compute_losses, keypoints_loss  # noqa: E402
 from ctxpose.models import build_model  # noqa: E402
-from ctxpose.skeleton import get_skeleton  # noqa: E402
+from ctxpose.skeleton import LimbPrior, get_skeleton  # noqa: E402
 from tests.reference.original_ops import (  # noqa: E402
     reference_attention,
     reference_forward,
@@ -57,7 +56,7 @@ SETTINGS = {
 
 def make_model(setting: str, device: torch.device):
     cfg = load_config(ROOT / "configs" / "human36m_contextpose.yaml", SETTINGS[setting])
-    sk = get_skeleton()
+    sk = get_skeleton("contextpose17")
     prior = LimbPrior(torch.linspace(100, 450, sk.num_bones), torch.linspace(5, 30, sk.num_bones))
     torch.manual_seed(0)
     return cfg, build_model(cfg, prior).to(device).train()
@@ -114,7 +113,7 @@ def runner(part: str, impl: str, setting: str, batch: int, device: torch.device,
         return run
 
     images, proj, roots, thetas = make_inputs(cfg, batch, device)
-    gt = roots[:, None] + torch.randn(batch, get_skeleton().num_joints, 3, device=device) * 300
+    gt = roots[:, None] + torch.randn(batch, get_skeleton("contextpose17").num_joints, 3, device=device) * 300
     validity = torch.ones(batch, gt.shape[1], device=device)
     lc, vc = cfg.loss, cfg.model.volume_net
 

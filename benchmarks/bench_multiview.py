@@ -57,7 +57,7 @@ def make_model(model: str, setting: str, device: torch.device):
         overrides += SETTINGS[setting]["volume"]
     cfg = load_config(CONFIGS[model], overrides if model in ("contextpose", "volumetric") else
                       [o for o in overrides if "volume_net" not in o])
-    sk = get_skeleton()
+    sk = get_skeleton("contextpose17")
     prior = LimbPrior(torch.linspace(100, 450, sk.num_bones), torch.linspace(5, 30, sk.num_bones))
     torch.manual_seed(0)
     return cfg, build_model(cfg, prior).to(device)
@@ -85,7 +85,7 @@ def runner(model_name: str, setting: str, batch: int, views: int, device: torch.
     images = torch.randn(batch, views, 3, h, w, device=device)
     proj = cameras(batch, views, w, device)
     roots = torch.zeros(batch, 3, device=device)
-    gt = torch.randn(batch, get_skeleton().num_joints, 3, device=device) * 300
+    gt = torch.randn(batch, get_skeleton("contextpose17").num_joints, 3, device=device) * 300
     validity = torch.ones(batch, gt.shape[1], device=device)
 
     def run(backward: bool) -> None:
@@ -141,7 +141,7 @@ def measure_memory(args, model: str, setting: str, batch: int, views: int) -> in
 
 def triangulation_rows(batches: list[int], views: int, repeats: int, device: torch.device) -> list[dict]:
     rows = []
-    j = get_skeleton().num_joints
+    j = get_skeleton("contextpose17").num_joints
     for batch in batches:
         proj = cameras(batch, views, 384, device)
         pts = project(proj, torch.randn(batch, j, 3, device=device) * 300) + torch.randn(batch, views, j, 2,

@@ -74,11 +74,9 @@ class _OneBatch(torch.utils.data.Dataset):
 
 def measure(setting: str, batch_size: int, device_name: str, amp: str | None, steps: int, warmup: int) -> dict:
     """Run in a subprocess: time ``steps`` training steps and record peak memory."""
-    import functools
     import tempfile
 
     from ctxpose.config import load_config
-    from ctxpose.engine.components import Components
     from ctxpose.engine.trainer import Trainer
     from ctxpose.models import build_model
     from ctxpose.skeleton import LimbPrior, get_skeleton
@@ -91,10 +89,8 @@ def measure(setting: str, batch_size: int, device_name: str, amp: str | None, st
                                     "val.pred_results_path=null", "train.vis_freq=0"])
     n_bones = get_skeleton(cfg.model.skeleton).num_bones
     prior = LimbPrior(torch.full((n_bones,), 300.0), torch.full((n_bones,), 30.0))
-    comps = Components(build_model=lambda c: build_model(c.model, prior),
-                       build_dataset=functools.partial(lambda n, c, split: _OneBatch(n), batch_size))
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(cfg, run_dir, device, amp=amp, validate=False, components=comps)
+        trainer = Trainer(cfg, build_model(cfg.model, prior), _OneBatch(batch_size), None, run_dir, device, amp=amp)
         trainer.model.train()
         batch = _batch(cfg, batch_size, device)
         if device.type == "cuda":

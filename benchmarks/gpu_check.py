@@ -489,12 +489,9 @@ def step_train(p: dict[str, Any], res: Result) -> None:
 def initial_weights(processed: Path, p: dict[str, Any]) -> dict[str, Any]:
     """The weights every run of this config starts from (``train.seed``)."""
     from ctxpose.config import load_config
-    from ctxpose.engine.components import Components
-    from ctxpose.utils.seed import seed_everything
+    from ctxpose.engine.trainer import initial_model
 
-    cfg = load_config(ROOT / CONFIG, data_overrides(processed, p))
-    seed_everything(cfg.train.seed)
-    return Components().build_model(cfg).state_dict()
+    return initial_model(load_config(ROOT / CONFIG, data_overrides(processed, p))).state_dict()
 
 
 # 2 processes x batch B against 1 x 2B after a few SGD steps with synchronised batch norm: the same sums in

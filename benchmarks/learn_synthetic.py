@@ -21,12 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ctxpose.engine.components import Components  # noqa: E402
+from ctxpose.data.datasets import Human36MDataset  # noqa: E402
 from ctxpose.engine.demo import demo_config, prepare_demo_data  # noqa: E402
-from ctxpose.engine.evaluator import evaluate_checkpoint  # noqa: E402
-from ctxpose.engine.trainer import train  # noqa: E402
-from ctxpose.utils.io import torch_save_atomic  # noqa: E402
-from ctxpose.utils.seed import seed_everything  # noqa: E402
+from ctxpose.engine.evaluator import evaluate  # noqa: E402
+from ctxpose.engine.trainer import initial_model, train  # noqa: E402
 
 
 def main() -> None:
@@ -42,13 +40,12 @@ def main() -> None:
     cfg = demo_config(processed, ["train.n_epochs=1000", "train.vis_freq=0", *args.overrides])
     run = args.data / "run"
     shutil.rmtree(run, ignore_errors=True)
-    seed_everything(cfg.train.seed)  # the initial weights of the training run below
-    torch_save_atomic(Components().build_model(cfg).state_dict(), args.data / "untrained.pt")
-    before = evaluate_checkpoint(cfg, args.data / "untrained.pt", "cpu", "val").metrics
+    model, val_set = initial_model(cfg), Human36MDataset.from_config(cfg, "val")
+    before = evaluate(model, val_set, "cpu", batch_size=cfg.val.batch_size).metrics  # the run's initial weights
     t1 = time.perf_counter()
-    result = train(cfg, run, "cpu", max_steps=args.steps, validate=False)
+    train(cfg, model, Human36MDataset.from_config(cfg, "train"), None, run, "cpu", max_steps=args.steps)
     train_s = time.perf_counter() - t1
-    after = evaluate_checkpoint(cfg, result.checkpoint, "cpu", "val", args.data / "eval").metrics
+    after = evaluate(model, val_set, "cpu", batch_size=cfg.val.batch_size, out_dir=args.data / "eval").metrics
     ratio = after["mpjpe"] / before["mpjpe"]
     report = {
         "steps": args.steps, "batch_size": cfg.train.batch_size, "train_seconds": train_s,

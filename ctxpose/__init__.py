@@ -4,9 +4,7 @@ Public API (every module is imported on first use, so ``ctxpose --version`` stay
 
     import ctxpose
     cfg = ctxpose.load_config("configs/human36m_contextpose.yaml", ["val.batch_size=4"])
-    prior = ctxpose.load_limb_prior(cfg.dataset.limb_length_path)
-    model = ctxpose.build_model(cfg, prior)
-    ctxpose.load_checkpoint(model, "weights.pth")   # ours or the original's released weights
+    model = ctxpose.load_model(cfg, "weights.pth")   # ours or the original's released weights, eval mode
     out = model(images, proj_matrices, root_points)  # see README, "Python API"
 """
 
@@ -23,10 +21,12 @@ _LAZY = {
     "build_model": "ctxpose.models.build",
     "load_checkpoint": "ctxpose.models.build",
     "load_backbone_checkpoint": "ctxpose.models.build",
+    "load_model": "ctxpose.models.build",
+    "model_from_config": "ctxpose.models.build",
     "ContextPoseNet": "ctxpose.models.contextpose",
     "ContextPoseOutput": "ctxpose.models.contextpose",
     "LimbPrior": "ctxpose.skeleton",
-    "load_limb_prior": "ctxpose.data.limb_prior",
+    "load_limb_prior": "ctxpose.models.build",
     "compute_losses": "ctxpose.losses",
 }
 

@@ -150,11 +150,9 @@ ATTENTION_KEYS = ("att_channels", "temperature", "ga_mask_sigma", "pairwise_grid
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: Literal["vol"] = "vol"
     # contextpose: the paper's network; volumetric: learnable-triangulation's (ContextPose without the limb-prior
     # attention, its plain V2V); algebraic / ransac: learnable-triangulation's triangulation baselines
     architecture: Literal["contextpose", "volumetric", "algebraic", "ransac"] = "contextpose"
-    kind: Literal["mpii"] = "mpii"  # joint-order family (the original's "coco" is CMU Panoptic's, not supported)
     skeleton: str = "contextpose17"
     image_shape: tuple[int, int] = (384, 384)  # (H, W) of the input crop, px; heatmaps are a quarter of it
     init_weights: bool = True
@@ -181,7 +179,6 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    kind: Literal["human36m"] = "human36m"
     root: str = "data/human36m/processed"  # processed folder (ours or the original's layout)
     # layout of root: "ctxpose" (labels.npz + crops), "original" (the original repository's), "auto": detect
     format: Literal["auto", "ctxpose", "original"] = "auto"
@@ -202,7 +199,6 @@ class SplitConfig:
     scale_bbox: float = 1.0
     ignore_cameras: tuple[int, ...] = ()
     crop: bool = True
-    erase: bool = False
     shuffle: bool = True
     # Views per sample. max_n_views 1: each (frame, camera) is a sample (the paper's single-view setting);
     # more: a sample is a frame with that many views, null: every camera (the original's null). With
@@ -412,8 +408,6 @@ def _split_rules(errors: list[str], name: str, s: SplitConfig) -> None:
     if any(c < 0 for c in s.ignore_cameras):
         errors.append(f"{name}.ignore_cameras: {list(s.ignore_cameras)}, expected camera indices >= 0")
     _positive(errors, f"{name}.retain_every_n_frames_in_test", s.retain_every_n_frames_in_test)
-    if s.erase:
-        errors.append(f"{name}.erase: random erasing is not implemented (it is off in the paper setting)")
 
 
 def _changed(section: Any, keys: Sequence[str] | None = None) -> list[str]:
@@ -513,8 +507,9 @@ def validate_config(config: ExperimentConfig) -> None:
         errors.append("model.volume_net.normalize_relu_volumes: acts only with volume_softmax: false")
     _architecture_rules(errors, config)
 
-    for key in ("mse_smooth_threshold", "scale_keypoints_3d"):
-        _positive(errors, f"loss.{key}", getattr(loss, key))
+    _positive(errors, "loss.scale_keypoints_3d", loss.scale_keypoints_3d)
+    if loss.criterion == "MSESmooth":  # read by that criterion only (the original's default 0 is fine otherwise)
+        _positive(errors, "loss.mse_smooth_threshold", loss.mse_smooth_threshold)
     for key in ("volumetric_ce_loss_weight", "global_attention_loss_weight", "grad_clip"):
         _positive(errors, f"loss.{key}", getattr(loss, key), strict=False)
 

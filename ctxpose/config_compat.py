@@ -3,7 +3,8 @@
 The original files (``experiments/human36m/{train,eval}/human36m_vol_softmax_single.yaml``) have a
 ``title``/``kind``/``azureroot`` header and ``model``/``loss``/``dataset``/``train``/``val`` sections.
 Most keys keep their meaning and name; this module holds the few renames, the keys we ignore (with
-the reason), and the ``azureroot`` prefixing of ``data/...`` paths the original applies at start-up.
+the reason), the keys whose only supported value is the original's own (anything else is refused with the
+reason), and the ``azureroot`` prefixing of ``data/...`` paths the original applies at start-up.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from ctxpose.errors import ConfigError
 
 #: original key path -> our key path
 RENAMED = {
-    "kind": "dataset.kind",
     "vis_freq": "train.vis_freq",
     "vis_n_elements": "train.vis_n_elements",
     "dataset.transfer_cmu_to_human36m": "model.transfer_cmu_to_human36m",
@@ -42,6 +42,19 @@ IGNORED = {
     "train.n_iters_per_epoch": "unused by the original (n_objects_per_epoch rules)",
     "val.limb_length_path": "the prior is the training one (dataset.limb_length_path)",
     "val.n_objects_per_epoch": "validation always runs the whole split",
+}
+
+#: original key paths that choose something only one choice of which exists here: original key -> (the
+#: accepted values (the original's setting), why nothing else is). Accepted values are ignored.
+ONLY = {
+    "kind": (("human36m",), "the training data is Human3.6M (dataset.root), the MPI-INF-3DHP test set is "
+                            "`ctxpose eval --dataset 3dhp`; CMU Panoptic is not supported"),
+    "dataset.kind": (("human36m",), "the training data is Human3.6M (dataset.root); CMU Panoptic is not supported"),
+    "model.name": (("vol",), "the volumetric model (ContextPose) is the model here"),
+    "model.kind": (("mpii",), "the MPII/Human3.6M joint-order family with z up (the skeleton is model.skeleton); "
+                              "coco (CMU Panoptic) is not supported"),
+    "train.erase": ((False,), "random erasing is not implemented (off in the paper setting)"),
+    "val.erase": ((False,), "random erasing is not implemented (off in the paper setting)"),
 }
 
 def is_original_config(data: Any) -> bool:
@@ -82,18 +95,24 @@ def convert_original_config(data: Mapping[str, Any], known_paths: set[str]) -> d
         A nested mapping for :func:`ctxpose.config.config_from_dict`.
 
     Raises:
-        ConfigError: a key the original does not have either, or inconsistent backbone settings.
+        ConfigError: a key the original does not have either, a value of :data:`ONLY` other than the
+            original's, or inconsistent backbone settings (every problem in one line).
     """
     flat = _flatten(copy.deepcopy(dict(data)))
     azureroot = flat.get("azureroot") or ""
     out: dict[str, Any] = {}
     unknown = []
     for path, value in flat.items():
+        if path in ONLY:
+            accepted, reason = ONLY[path]
+            if value not in accepted or type(value) is not type(accepted[0]):
+                unknown.append(f"{path}: {value!r}, only {' or '.join(map(repr, accepted))} is supported: {reason}")
+            continue
         if path in IGNORED:
             continue
         target = RENAMED.get(path, path)
         if target not in known_paths:
-            candidates = sorted(known_paths | set(RENAMED) | set(IGNORED))
+            candidates = sorted(known_paths | set(RENAMED) | set(IGNORED) | set(ONLY))
             close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.75)
             hint = f", did you mean {close[0]}?" if close else ""
             unknown.append(f"{path[:80]}: unknown key in original ContextPose config{hint}")
@@ -125,7 +144,6 @@ TRIANGULATION_ARCHITECTURES = {"alg": "algebraic", "ransac": "ransac", "vol": "v
 #: learnable-triangulation key path -> our key path (``{split}`` stands for train and val)
 TRIANGULATION_RENAMED = {
     "title": "title",
-    "kind": "dataset.kind",
     "vis_freq": "train.vis_freq",
     "vis_n_elements": "train.vis_n_elements",
     "image_shape": "model.image_shape",
@@ -142,7 +160,6 @@ TRIANGULATION_RENAMED = {
     "opt.lr": "train.backbone_lr",
     "opt.process_features_lr": "train.process_features_lr",
     "opt.volume_net_lr": "train.volume_net_lr",
-    "model.kind": "model.kind",
     "model.init_weights": "model.init_weights",
     "model.checkpoint": "model.checkpoint",
     "model.volume_aggregation_method": "model.volume_net.volume_aggregation_method",
@@ -158,7 +175,6 @@ TRIANGULATION_RENAMED = {
     "model.backbone.init_weights": "model.backbone.init_weights",
     "model.backbone.checkpoint": "model.backbone.checkpoint",
     "model.backbone.num_layers": "model.backbone.num_layers",
-    "dataset.kind": "dataset.kind",
     "dataset.train.labels_path": "dataset.train_labels_path",
     "dataset.val.labels_path": "dataset.val_labels_path",
     **{f"dataset.{s}.{k}": f"{s}.{k}" for s in ("train", "val")
@@ -212,6 +228,11 @@ def convert_triangulation_config(data: Mapping[str, Any], known_paths: set[str])
             _set(out, path.replace("model.", "model.triangulation."), value)
             continue
         if path in TRIANGULATION_IGNORED:
+            continue
+        if path in ONLY:  # kind, model.kind, dataset.kind: the one choice there is here
+            accepted, reason = ONLY[path]
+            if value not in accepted or type(value) is not type(accepted[0]):
+                unknown.append(f"{path}: {value!r}, only {' or '.join(map(repr, accepted))} is supported: {reason}")
             continue
         target = TRIANGULATION_RENAMED.get(path)
         if target is None or target not in known_paths:

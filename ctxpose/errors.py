@@ -19,3 +19,12 @@ class CheckpointError(CtxposeError):
 
 class OutputError(CtxposeError):
     """An output path cannot be written (read-only, full, not a folder, no permission)."""
+
+
+class Stopped(BaseException):
+    """Ctrl-C or SIGTERM stopped the work after keeping what was finished; the message says how to continue.
+
+    The one exception that carries a stop from a loop to the command line, which prints ``interrupted: <message>``
+    and exits 130. Like ``KeyboardInterrupt`` it is not an ``Exception``, so ``except Exception`` does not swallow
+    it, and it is not a ``KeyboardInterrupt``, which Typer turns into a silent exit before the message is printed.
+    """

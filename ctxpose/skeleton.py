@@ -74,7 +74,7 @@ class Skeleton:
         return np.linalg.norm(keypoints[..., a, :] - keypoints[..., b, :], axis=-1)
 
 
-#: The order used by learnable-triangulation and ContextPose (``model.kind: mpii``): the 16 MPII joints
+#: The order used by learnable-triangulation and ContextPose (the original's ``model.kind: mpii``): the 16 MPII joints
 #: plus H36M's 'Neck/Nose' as joint 16. The pelvis is joint 6.
 H36M_CONTEXTPOSE = Skeleton(
     name="contextpose17",
@@ -158,8 +158,8 @@ MPI_INF_3DHP = Skeleton(
 SKELETONS = {H36M_CONTEXTPOSE.name: H36M_CONTEXTPOSE, MPI_INF_3DHP.name: MPI_INF_3DHP}
 
 
-def get_skeleton(name: str = H36M_CONTEXTPOSE.name) -> Skeleton:
-    """Look a skeleton up by name."""
+def get_skeleton(name: str) -> Skeleton:
+    """Look a skeleton up by name (``cfg.model.skeleton``, a labels file's ``skeleton``)."""
     try:
         return SKELETONS[name]
     except KeyError:
@@ -168,7 +168,7 @@ def get_skeleton(name: str = H36M_CONTEXTPOSE.name) -> Skeleton:
 
 @dataclass(frozen=True)
 class LimbPrior:
-    """Bone-length statistics in a skeleton's ``bones`` order (read by :mod:`ctxpose.data.limb_prior`).
+    """Bone-length statistics in a skeleton's ``bones`` order (read by :func:`ctxpose.models.build.load_limb_prior`).
 
     Attributes:
         mean: (L,) float32 tensor, mean bone length, mm.
@@ -188,15 +188,14 @@ class LimbPrior:
         return int(self.mean.shape[0])
 
     @classmethod
-    def from_keypoints(cls, keypoints_3d: np.ndarray, skeleton: Skeleton | None = None) -> LimbPrior:
+    def from_keypoints(cls, keypoints_3d: np.ndarray, skeleton: Skeleton) -> LimbPrior:
         """Statistics over poses, as the original ``limb_length.py`` (population std).
 
         Args:
             keypoints_3d: (N, J, 3) world coordinates, mm.
-            skeleton: whose bones; default the ContextPose skeleton.
+            skeleton: whose bones.
         """
         import torch
 
-        skeleton = skeleton or get_skeleton()
         lengths = skeleton.bone_lengths(np.asarray(keypoints_3d, dtype=np.float64))
         return cls(torch.from_numpy(lengths.mean(0)).float(), torch.from_numpy(lengths.std(0)).float())

@@ -98,13 +98,10 @@ def _error(message: str) -> None:
 
 def run() -> None:
     """Run the app: user and OS errors print one red line and exit 1; usage errors exit 2."""
-    from ctxpose.cli.options import Stopped
     from ctxpose.errors import CtxposeError
 
-    try:
+    try:  # ctxpose.errors.Stopped passes through: ctxpose.cli.main prints "interrupted: ..." and exits 130
         code = app(standalone_mode=False)  # non-standalone click returns typer.Exit's code instead of exiting
-    except Stopped as e:
-        raise KeyboardInterrupt(str(e)) from None  # ctxpose.cli.main prints "interrupted: ..." and exits 130
     except CtxposeError as e:
         _error(_escape(str(e)))
         sys.exit(1)

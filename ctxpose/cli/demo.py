@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ctxpose.cli.options import SetOpt, Stopped
+from ctxpose.cli.options import SetOpt
 
 
 def main(
@@ -31,13 +31,8 @@ def main(
     console = Console()
     counter = iter(range(1, DEMO_STAGES + 1))
     total = DEMO_STAGES if mpi_inf_3dhp else DEMO_STAGES - 1
-    from ctxpose.engine.launch import RunInterrupted
-
-    try:
-        demo = run_demo(out, epochs, set_ or [], mpi_inf_3dhp=mpi_inf_3dhp,
-                        stage=lambda msg: console.print(f"[bold]{next(counter)}/{total}[/bold] {msg}"))
-    except RunInterrupted as e:
-        raise Stopped(str(e)) from None
+    demo = run_demo(out, epochs, set_ or [], mpi_inf_3dhp=mpi_inf_3dhp,
+                    stage=lambda msg: console.print(f"[bold]{next(counter)}/{total}[/bold] {msg}"))
     print_table(demo.result.to_dict())
     after = demo.result.metrics["mpjpe"]
     console.print(f"val MPJPE: untrained {demo.untrained_mpjpe:.1f} mm -> trained {after:.1f} mm "

@@ -1,4 +1,5 @@
-"""``ctxpose eval``: parse, call :func:`ctxpose.engine.launch.launch_eval`, print the tables."""
+"""``ctxpose eval``: parse, build the model and the dataset, :func:`ctxpose.engine.launch.launch` the evaluation,
+print the tables."""
 
 from __future__ import annotations
 
@@ -55,10 +56,13 @@ def main(
     from rich.console import Console
 
     from ctxpose.config import load_config
-    from ctxpose.engine.evaluator import MPI3DHPOptions
-    from ctxpose.engine.launch import Layout, launch_eval
+    from ctxpose.engine.dist import default_device
+    from ctxpose.engine.evaluator import evaluate
+    from ctxpose.engine.launch import Layout, launch
     from ctxpose.engine.runs import resolve_eval_target
     from ctxpose.errors import ConfigError
+    from ctxpose.models import load_model
+    from ctxpose.utils.io import check_writable_dir
 
     is_3dhp = dataset is EvalDataset.MPI_INF_3DHP
     if is_3dhp and data is None:
@@ -74,11 +78,29 @@ def main(
     cfg_path, weights = resolve_eval_target(target, checkpoint)
     cfg = load_config(cfg_path, set_ or [])
     n, device = nproc(gpus, procs, device)
+    device_name = default_device(getattr(device, "value", device))
+    layout = Layout(n)
+    layout.check(device_name)
     name = "eval_3dhp" if is_3dhp else f"eval_{split.value}"
     out = out or (Path(target) / name if Path(target).is_dir() else Path("eval_3dhp" if is_3dhp else "eval"))
-    options = MPI3DHPOptions(data, joint_groups, ground_truth, root_estimates) if is_3dhp else None
-    result = launch_eval(cfg, weights, split=split, out_dir=out, device=device, layout=Layout(n), amp=amp,
-                         mpi_inf_3dhp=options)
+    check_writable_dir(out)
+    model = load_model(cfg, weights)  # our run checkpoints ({"model": ...}), plain and original weights
+    if is_3dhp:
+        from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
+        from ctxpose.engine.evaluator import MPI3DHPEvaluator
+
+        eval_set = MPIInf3DHPDataset(data, image_shape=cfg.model.image_shape, root_estimates=root_estimates)
+        evaluator = MPI3DHPEvaluator(eval_set, joint_groups, ground_truth)
+    else:
+        from ctxpose.data.datasets import Human36MDataset
+        from ctxpose.engine.evaluator import PoseEvaluator
+        from ctxpose.skeleton import get_skeleton
+
+        eval_set = Human36MDataset.from_config(cfg, split.value)
+        evaluator = PoseEvaluator(eval_set, get_skeleton(cfg.model.skeleton))
+    result = launch(evaluate, model, eval_set, device_name, batch_size=cfg.val.batch_size,
+                    num_workers=cfg.val.num_workers, amp=amp, evaluator=evaluator, out_dir=out, show_progress=True,
+                    layout=layout).get(0)
     if result is None:
         return
     console = Console()

@@ -36,8 +36,9 @@ def main(
     from rich.console import Console
 
     from ctxpose.cli.tables_3dhp import print_3dhp_result
-    from ctxpose.data.mpi_inf_3dhp.export import evaluate_like_official, export_inference_data, read_predictions
+    from ctxpose.data.mpi_inf_3dhp.export import export_inference_data, read_predictions
     from ctxpose.errors import DataError
+    from ctxpose.metrics.mpi_inf_3dhp import evaluate_like_official
 
     if data is None and (joint_groups or ground_truth):
         raise DataError("--joint-groups / --ground-truth choose how --data scores the export; give --data PROCESSED")

@@ -9,14 +9,6 @@ import typer
 
 from ctxpose.config import Amp, DeviceKind
 
-
-class Stopped(Exception):
-    """A command stopped by Ctrl-C/SIGTERM after keeping its finished work; the message says how to continue.
-
-    Not a ``KeyboardInterrupt``: Typer turns those into a silent exit 130 before the message can be printed.
-    """
-
-
 ConfigArg = Annotated[str, typer.Argument(
     metavar="CONFIG", show_default=False,
     help="Experiment YAML (ours or the original ContextPose one), or a shipped config's name: tiny_cpu, "

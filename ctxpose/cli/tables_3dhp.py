@@ -1,4 +1,4 @@
-"""Rich tables of an MPI-INF-3DHP evaluation (``ctxpose.metrics.MPI3DHPResult``)."""
+"""Rich tables of an MPI-INF-3DHP evaluation (``ctxpose.metrics.mpi_inf_3dhp.MPI3DHPResult``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from ctxpose.metrics import MPI3DHPResult
+    from ctxpose.metrics.mpi_inf_3dhp import MPI3DHPResult
 
 
 def protocol_caption(result: MPI3DHPResult) -> str:
     """Which joint groups and ground truth the numbers use (printed under every table)."""
-    from ctxpose.metrics import MPI_INF_3DHP_JOINT_GROUPS
+    from ctxpose.metrics.mpi_inf_3dhp import MPI_INF_3DHP_JOINT_GROUPS
 
     joints = sum(len(j) for _, j in MPI_INF_3DHP_JOINT_GROUPS[result.joint_groups])
     gt = (result.ground_truth if result.standard else

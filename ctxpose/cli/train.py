@@ -1,4 +1,4 @@
-"""``ctxpose train``: parse, call :func:`ctxpose.engine.launch.launch_train`, print the outcome."""
+"""``ctxpose train``: parse, build the model and the datasets, :func:`ctxpose.engine.launch.launch` the training."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ctxpose.cli.options import AmpOpt, ConfigArg, DeviceOpt, GpusOpt, ProcsOpt, SetOpt, Stopped, nproc
+from ctxpose.cli.options import AmpOpt, ConfigArg, DeviceOpt, GpusOpt, ProcsOpt, SetOpt, nproc
 
 
 def main(
@@ -47,26 +47,31 @@ def main(
     from rich.console import Console
 
     from ctxpose.config import load_config
-    from ctxpose.engine.launch import Layout, RunInterrupted, launch_train
+    from ctxpose.data.datasets import Human36MDataset
+    from ctxpose.engine.dist import default_device
+    from ctxpose.engine.launch import Layout, launch
+    from ctxpose.engine.runs import prepare_run_dir
+    from ctxpose.engine.trainer import check_max_steps, initial_model, train
 
     cfg = load_config(config, set_ or [])
     n, device = nproc(gpus, procs, device)
-    try:
-        result = launch_train(cfg, resume=resume, logdir=logdir, device=device,
-                              layout=Layout(n, nnodes, node_rank, master_addr, master_port), amp=amp,
-                              max_steps=max_steps, validate=not no_val,
-                              verbose=logging.getLogger().getEffectiveLevel() <= logging.DEBUG)
-    except RunInterrupted as e:  # several processes: the workers checkpointed, rank 0's result is not ours
-        raise Stopped(str(e)) from None
-    if result is None:  # a machine other than node 0: rank 0 reports
+    device_name = default_device(getattr(device, "value", device))
+    layout = Layout(n, nnodes, node_rank, master_addr, master_port)
+    layout.check(device_name)
+    check_max_steps(max_steps)
+    run_dir, checkpoint = prepare_run_dir(cfg.title, logdir if logdir is not None else cfg.logdir, resume)
+    model = initial_model(cfg, initial_weights=checkpoint is None)
+    train_set = Human36MDataset.from_config(cfg, "train")
+    val_set = None if no_val else Human36MDataset.from_config(cfg, "val")
+    result = launch(train, cfg, model, train_set, val_set, run_dir, device_name, resume=checkpoint, amp=amp,
+                    max_steps=max_steps, show_progress=True, layout=layout,
+                    verbose=logging.getLogger().getEffectiveLevel() <= logging.DEBUG).get(0)
+    if result is None:  # not global rank 0: rank 0 reports
         return
     out = Console()
     last = result.metrics[-1] if result.metrics else {}
     val = last.get("val", {})
     extra = f", val MPJPE {val['mpjpe']:.1f} mm" if "mpjpe" in val else ""
-    status = {None: "[green]done[/green]", "max_steps": "[yellow]stopped at --max-steps[/yellow]",
-              "signal": "[yellow]interrupted[/yellow]"}[result.stopped]
+    status = "[yellow]stopped at --max-steps[/yellow]" if result.stopped else "[green]done[/green]"
     out.print(f"{status}: {result.steps} steps, {result.epochs_completed} epochs, {result.nan_steps} skipped{extra}")
     out.print(f"run folder: {result.run_dir}  checkpoint: {result.checkpoint}")
-    if result.stopped == "signal":
-        raise Stopped(f"continue with --resume {result.run_dir}")

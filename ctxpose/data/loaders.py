@@ -15,13 +15,13 @@ by :func:`set_loader_epoch` and reaches persistent workers through shared memory
 from __future__ import annotations
 
 import math
-import signal
 from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ctxpose.utils.seed import worker_init_fn
+from ctxpose.utils.signals import StopSignals
 
 
 class ResumableSampler(DistributedSampler):
@@ -66,15 +66,11 @@ class ShardSampler(Sampler[int]):
 
 
 def _worker_init(worker_id: int) -> None:
-    """Loader worker start: its own random streams, and Ctrl-C/SIGTERM left to the main process.
-
-    A terminal's Ctrl-C (and ``timeout``) signals the whole process group; a worker that died of it would make
-    the main process's next batch fail with "DataLoader worker exited unexpectedly" instead of letting it stop
-    cleanly after its current step. The workers end with the main process (PyTorch's own watchdog).
-    """
+    """Loader worker start: its own random streams, and Ctrl-C/SIGTERM left to the main process
+    (:meth:`ctxpose.utils.signals.StopSignals.ignore`). The workers end with the main process (PyTorch's own
+    watchdog)."""
     worker_init_fn(worker_id)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    StopSignals.ignore()
 
 
 def make_train_loader(dataset: Dataset, batch_size: int, *, num_workers: int, seed: int, shuffle: bool = True,

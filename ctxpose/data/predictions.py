@@ -8,14 +8,15 @@ Two sources of root estimates:
   frame, all cameras) in the original labels table's order: subjects of the split, then actions in table
   order, then frames. That is how the original indexes it (``human36m.py``: ``argsort(indexes)`` then
   ``[table_row - train_size]``, which for the training file wraps around to the table row).
-- our own ``ctxpose eval`` output ``predictions.npz`` (no pickles), of any model: ``keypoints_3d`` (N, J, 3)
-  world mm with the id columns (``subject_idx``, ``action_idx``, ``trial``, ``camera_idx``, ``frame``) and
-  the names they index (``subject_names``, ``action_names``, ``camera_names``): matched by those keys, so
-  the file may cover any superset of the dataset's samples in any row order (another stride, other
-  cameras, more subjects). A prediction made from several views (``camera_indices`` (N, V) with V > 1,
-  e.g. the algebraic triangulation model's) is the frame's, so it serves every camera of the frame; one
-  made from one view serves that (frame, camera). A file with ``index`` but no names (older files) is
-  matched by ``index`` against the very dataset it was made on, its id columns checked.
+- our own ``ctxpose eval`` output ``predictions.npz`` (:mod:`ctxpose.data.predictions_npz`, no pickles), of
+  any model: ``keypoints_3d`` (N, J, 3) world mm with the id columns (``subject_idx``, ``action_idx``,
+  ``trial``, ``camera_idx``, ``frame``) and the names they index (``subject_names``, ``action_names``,
+  ``camera_names``): matched by those keys, so the file may cover any superset of the dataset's samples in any
+  row order (another stride, other cameras, more subjects). A prediction made from several views
+  (``camera_indices`` (N, V) with V > 1, e.g. the algebraic triangulation model's) is the frame's, so it
+  serves every camera of the frame; one made from one view serves that (frame, camera). A file with ``index``
+  but no names (older files) is matched by ``index`` against the very dataset it was made on, its id columns
+  checked.
 
 Pickles are read with :class:`RestrictedUnpickler`, which only admits what numpy needs to rebuild arrays
 plus plain containers; anything else (``os.system``, ``subprocess``, ...) raises :class:`DataError`. Sizes
@@ -40,6 +41,7 @@ import numpy as np
 from ctxpose.data.h36m import metadata
 from ctxpose.data.h36m.selection import FrameTable, original_test_table
 from ctxpose.data.labels import read_labels_meta
+from ctxpose.data.predictions_npz import ID_FIELDS, NAME_FIELDS, load_predictions, save_predictions
 from ctxpose.errors import DataError
 from ctxpose.skeleton import H36M_CONTEXTPOSE, Skeleton
 from ctxpose.utils.io import atomic_path
@@ -255,8 +257,6 @@ class RootDataset(Protocol):
 
 #: what to run to get labels the released estimates line up with
 MATCHING_LABELS = "`ctxpose preprocess h36m RAW OUT --selection original`"
-_KEY_COLUMNS = ("subject_idx", "action_idx", "trial", "camera_idx", "frame")
-_NAME_COLUMNS = ("subject_names", "action_names", "camera_names")
 
 
 def _field(data: Any, key: str, path: Path) -> np.ndarray:
@@ -270,20 +270,12 @@ def _field(data: Any, key: str, path: Path) -> np.ndarray:
     return value
 
 
-def _check_keypoints(kp: np.ndarray, n: int, path: Path, skeleton: Skeleton = H36M_CONTEXTPOSE) -> None:
+def _check_keypoints(kp: np.ndarray, n: int, path: Path, skeleton: Skeleton) -> None:
     j = skeleton.num_joints
     if kp.ndim != 3 or kp.shape[1:] != (j, 3) or len(kp) != n:
         raise DataError(f"{path}: 'keypoints_3d' has shape {kp.shape}, expected ({n}, {j}, 3)")
     if not np.all(np.isfinite(kp)):
         raise DataError(f"{path}: 'keypoints_3d' contains NaN or inf")
-
-
-def _load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable {what} npz ({e})") from None
 
 
 def read_released_results(path: str | Path, expected_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -304,7 +296,7 @@ def read_released_results(path: str | Path, expected_rows: int | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: released results not found")
-    data = _load_npz(path, "released results") if path.suffix == ".npz" else load_pickle(path)
+    data = load_predictions(path) if path.suffix == ".npz" else load_pickle(path)
     if not isinstance(data, dict):
         raise DataError(f"{path}: holds a {type(data).__name__}, expected a dict with 'keypoints_3d' and 'indexes'")
     indexes = _field(data, "indexes", path).reshape(-1)
@@ -315,7 +307,7 @@ def read_released_results(path: str | Path, expected_rows: int | None = None) ->
     if kp.dtype.kind not in "fiu":
         raise DataError(f"{path}: 'keypoints_3d' has dtype {kp.dtype}, expected floats")
     kp = kp.astype(np.float64)
-    _check_keypoints(kp, len(indexes), path)
+    _check_keypoints(kp, len(indexes), path, H36M_CONTEXTPOSE)  # the released results: ContextPose's order
     if not np.array_equal(np.sort(indexes), np.arange(len(indexes))):
         raise DataError(f"{path}: 'indexes' are not a permutation of 0..{len(indexes) - 1}")
     if expected_rows is not None and len(indexes) != expected_rows:
@@ -412,14 +404,14 @@ def is_multiview(data: dict[str, np.ndarray]) -> bool:
 def _keys_of_file(data: dict[str, np.ndarray], path: Path, per_frame: bool = False) -> np.ndarray:
     """(N,) keys of a keyed file's rows; ``per_frame`` leaves the camera out."""
     try:
-        names = [np.asarray(data[k]).astype(str) for k in _NAME_COLUMNS]
-        ids = [np.asarray(data[k]).astype(np.int64).reshape(-1) for k in _KEY_COLUMNS]
+        names = [np.asarray(data[k]).astype(str) for k in NAME_FIELDS]
+        ids = [np.asarray(data[k]).astype(np.int64).reshape(-1) for k in ID_FIELDS]
         if any(len(i) != len(ids[0]) for i in ids) or any((i < 0).any() for i in ids):
             raise ValueError(f"id columns of lengths {[len(i) for i in ids]}, expected one length, ids >= 0")
         camera = np.full(len(ids[3]), "") if per_frame else names[2][ids[3]]
         cols = [names[0][ids[0]], names[1][ids[1]], ids[2], camera, ids[4]]
     except (KeyError, IndexError, ValueError) as e:
-        raise DataError(f"{path}: keyed predictions need {list(_NAME_COLUMNS)} and {list(_KEY_COLUMNS)} with "
+        raise DataError(f"{path}: keyed predictions need {list(NAME_FIELDS)} and {list(ID_FIELDS)} with "
                         f"indices into the names ({type(e).__name__}: {e})") from None
     return _key_strings(*cols)
 
@@ -505,10 +497,10 @@ def load_root_predictions(path: str | Path, dataset: RootDataset) -> np.ndarray:
     if path.suffix != ".npz":
         roots = _from_released(path, dataset)
     else:
-        data = _load_npz(path, "predictions")
+        data = load_predictions(path, ("keypoints_3d",))
         if "indexes" in data:
             roots = _from_released(path, dataset)
-        elif "index" in data and not all(k in data for k in (*_NAME_COLUMNS, *_KEY_COLUMNS)):
+        elif "index" in data and not all(k in data for k in (*NAME_FIELDS, *ID_FIELDS)):
             roots = _from_npz(data, path, dataset)
         else:
             roots = _from_keyed(data, path, dataset)
@@ -545,9 +537,9 @@ def write_keyed_predictions(results_path: str | Path, table: FrameTable, out: st
     Args:
         results_path: ``train.pkl``/``val.pkl`` or their ``.npz``.
         table: the split's original frames (:mod:`ctxpose.data.h36m.selection`).
-        out: destination ``.npz`` (atomic): ``subject_idx``, ``action_idx``, ``trial``, ``camera_idx``,
-            ``frame`` (K,) int64, ``keypoints_3d`` (K, J, 3) float64 world mm, ``subject_names``,
-            ``action_names``, ``camera_names``, ``source``.
+        out: destination ``.npz`` (:func:`ctxpose.data.predictions_npz.save_predictions`): ``subject_idx``,
+            ``action_idx``, ``trial``, ``camera_idx``, ``frame`` (K,), ``keypoints_3d`` (K, J, 3) world mm,
+            ``subject_names``, ``action_names``, ``camera_names``, ``source``.
 
     Returns:
         K, the number of (frame, camera) rows written.
@@ -572,8 +564,7 @@ def write_keyed_predictions(results_path: str | Path, table: FrameTable, out: st
         "subject_names": np.array(subjects), "action_names": np.array(actions), "camera_names": np.array(cameras),
         "source": np.array(source or str(results_path)),
     }
-    with atomic_path(out) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **cols)
+    save_predictions(out, cols)
     return len(frame_rows)
 
 
@@ -584,7 +575,7 @@ def keyed_coverage(predictions_path: str | Path, labels_path: str | Path,
     from ctxpose.data.labels import load_labels
 
     predictions_path = Path(predictions_path)
-    keys = _keys_of_file(_load_npz(predictions_path, "predictions"), predictions_path)
+    keys = _keys_of_file(load_predictions(predictions_path, (*ID_FIELDS, *NAME_FIELDS)), predictions_path)
     lab = load_labels(labels_path)
     keep = np.isin(lab.subject, subjects) if subjects is not None else np.ones(len(lab), bool)
     wanted = _key_strings(lab.subject[keep], lab.action[keep], lab.trial[keep], lab.camera[keep], lab.frame[keep])

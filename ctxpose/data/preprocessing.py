@@ -1,34 +1,45 @@
 """The preprocessing runner both datasets share (``preprocess h36m`` and ``preprocess 3dhp``).
 
-A dataset plans its sequences and makes one :class:`ctxpose.data.workers.Job` per sequence to do; a
-:class:`Run` then runs the jobs (in this process, or in worker processes with ``workers`` > 1) and keeps
-the processed folder consistent whatever happens:
+A dataset plans its sequences and makes one :class:`Job` per sequence to do; a :class:`Run` then runs the
+jobs (in this process, or with ``workers`` > 1 in worker processes, :func:`run_in_workers`) and keeps the
+processed folder consistent whatever happens:
 
 * every finished sequence is recorded in ``manifest.json`` as soon as its shard is on disk (a Ctrl-C is
-  held while that happens), so a re-run skips it;
+  held while that happens; shards are saved by this process, never by a worker), so a re-run skips it;
 * a failure (bad input) is reported once, as it happens, and fails only its sequence or camera;
 * Ctrl-C stops promptly (queued sequences never start, a worker stops after the crop it is writing), the
   labels are rebuilt from the sequences finished before, and :class:`PreprocessInterrupted` carries the
   report; a bug or an output that cannot be written stops the run the same way but re-raises its error;
 * a run with nothing left to do leaves every output untouched and writes only ``preprocess_report.json``.
+
+Worker processes come from the standard library's process pool, started with the ``spawn`` method (a fresh
+interpreter, never a fork of a threaded parent): a script that calls the Python API with ``workers`` > 1 must
+do so under ``if __name__ == "__main__":``, as for a torch DataLoader with workers.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
+import ctypes
 import json
 import logging
+import multiprocessing
+import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ctxpose.data.labels import read_labels_meta
-from ctxpose.data.workers import Job, SequenceResult, run_in_workers
-from ctxpose.errors import DataError, OutputError
+from ctxpose.errors import CtxposeError, DataError, OutputError
 from ctxpose.utils.io import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -36,6 +47,58 @@ logger = logging.getLogger(__name__)
 REPORT_NAME = "preprocess_report.json"
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.npz"
+#: Seconds a stopped worker gets to finish the crop it is writing before it is killed.
+STOP_GRACE_S = 10.0
+
+
+@dataclass
+class SequenceResult:
+    """What the work on one sequence did (also what a dead worker's sequence gets: ``error`` only).
+
+    Attributes:
+        key: the sequence, e.g. "S1/Walking-1" or "TS1".
+        rows, frames_written, bytes_written: shard rows (kept rows included), crops and bytes written now.
+        cameras: cameras in the shard (kept ones included); empty when the sequence failed.
+        bbox_sources: camera -> what its crop boxes were made from ("masks", "poses", "annot2"), for the
+            cameras cropped now.
+        error: why the whole sequence failed (e.g. its pose or annotation file), else None.
+        camera_errors: camera -> why that camera failed (its video or mask); the others are kept.
+    """
+
+    key: str
+    rows: int = 0
+    frames_written: int = 0
+    bytes_written: int = 0
+    cameras: list[str] = field(default_factory=list)
+    bbox_sources: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    camera_errors: dict[str, str] = field(default_factory=dict)
+
+
+class Job(Protocol):
+    """One sequence's work, picklable: ``crop`` runs in this process or in a worker, ``save`` in this process.
+
+    ``crop`` writes the crops (with :func:`write_output`, calling ``progress(n)`` after each) and returns the
+    label shard, not yet saved (None when nothing is left to save), and the result; only data errors (bad
+    input, named in ``result.error`` / ``result.camera_errors``) are caught, an output that cannot be written
+    raises :class:`ctxpose.errors.OutputError`, and anything else is a bug. ``save`` writes the shard
+    atomically; the runner records the sequence right after, so every shard on disk reaches the manifest.
+    """
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def planned_crops(self) -> int: ...
+
+    def crop(self, progress: Callable[[int], None]) -> tuple[Any | None, SequenceResult]: ...
+
+    def save(self, shard: Any, result: SequenceResult) -> None: ...
+
+
+class WorkerCrash(RuntimeError):
+    """A worker process raised an unexpected exception (a bug; the message holds its traceback) or could not
+    start."""
 
 
 @dataclass
@@ -99,8 +162,11 @@ def output_errors(path: Path) -> Iterator[None]:
 
 
 def write_output(path: Path, data: bytes) -> None:
-    """Write one output file (a crop) atomically; an OS error is an :class:`OutputError` naming it."""
-    with output_errors(path):
+    """Write one output file (a crop) atomically; an OS error is an :class:`OutputError` naming it.
+
+    In a worker process, a stop (SIGTERM) that arrives meanwhile waits until the file is complete.
+    """
+    with output_errors(path), _Stop.deferred():
         atomic_write_bytes(path, data)
 
 
@@ -199,12 +265,16 @@ class Run:
         self.report.failed[key] = error
         self.emit("failed", {"key": key, "error": error})
 
-    def record(self, result: SequenceResult) -> None:
-        """Take one sequence's result: failures, and if any camera is in its shard, the manifest entry."""
+    def commit(self, job: Job, shard: Any | None, result: SequenceResult) -> None:
+        """Take one sequence's outcome: save its shard, then record it (Ctrl-C is held meanwhile, so a shard
+        on disk is always in the manifest)."""
         with holding_ctrl_c():
+            if shard is not None:
+                job.save(shard, result)
             self._record(result)
 
     def _record(self, result: SequenceResult) -> None:
+        """The failures of one sequence and, if any camera is in its shard, its manifest entry."""
         if result.error:
             self.fail(result.key, result.error)
         for cam, error in result.camera_errors.items():
@@ -245,14 +315,10 @@ class Run:
             self.emit("plan", {"sequences": len(jobs), "frames": sum(self.planned.values())})
             frames = lambda n: self.emit("frames", {"n": n})  # noqa: E731
             if workers > 1 and len(jobs) > 1:
-                run_in_workers(jobs, workers, frames, self.record)
+                run_in_workers(jobs, workers, frames, self.commit)
             else:
                 for job in jobs:
-                    shard, result = job.crop(frames)
-                    with holding_ctrl_c():  # a shard on disk is always in the manifest
-                        if shard is not None:
-                            job.save(shard, result)
-                        self.record(result)
+                    self.commit(job, *job.crop(frames))
         except BaseException as e:
             self.report.interrupted = isinstance(e, KeyboardInterrupt)
             try:  # keep what was finished, then raise
@@ -274,3 +340,189 @@ class Run:
             report.rows = sum(v["rows"] for v in sequences.values())
         report.seconds = time.perf_counter() - self.start
         write_report(self.out, report)
+
+
+# ----------------------------------------------------------------------------------------------- worker processes
+
+
+def run_in_workers(jobs: Iterable[Job], workers: int, on_frames: Callable[[int], None],
+                   on_done: Callable[[Job, Any | None, SequenceResult], None]) -> None:
+    """Crop ``jobs`` in ``workers`` processes; ``on_frames(n)`` and ``on_done(job, shard, result)`` run here.
+
+    Each worker is a spawn-context ``ProcessPoolExecutor`` of one process, so that the sequence a process
+    dies on is known: it fails alone (``result.error`` says how the process died) and a new worker takes the
+    sequences left. On return, and on any exception (KeyboardInterrupt included), the workers are stopped
+    (SIGTERM: a worker exits at once, or right after the crop it is writing) and queued jobs never start.
+
+    Raises:
+        CtxposeError: as raised in a worker (e.g. :class:`ctxpose.errors.OutputError`: a full disk).
+        WorkerCrash: a worker raised anything else (a bug), with its traceback; or it could not start.
+    """
+    context = multiprocessing.get_context("spawn")
+    pending, pool = collections.deque(jobs), []
+    try:
+        while pending or pool:
+            while pending and len(pool) < workers:
+                pool.append(_Worker(context, pending.popleft()))
+            done, _ = concurrent.futures.wait([w.future for w in pool], timeout=0.1,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            if n := sum(w.new_crops() for w in pool):
+                on_frames(n)
+            for w in [w for w in pool if w.future in done]:
+                error = w.future.exception()
+                if isinstance(error, BrokenProcessPool):  # the process died
+                    pool.remove(w)
+                    w.stop()
+                    if w.crops.value < 0 and w.exitcode is not None and w.exitcode >= 0:
+                        raise WorkerCrash(f"a worker process could not start ({describe_exit(w.exitcode)}, its "
+                                          "error is above); a script calling this with workers > 1 must do "
+                                          'so under `if __name__ == "__main__":`') from None
+                    result = SequenceResult(key=w.job.key,
+                                            error=f"its worker process died ({describe_exit(w.exitcode)})")
+                    on_done(w.job, None, result)
+                elif error is not None:
+                    raise error from None
+                else:
+                    job, (shard, result) = w.job, w.future.result()
+                    if pending:  # the worker goes on while this process saves the shard
+                        w.submit(pending.popleft())
+                    else:
+                        pool.remove(w)
+                        w.stop()
+                    on_done(job, shard, result)
+    finally:
+        for w in pool:  # all at once, then wait for each
+            w.terminate()
+        for w in pool:
+            w.stop()
+
+
+def describe_exit(code: int | None) -> str:
+    """"exit code 3", "killed by signal 9 (SIGKILL; out of memory?)" for a ``Process.exitcode``."""
+    if code is None:
+        return "exit status unknown"
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = "unknown signal"
+    hint = "; out of memory?" if name == "SIGKILL" else ""
+    return f"killed by signal {-code} ({name}{hint})"
+
+
+class _Worker:
+    """One worker process and the job it runs: a ``ProcessPoolExecutor`` of one, started with the first job."""
+
+    def __init__(self, context: Any, job: Job) -> None:
+        self.crops = context.RawValue("q", -1)  # crops written, counted by the worker; -1 until it has started
+        self.seen = 0
+        self.executor = concurrent.futures.ProcessPoolExecutor(1, context, _start_worker,
+                                                               (os.getpid(), self.crops))
+        before = set(multiprocessing.active_children())
+        with _spawning():
+            self.submit(job)  # starts the process
+        self.process = next(iter(set(multiprocessing.active_children()) - before), None)
+        self.exitcode: int | None = None
+
+    def submit(self, job: Job) -> None:
+        self.job, self.future = job, self.executor.submit(_crop, job)
+
+    def new_crops(self) -> int:
+        """Crops written since the last call."""
+        total = max(self.crops.value, 0)
+        n, self.seen = total - self.seen, total
+        return n
+
+    def terminate(self) -> None:
+        """Send SIGTERM: the worker exits at once, or right after the crop it is writing."""
+        if self.process is not None and self.process.exitcode is None:
+            self.process.terminate()
+
+    def stop(self) -> None:
+        """SIGTERM (SIGKILL after :data:`STOP_GRACE_S`), then release the executor; sets ``exitcode``."""
+        self.terminate()
+        if self.process is not None:
+            self.process.join(STOP_GRACE_S)
+            if self.process.exitcode is None:
+                self.process.kill()
+        self.executor.shutdown(wait=True, cancel_futures=True)  # joins the process
+        self.exitcode = self.process.exitcode if self.process is not None else None
+
+
+@contextlib.contextmanager
+def _spawning() -> Iterator[None]:
+    """Ignore Ctrl-C while a worker is started (main thread only): the new interpreter inherits that, so a
+    Ctrl-C sent to the process group cannot interrupt its start-up before :func:`_start_worker` runs."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class _Stop:
+    """A worker's SIGTERM (from the parent, or the parent's death): exit at once, or right after the output
+    file being written (:func:`write_output`) is complete, so no temporary file is left."""
+
+    writing = False
+    requested = False
+
+    @staticmethod
+    def handler(signum: int, frame: Any) -> None:
+        if _Stop.writing:
+            _Stop.requested = True
+        else:
+            os._exit(128 + signum)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def deferred() -> Iterator[None]:
+        _Stop.writing = True
+        try:
+            yield
+        finally:
+            _Stop.writing = False
+            if _Stop.requested:
+                os._exit(128 + int(signal.SIGTERM))
+
+
+_crops: Any = None  # the worker's crop counter, shared with the parent
+
+
+def _start_worker(parent: int, crops: Any) -> None:
+    """Initializer of a worker process: it dies with the parent (Linux), leaves Ctrl-C to the parent (a
+    terminal sends it to the whole process group), stops as :class:`_Stop` says, uses one thread."""
+    global _crops
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _Stop.handler)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, ctypes.c_ulong(signal.SIGTERM))  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before that
+        os._exit(1)
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    _crops = crops
+    crops.value = 0
+
+
+def _count(n: int) -> None:
+    _crops.value += n
+
+
+def _crop(job: Job) -> tuple[Any | None, SequenceResult]:
+    """``job.crop`` in a worker; an unexpected exception becomes a :class:`WorkerCrash` holding its traceback."""
+    try:
+        return job.crop(_count)
+    except CtxposeError:
+        raise
+    except Exception:
+        raise WorkerCrash(f"preprocessing {job.key} failed in a worker process (a bug):\n"
+                          f"{traceback.format_exc()}") from None

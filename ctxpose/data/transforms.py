@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ctxpose.geometry.cameras import Camera, crop_camera, crop_intrinsics, scale_intrinsics
+from ctxpose.geometry.cameras import Camera, crop_camera, crop_resize_intrinsics
 from ctxpose.geometry.distortion import undistort_crop_maps
 
 #: ImageNet statistics in RGB order (as the original, which applies them to BGR images).
@@ -121,15 +121,11 @@ def crop_and_resize(image: np.ndarray, K: np.ndarray, bbox: Sequence[int] | None
     Returns:
         (image, K) for the output image.
     """
-    K = np.asarray(K, dtype=np.float64)
+    box = tuple(bbox) if bbox is not None else (0, 0, image.shape[1], image.shape[0])
     if bbox is not None:
         image = crop_image(image, bbox)
-        K = crop_intrinsics(K, bbox)
-    if shape is not None:
-        before = image.shape[:2]
-        image = resize_image(image, shape)
-        K = scale_intrinsics(K, before, shape)
-    return image, K
+    out_hw = tuple(int(v) for v in shape) if shape is not None else image.shape[:2]
+    return resize_image(image, out_hw), crop_resize_intrinsics(K, box, out_hw)
 
 
 def undistorted_crop(image: np.ndarray, camera: Camera, bbox: Sequence[float] | np.ndarray,

@@ -13,7 +13,7 @@ A run checkpoint is a plain dict of tensors and primitive containers, so it load
 
 Files are written atomically (temp file, then rename), so an interrupted write never leaves a
 truncated ``last.pt``. A checkpoint always holds the state after a completed step: training stops
-only between steps (:mod:`ctxpose.engine.signals`).
+only between steps (:mod:`ctxpose.utils.signals`).
 """
 
 from __future__ import annotations

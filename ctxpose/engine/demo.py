@@ -86,14 +86,15 @@ def prepare_demo_3dhp(out: Path, image_size: int = 64) -> Path:
 
 def evaluate_untrained(cfg: ExperimentConfig, path: Path) -> float:
     """Val MPJPE (mm) of the run's initial weights, saved to ``path``: the demo's "before" number."""
-    from ctxpose.engine.components import Components
-    from ctxpose.engine.evaluator import evaluate_checkpoint
+    from ctxpose.data.datasets import Human36MDataset
+    from ctxpose.engine.evaluator import evaluate
+    from ctxpose.engine.trainer import initial_model
     from ctxpose.utils.io import torch_save_atomic
-    from ctxpose.utils.seed import seed_everything
 
-    seed_everything(cfg.train.seed)  # the same initial weights the training run starts from
-    torch_save_atomic(Components().build_model(cfg).state_dict(), path)
-    return evaluate_checkpoint(cfg, path, "cpu", "val").metrics["mpjpe"]
+    model = initial_model(cfg)  # the same initial weights the training run starts from
+    torch_save_atomic(model.state_dict(), path)
+    return evaluate(model, Human36MDataset.from_config(cfg, "val"), "cpu", batch_size=cfg.val.batch_size,
+                    num_workers=cfg.val.num_workers).metrics["mpjpe"]
 
 
 DEMO_STAGES = 5
@@ -109,8 +110,9 @@ def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = ()
         overrides: config overrides, applied last.
         mpi_inf_3dhp: also evaluate the trained model zero-shot on a synthetic MPI-INF-3DHP test set.
     """
-    from ctxpose.engine.evaluator import evaluate_checkpoint
-    from ctxpose.engine.launch import RunInterrupted, launch_train
+    from ctxpose.data.datasets import Human36MDataset
+    from ctxpose.engine.evaluator import evaluate
+    from ctxpose.engine.trainer import initial_model, train
     from ctxpose.viz.predictions import save_overlay
 
     start = time.perf_counter()
@@ -123,21 +125,24 @@ def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = ()
     t = cfg.train
     stage(f"training {t.n_epochs} epochs of {t.n_objects_per_epoch // t.batch_size} steps on the CPU "
           f"-> {out / 'run'}")
-    trained = launch_train(cfg, run_dir=out / "run", device="cpu")
-    if trained.stopped == "signal":
-        raise RunInterrupted(f"the demo's training stopped; its run is in {trained.run_dir}")
+    val_set = Human36MDataset.from_config(cfg, "val")
+    model = initial_model(cfg)
+    trained = train(cfg, model, Human36MDataset.from_config(cfg, "train"), val_set, out / "run", "cpu",
+                    show_progress=True)  # a stop raises ctxpose.errors.Stopped naming the run folder
     stage("evaluating the trained model")
-    result = evaluate_checkpoint(cfg, trained.checkpoint, "cpu", "val", out / "eval")
+    result = evaluate(model, val_set, "cpu", batch_size=cfg.val.batch_size, num_workers=cfg.val.num_workers,
+                      out_dir=out / "eval")
     overlay = save_overlay(out / "eval", processed, out / "eval" / "overlay.png")
     demo = DemoResult(out / "config.yaml", trained.run_dir, trained.checkpoint, out / "eval", overlay, untrained,
                       result, 0.0)
     if mpi_inf_3dhp:
-        from ctxpose.engine.evaluator import MPI3DHPOptions
+        from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
 
         stage("the trained model zero-shot on a synthetic MPI-INF-3DHP test set (TS1-TS6)")
         data = prepare_demo_3dhp(out, cfg.model.image_shape[0])
         demo.eval_3dhp_dir = out / "eval_3dhp"
-        demo.mpi_inf_3dhp = evaluate_checkpoint(cfg, trained.checkpoint, "cpu", out_dir=demo.eval_3dhp_dir,
-                                                mpi_inf_3dhp=MPI3DHPOptions(data))
+        demo.mpi_inf_3dhp = evaluate(model, MPIInf3DHPDataset(data, image_shape=cfg.model.image_shape), "cpu",
+                                     batch_size=cfg.val.batch_size, num_workers=cfg.val.num_workers,
+                                     out_dir=demo.eval_3dhp_dir)
     demo.seconds = time.perf_counter() - start
     return demo

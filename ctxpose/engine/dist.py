@@ -1,26 +1,16 @@
-"""Process groups, rank helpers and the local/multi-node launcher.
+"""Process groups, rank helpers, collectives and synchronised batch norm.
 
 Every helper is safe when ``torch.distributed`` is not initialised (rank 0 of 1), so one code path
-serves a single CPU process, ``torchrun``, SLURM's ``srun`` and ``ctxpose train --gpus N``.
-
-Launching (``launch``) uses PyTorch's elastic agent (the machinery behind ``torchrun``); it is not a
-hand-made spawner. A worker that raises or dies makes the agent stop the others and
-:func:`launch` raises :class:`DistributedError` with one line naming the rank and the cause.
+serves a single CPU process, ``torchrun``, SLURM's ``srun`` and ``ctxpose train --gpus N``
+(started by :func:`ctxpose.engine.launch.launch`).
 """
 
 from __future__ import annotations
 
 import datetime
-import glob
 import logging
 import os
 import pickle
-import signal
-import socket
-import threading
-import time
-import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +19,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ctxpose.engine.signals import GracefulStop
 from ctxpose.errors import ConfigError, CtxposeError
 
 logger = logging.getLogger(__name__)
@@ -319,169 +308,3 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child, device))
     return module
-
-
-# --------------------------------------------------------------------------- launching
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on this host."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def launch(
-    entrypoint: Callable[..., Any],
-    args: Sequence[Any],
-    nproc_per_node: int,
-    nnodes: int = 1,
-    node_rank: int = 0,
-    master_addr: str = "127.0.0.1",
-    master_port: int | None = None,
-) -> dict[int, Any]:
-    """Run ``entrypoint(*args)`` in ``nproc_per_node`` local worker processes via the elastic agent.
-
-    Workers see ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` (rank =
-    ``node_rank * nproc_per_node + local_rank``), exactly as under ``torchrun``; ``entrypoint`` must be
-    a module-level function. No restarts: the first failure ends the job. The signal handlers the agent
-    installs (SIGINT, SIGTERM, SIGHUP, SIGQUIT) are the caller's again afterwards, so a later Ctrl-C is a
-    ``KeyboardInterrupt`` as before.
-
-    Returns:
-        Return values of this node's workers by global rank.
-
-    Raises:
-        DistributedError: a worker raised or died (signal, exit code); names the rank and the cause.
-    """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    if nproc_per_node < 1 or nnodes < 1 or not 0 <= node_rank < nnodes:
-        raise DistributedError(f"launch: invalid layout nnodes={nnodes} node_rank={node_rank} "
-                               f"nproc_per_node={nproc_per_node}")
-    port = master_port if master_port is not None else (free_port() if nnodes == 1 else 29500)
-    config = LaunchConfig(
-        min_nodes=nnodes,
-        max_nodes=nnodes,
-        nproc_per_node=nproc_per_node,
-        run_id=f"ctxpose-{uuid.uuid4().hex[:8]}" if nnodes == 1 else "ctxpose",
-        rdzv_backend="static",
-        rdzv_endpoint=f"{master_addr}:{port}",
-        rdzv_configs={"rank": node_rank, "timeout": 600},
-        max_restarts=0,
-        monitor_interval=0.1,
-        start_method="spawn",
-        signals_to_handle="SIGHUP,SIGQUIT",  # SIGINT/SIGTERM: _AgentStop passes them on to the workers
-    )
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-
-    restore = _signal_handlers()
-    stop = _AgentStop()
-    try:
-        with stop:
-            return elastic_launch(config, _worker_main)(entrypoint, *args)
-    except ChildFailedError as e:
-        if stop.signal is not None:  # a worker without a graceful stop (evaluation) ended by the signal
-            raise KeyboardInterrupt(f"{signal.Signals(stop.signal).name}: the workers were stopped") from None
-        raise DistributedError(_describe_failure(e)) from None
-    except SignalException as e:  # a signal the agent still handles itself (SIGHUP, SIGQUIT)
-        raise KeyboardInterrupt(str(e)) from None
-    finally:
-        restore()
-
-
-class _AgentStop(GracefulStop):
-    """While the elastic agent runs: SIGINT/SIGTERM are passed on to the workers instead of killing them.
-
-    Workers stop after their current step, checkpoint and return (:mod:`ctxpose.engine.signals`), and the
-    agent collects their results as usual; torch's own handling would send the signal too but then wait 30 s
-    for workers that are waiting for it to read their results, and kill them. A second signal more than
-    :data:`ctxpose.engine.signals.REPEAT_GRACE_S` later kills the workers and stops at once.
-    """
-
-    def _on_first(self, signum: int) -> None:
-        _signal_children(signum)  # also when it came from the terminal: workers take a repeat as the same
-
-    def _on_again(self, signum: int) -> None:
-        _signal_children(signal.SIGKILL)
-        raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: the workers were killed")
-
-
-def _signal_children(signum: int) -> None:
-    """Send ``signum`` to this process's child processes (Linux: found in /proc; elsewhere nothing is sent)."""
-    me = os.getpid()
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat, encoding="ascii", errors="replace") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == me:
-                os.kill(int(stat.split("/")[2]), signum)
-        except (OSError, IndexError, ValueError):
-            continue
-
-
-def _signal_handlers() -> Callable[[], None]:
-    """Remember this process's handlers of the signals torch's elastic agent takes over; return their restorer."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None  # the agent installs handlers only from the main thread
-    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
-    saved = {sig: signal.getsignal(sig) for sig in (getattr(signal, n) for n in names if hasattr(signal, n))}
-
-    def restore() -> None:
-        for sig, handler in saved.items():
-            if handler is not None:  # None: set from outside Python, cannot be put back
-                signal.signal(sig, handler)
-
-    return restore
-
-
-def _worker_main(entrypoint: Callable[..., Any], *args: Any) -> Any:
-    """Worker body: records the exception for the agent (error file) and leaves the group cleanly."""
-    from torch.distributed.elastic.multiprocessing.errors import record
-
-    try:
-        return record(entrypoint)(*args)
-    except Exception as e:
-        if any(m in str(e).lower() for m in _CONSEQUENCE_MARKERS):
-            # Lost a peer: give the agent time to register the peer's own (root-cause) failure first.
-            time.sleep(3.0)
-        raise
-    finally:
-        cleanup()
-
-
-_CONSEQUENCE_MARKERS = ("closed by peer", "remote worker", "connection reset", "broken pipe", "timed out")
-
-
-_PLACEHOLDERS = ("<NONE>", "<N/A>")  # what the elastic agent records when a worker wrote no error file
-
-
-def _informative(text: str) -> str:
-    """``text`` unless it is a placeholder torch's elastic agent writes when a worker left no error file."""
-    text = text.strip()
-    return "" if text in _PLACEHOLDERS or text.startswith("To enable traceback see:") else text
-
-
-def _failure_message(failure: Any) -> str:
-    data = failure.error_file_data if isinstance(failure.error_file_data, dict) else {}
-    msg = data.get("message")
-    message = msg.get("message", "") if isinstance(msg, dict) else (msg if isinstance(msg, str) else "")
-    # no error file (e.g. killed by a signal): torch's own "Signal 9 (SIGKILL) received by PID ..."
-    message = _informative(message) or _informative(str(failure.message or ""))
-    lines = [line for line in message.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def _describe_failure(error: Any) -> str:
-    """One line for the root failure: a rank whose error is not a lost connection to another rank."""
-
-    def key(item: tuple[int, Any]) -> tuple[bool, float, int]:
-        text = _failure_message(item[1]).lower()
-        return (any(m in text for m in _CONSEQUENCE_MARKERS), item[1].timestamp, item[0])
-
-    rank, failure = min(error.failures.items(), key=key)
-    message = _failure_message(failure)
-    cause = f"exit code {failure.exitcode}" if failure.exitcode >= 0 else f"signal {-failure.exitcode}"
-    suffix = f": {message}" if message else ""
-    return f"worker rank {rank} failed ({cause}){suffix}; the other workers were stopped"

@@ -8,19 +8,12 @@ metrics once from the gathered arrays.
 
 Files (:func:`save_eval`): ``metrics.json`` (overall, per action, per subject; for Human3.6M also
 learnable-triangulation's MPJPE under ``learnable_triangulation``; for MPI-INF-3DHP the official tables
-under ``mpi_inf_3dhp``, the pelvis source under ``root_source``, and the two CSV files the
-official script writes) and ``predictions.npz``:
-
-    index (N,) int64 dataset index        subject_idx, action_idx, trial, camera_idx, frame (N,) int64
-    camera_indices (N, V) int64 the cameras of the views each prediction saw (V > 1: a multi-view estimate,
-        which ``pred_results_path`` serves to every camera of its frame)
-    keypoints_3d (N, J, 3) float32 predicted, world mm
-    keypoints_3d_gt (N, J, 3) float32 ground truth, world mm
-    validity (N, J) float32               proj_matrices (N, 3, 4) float32 first view, world mm -> crop px
-    subject_names, action_names, camera_names (str arrays)
-    skeleton () str joint order           image_shape (2,) int64 network input (H, W) the projections refer to
-    image_paths (N,) str first-view crop relative to dataset_root () str (the processed folder; absent for
-        the original's layout, whose files are full frames): ``ctxpose visualize predictions`` needs nothing else
+under ``mpi_inf_3dhp``, the pelvis source under ``root_source``, and the two CSV files the official script
+writes) and ``predictions.npz`` (:mod:`ctxpose.data.predictions_npz`: ids and names, ``camera_indices`` (the
+cameras of the views each prediction saw; V > 1 is a multi-view estimate, which ``pred_results_path`` serves to
+every camera of its frame), ``keypoints_3d``, ``keypoints_3d_gt``, ``validity``, ``proj_matrices``,
+``skeleton``, ``image_shape``, and ``image_paths`` with ``dataset_root`` where the dataset has crops:
+``ctxpose visualize predictions`` needs nothing else).
 
 For MPI-INF-3DHP (:class:`MPI3DHPEvaluator`) "world" is the test camera's frame in the file (keypoints and
 ``proj_matrices`` turned back from the upright frame the network saw); ``subject_idx`` is the sequence
@@ -30,6 +23,7 @@ reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -40,23 +34,21 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ctxpose.config import Amp, ExperimentConfig, GroundTruth3DHP, JointGroups, Split
+from ctxpose.config import Amp, GroundTruth3DHP, JointGroups
+from ctxpose.data.predictions_npz import ID_FIELDS, NAME_FIELDS, save_predictions
 from ctxpose.engine import dist
-from ctxpose.engine.components import Components
 from ctxpose.engine.precision import autocast_context
-from ctxpose.skeleton import Skeleton, get_skeleton
-from ctxpose.utils.io import atomic_path, atomic_write_text
+from ctxpose.engine.progress import eval_progress
+from ctxpose.errors import Stopped
+from ctxpose.skeleton import Skeleton
+from ctxpose.utils.io import atomic_write_text
+from ctxpose.utils.signals import StopSignals
 
 logger = logging.getLogger(__name__)
 
-ID_KEYS = ("index", "subject_idx", "action_idx", "trial", "camera_idx", "frame")
-NAME_KEYS = ("subject_names", "action_names", "camera_names")
-
-
-class StopRequested(Exception):
-    """Raised by an inference loop whose ``should_stop`` said yes (a Ctrl-C during validation)."""
+ID_KEYS = ("index", *ID_FIELDS)
 
 
 @dataclass
@@ -65,8 +57,9 @@ class EvalResult:
 
     Attributes:
         metrics: overall numbers (``mpjpe``, ``mpjpe_relative``, ``pa_mpjpe``, ``n_mpjpe``,
-            ``limb_length_error`` in mm; ``pck3d_150``, ``auc3d``, ``pck2d@t`` fractions; the mean of the
-            per-action MPJPEs ``mpjpe_action_mean``; ``n_samples``).
+            ``limb_length_error`` in mm; ``pck_3dhp``, ``auc_3dhp`` percent (the MPI-INF-3DHP rule, over
+            every joint); ``pck2d@t`` the original's 2D PCK, a fraction; the mean of the per-action MPJPEs
+            ``mpjpe_action_mean``; ``n_samples``).
         per_action: action name -> {metric: value, "n_samples": count}.
         per_subject: subject name -> {metric: value, "n_samples": count}.
         arrays: the contents of ``predictions.npz`` (see module docstring).
@@ -99,12 +92,14 @@ class PoseEvaluator:
 
     Args:
         dataset: the evaluated dataset (its ``subject_names``, ``action_names``, ``camera_names`` name the ids).
-        skeleton: joint order (root joint, bones); default the dataset's ``skeleton`` or the ContextPose one.
+        skeleton: joint order (root joint, bones); default the dataset's ``skeleton``.
     """
 
     def __init__(self, dataset: Dataset, skeleton: Skeleton | None = None) -> None:
         self.dataset = dataset
-        self.skeleton = skeleton or getattr(dataset, "skeleton", None) or get_skeleton()
+        self.skeleton = skeleton or getattr(dataset, "skeleton", None)
+        if self.skeleton is None:
+            raise ValueError(f"{type(dataset).__name__} has no skeleton attribute: pass the skeleton of its poses")
         self.reset()
 
     def reset(self) -> None:
@@ -133,7 +128,7 @@ class PoseEvaluator:
         arrays = dist.all_gather_arrays(local)
         _, first = np.unique(arrays["index"], return_index=True)  # sorted by index, one row per sample
         arrays = {k: v[first] for k, v in arrays.items()}
-        for key in NAME_KEYS:
+        for key in NAME_FIELDS:
             arrays[key] = np.asarray(list(getattr(self.dataset, key, [])), dtype=str)
         sizes = [hw for hw in dist.all_gather_object(self._image_hw) if hw is not None]
         arrays["skeleton"] = np.asarray(self.skeleton.name)
@@ -143,7 +138,7 @@ class PoseEvaluator:
         if paths is not None and len(arrays["index"]):  # so the pictures need nothing but this file
             arrays["image_paths"] = np.asarray(paths, dtype=str)[arrays["index"]]
             arrays["dataset_root"] = np.asarray(str(Path(self.dataset.root).resolve()))
-        result = compute_result(arrays, sizes[0][0] if sizes else None, self.skeleton)
+        result = compute_result(arrays, self.skeleton, sizes[0][0] if sizes else None)
         result.extra.update(protocol_metrics(arrays, self.skeleton))
         return result
 
@@ -171,16 +166,23 @@ class MPI3DHPEvaluator(PoseEvaluator):
         proj = arrays["proj_matrices"].astype(np.float64)
         proj[:, :, :3] = to_camera(proj[:, :, :3])
         arrays["proj_matrices"] = proj.astype(np.float32)
-        official = self.dataset.evaluate_predictions(arrays, self.joint_groups.value, self.ground_truth.value)
+        from ctxpose.metrics.mpi_inf_3dhp import evaluate_dataset_predictions
+
+        official = evaluate_dataset_predictions(self.dataset, arrays["index"], arrays["keypoints_3d"],
+                                                self.joint_groups.value, self.ground_truth.value)
         result.extra = {"mpi_inf_3dhp": official, "root_source": self.dataset.root_source}
+        # PCK/AUC of this test set are the official tables' (against univ_annot3): not a second pair beside them
+        for table in (result.metrics, *result.per_action.values(), *result.per_subject.values()):
+            table.pop("pck_3dhp", None)
+            table.pop("auc_3dhp", None)
         return result
 
 
 def protocol_metrics(arrays: dict[str, np.ndarray], skeleton: Skeleton) -> dict[str, Any]:
     """Other projects' metrics of Human3.6M predictions, each under its protocol's name (``metrics.json`` keys):
-    learnable-triangulation's MPJPE (:mod:`ctxpose.metrics_triangulation`)."""
+    learnable-triangulation's MPJPE (:mod:`ctxpose.metrics.triangulation`)."""
     from ctxpose.data.h36m.metadata import damaged_ground_truth
-    from ctxpose.metrics_triangulation import PROTOCOL, learnable_triangulation_mpjpe
+    from ctxpose.metrics.triangulation import PROTOCOL, learnable_triangulation_mpjpe
 
     if not len(arrays["index"]):
         return {}
@@ -212,62 +214,96 @@ def move_batch(batch: dict[str, Any], device: torch.device, dtype: torch.dtype =
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: DataLoader,
-    device: torch.device | str,
+    dataset: Dataset,
+    device: torch.device | str = "cpu",
+    *,
+    batch_size: int = 8,
+    num_workers: int = 0,
     amp: Amp | str | None = None,
-    progress: Callable[[int, int], None] | None = None,
     evaluator: Evaluator | None = None,
-    should_stop: Callable[[int], bool] | None = None,
+    out_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    show_progress: bool = False,
+    stop: StopSignals | None = None,
 ) -> EvalResult:
-    """Predict every sample of ``loader``'s dataset (sharded over ranks) and summarise with ``evaluator``.
+    """Predict every sample of ``dataset`` (sharded over ranks), summarise with ``evaluator``, save on rank 0.
+
+    Joins the process group if launched by torchrun/SLURM/``launch`` (a call inside a training run reuses it).
 
     Args:
-        model: unwrapped model (not DDP); put in eval mode here and restored afterwards. The cuboid is not
-            rotated (the original's eval mode), whatever the split draws.
-        loader: from :func:`ctxpose.data.loaders.make_eval_loader` (each rank a disjoint shard).
-        device: where the model lives.
+        model: unwrapped model (not DDP); moved to ``device``, put in eval mode here and restored afterwards. The
+            cuboid is not rotated (the original's eval mode), whatever the dataset draws.
+        dataset: e.g. ``Human36MDataset`` "val" or ``MPIInf3DHPDataset``; rank ``r`` of ``W`` predicts samples
+            ``r, r+W, ...`` (:func:`ctxpose.data.loaders.make_eval_loader`), each sample once.
+        device: ``cpu``, ``cuda`` (-> ``cuda:LOCAL_RANK``) or an explicit device.
+        batch_size, num_workers: of the loader, per process.
         amp: ``None``, ``"bf16"`` or ``"fp16"``.
-        progress: ``progress(batches_done, batches_total)`` on rank 0.
-        evaluator: what to compute (default :func:`evaluator_for` the loader's dataset).
-        should_stop: called with the batch index before each batch; True raises :class:`StopRequested`.
+        evaluator: what to compute (default :func:`evaluator_for` the dataset).
+        out_dir: where rank 0 writes ``metrics.json`` and ``predictions.npz`` (:func:`save_eval`); None: nothing.
+        progress: ``progress(batches_done, batches_total)`` on rank 0; ``show_progress``: a progress bar instead.
+        stop: the caller's stop requests (a training run's); default: Ctrl-C/SIGTERM are watched here.
 
     Returns:
         The evaluator's result, the same on every rank.
+
+    Raises:
+        Stopped: Ctrl-C or SIGTERM, before the next batch on every rank together; nothing is written.
     """
-    device = torch.device(device)
-    evaluator = evaluator or evaluator_for(loader.dataset)
+    from ctxpose.data.loaders import make_eval_loader
+
+    env, device = dist.setup_process(device)
+    evaluator = evaluator or evaluator_for(dataset)
     evaluator.reset()
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(0)
+    loader = make_eval_loader(dataset, batch_size, num_workers=num_workers, world_size=env.world_size,
+                              rank=env.rank, pin_memory=device.type == "cuda")
+    common = (len(dataset) // env.world_size) // batch_size  # batches every rank has: where ranks can agree
     was_training = model.training
-    model.eval()
+    model.to(device).eval()
     dtype = next(model.parameters()).dtype
-    try:
-        for i, batch in enumerate(loader):
-            if should_stop is not None and should_stop(i):
-                raise StopRequested(f"stopped before batch {i} of {len(loader)}")
-            batch = move_batch(batch, device, dtype)
-            with autocast_context(device, amp):
-                out = model(batch["images"], batch["proj_matrices"], batch["root"], None)
-            evaluator.process(batch, out)
-            if progress is not None and dist.get_rank() == 0:
-                progress(i + 1, len(loader))
-    finally:
-        model.train(was_training)
-    return evaluator.summarize()
+    with contextlib.ExitStack() as stack:
+        stop = stop or stack.enter_context(StopSignals("stopping before the next batch"))
+        bar = stack.enter_context(eval_progress(show_progress and env.rank == 0))
+        progress = progress or bar
+        try:
+            for i, batch in enumerate(loader):
+                if (i < common or env.world_size == 1) and _agreed(stop.requested, device):
+                    raise Stopped(f"stopped before evaluation batch {i + 1} of {len(loader)}; nothing was written")
+                batch = move_batch(batch, device, dtype)
+                with autocast_context(device, amp):
+                    out = model(batch["images"], batch["proj_matrices"], batch["root"], None)
+                evaluator.process(batch, out)
+                if progress is not None and env.rank == 0:
+                    progress(i + 1, len(loader))
+        finally:
+            model.train(was_training)
+    result = evaluator.summarize()
+    if out_dir is not None and dist.is_main_process():
+        save_eval(result, out_dir)
+    dist.barrier()
+    return result
 
 
-def compute_result(arrays: dict[str, np.ndarray], image_height: int | None = None,
-                   skeleton: Skeleton | None = None) -> EvalResult:
-    """Metrics of gathered predictions via :class:`ctxpose.metrics.MetricAccumulator`.
+def _agreed(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is True on any (a collective: call on all ranks)."""
+    if not dist.is_distributed():
+        return flag
+    return dist.all_reduce_sum(torch.tensor([float(flag)], device=device)).item() > 0
+
+
+def compute_result(arrays: dict[str, np.ndarray], skeleton: Skeleton, image_height: int | None = None) -> EvalResult:
+    """Metrics of gathered predictions via :class:`ctxpose.metrics.pose.MetricAccumulator`.
 
     Args:
         arrays: the ``predictions.npz`` arrays (``proj_matrices`` (N, 3, 4) optional, for the 2D PCK).
+        skeleton: joint order of the keypoints (root, bones).
         image_height: crop height, px (2D PCK thresholds); ``None`` skips the 2D PCK.
-        skeleton: joint order of the keypoints (root, bones); default the ContextPose skeleton.
     """
-    from ctxpose.metrics import MetricAccumulator
+    from ctxpose.metrics.pose import MetricAccumulator
 
     acc = MetricAccumulator([str(n) for n in arrays["subject_names"]], [str(n) for n in arrays["action_names"]],
-                            image_height=image_height, skeleton=skeleton or get_skeleton())
+                            skeleton=skeleton, image_height=image_height)
     if len(arrays["index"]):
         acc.add(arrays["index"], arrays["subject_idx"], arrays["action_idx"], arrays["keypoints_3d"],
                 arrays["keypoints_3d_gt"], arrays["validity"], arrays.get("proj_matrices"))
@@ -284,80 +320,8 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     metrics_path, pred_path = out_dir / "metrics.json", out_dir / "predictions.npz"
     atomic_write_text(metrics_path, json.dumps(result.to_dict(), indent=2))
-    with atomic_path(pred_path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **result.arrays)
+    save_predictions(pred_path, result.arrays)
     if "mpi_inf_3dhp" in result.extra:
         result.extra["mpi_inf_3dhp"].write_official_csv(out_dir)
     logger.info("wrote %s and %s", metrics_path, pred_path)
     return metrics_path, pred_path
-
-
-@dataclass(frozen=True)
-class MPI3DHPOptions:
-    """``ctxpose eval --dataset 3dhp``: the processed test set and its protocol.
-
-    Attributes:
-        data: folder written by ``ctxpose preprocess 3dhp``.
-        joint_groups: PCK/AUC joint groups ("17" or "14").
-        ground_truth: "univ_annot3" (official) or "annot3_nonstandard".
-        root_estimates: a camera-frame ``predictions.npz`` whose pelvis is the cuboid root; None: the
-            ground-truth pelvis of ``annot3`` (the zero-shot protocol).
-    """
-
-    data: Path
-    joint_groups: JointGroups = JointGroups.ALL17
-    ground_truth: GroundTruth3DHP = GroundTruth3DHP.UNIV
-    root_estimates: Path | None = None
-
-
-def evaluate_checkpoint(
-    cfg: ExperimentConfig,
-    checkpoint: str | Path,
-    device: str | torch.device = "cpu",
-    split: Split | str = Split.VAL,
-    out_dir: str | Path | None = None,
-    amp: Amp | str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    components: Components | None = None,
-    mpi_inf_3dhp: MPI3DHPOptions | None = None,
-) -> EvalResult:
-    """Build the model and the dataset from ``cfg``, load weights, evaluate (all ranks), save (rank 0).
-
-    Args:
-        cfg: experiment config.
-        checkpoint: our run checkpoint, our weights, or the original's released ``weights.pth``.
-        device: ``cpu``, ``cuda`` (-> ``cuda:LOCAL_RANK``) or an explicit device.
-        split: ``"val"`` or ``"train"`` of the config's Human3.6M (evaluated without cuboid rotation either way).
-        out_dir: where ``metrics.json`` and ``predictions.npz`` go (rank 0); ``None`` writes nothing.
-        amp: ``None``, ``"bf16"`` or ``"fp16"``.
-        progress: ``progress(batches_done, batches_total)`` on rank 0.
-        components: model/dataset factories (default: the real pieces).
-        mpi_inf_3dhp: evaluate on the MPI-INF-3DHP test set instead of ``split`` (the model of ``cfg``
-            zero-shot, every valid frame).
-    """
-    from ctxpose.data.loaders import make_eval_loader
-    from ctxpose.models import load_checkpoint
-
-    comps = components or Components()
-    env, device = dist.setup_process(device)
-    model = comps.build_model(cfg)
-    load_checkpoint(model, Path(checkpoint))  # our run checkpoints ({"model": ...}), plain and original weights
-    model.to(device)
-    if mpi_inf_3dhp is None:
-        dataset = comps.build_dataset(cfg, Split(split).value)
-        evaluator: Evaluator = PoseEvaluator(dataset, get_skeleton(cfg.model.skeleton))
-    else:
-        from ctxpose.data.mpi_inf_3dhp.dataset import MPIInf3DHPDataset
-
-        dataset = MPIInf3DHPDataset(mpi_inf_3dhp.data, image_shape=cfg.model.image_shape,
-                                    root_estimates=mpi_inf_3dhp.root_estimates)
-        evaluator = MPI3DHPEvaluator(dataset, mpi_inf_3dhp.joint_groups, mpi_inf_3dhp.ground_truth)
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(0)
-    loader = make_eval_loader(dataset, cfg.val.batch_size, num_workers=cfg.val.num_workers,
-                              world_size=env.world_size, rank=env.rank, pin_memory=device.type == "cuda")
-    result = evaluate(model, loader, device, amp=amp, progress=progress, evaluator=evaluator)
-    if out_dir is not None and dist.is_main_process():
-        save_eval(result, out_dir)
-    dist.barrier()
-    return result

@@ -1,40 +1,41 @@
-"""Entry points that start runs on one process, N local processes or several machines.
+"""Where the processes of a run go, and PyTorch's elastic agent (the machinery behind ``torchrun``) to start them.
 
-``launch_train`` and ``launch_eval`` are what ``ctxpose train`` and ``ctxpose eval`` call, and what a
-Python user calls for the same behaviour (multi-process included)::
+:func:`launch` runs ``fn(*args, **kwargs)``: in this process when it is one process or already one of a job started
+by ``torchrun`` or SLURM (nothing is spawned), else in ``nproc_per_node`` workers started by
+``torch.distributed.launcher.api.elastic_launch``, exactly as under ``torchrun`` (``RANK``, ``LOCAL_RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``). No restarts: the first failure ends the job.
 
-    from ctxpose.config import load_config
-    from ctxpose.engine.launch import Layout, launch_train
+Two things are ours, each for a guarantee the agent alone does not keep:
 
-    result = launch_train(load_config("configs/tiny_cpu.yaml"), device="cpu", layout=Layout(nproc_per_node=2))
-
-Inside ``torchrun`` or a SLURM task (``RANK``/``SLURM_PROCID`` set) they run in the current process
-and join the job instead of spawning. Spawned workers run :func:`_train_worker` / :func:`_eval_worker`
-(module level, so the elastic launcher can start them); rank 0 shows a rich progress bar.
+- SIGINT/SIGTERM in the launcher are passed on to the workers (:class:`ctxpose.utils.signals.StopSignals`), which
+  stop after their current step and return; the agent then collects their results as usual. The agent's own
+  handling (``signals_to_handle``) stops collecting, so workers that returned would wait for it and be killed
+  after its 30 s shutdown time-out.
+- A worker that raised lingers :data:`FAILURE_DELAY_S` before it exits, so the agent, which reports the first
+  worker it sees end, names it and not a peer whose collective broke only because it was gone.
+- A worker whose launcher died (SIGKILL; torch sends the workers SIGINT, so they checkpoint and stop) exits
+  instead of waiting forever for the launcher to read its result.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ctxpose.config import Amp, DeviceKind, ExperimentConfig, Split
+from ctxpose.config import DeviceKind
 from ctxpose.engine import dist
-from ctxpose.engine.components import Components
-from ctxpose.engine.evaluator import EvalResult, MPI3DHPOptions
-from ctxpose.engine.runs import new_run_dir, resolve_resume
-from ctxpose.engine.trainer import TrainResult
-from ctxpose.errors import ConfigError
-from ctxpose.utils.io import check_writable_dir
+from ctxpose.errors import ConfigError, Stopped
+from ctxpose.utils.signals import StopSignals
 
 logger = logging.getLogger(__name__)
 
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped a run; the message says where its checkpoint is and how to continue."""
+FAILURE_DELAY_S = 1.0  # more than the agent's monitor interval (0.1 s)
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,54 @@ class Layout:
         return self.nproc_per_node == 1 and self.nnodes == 1
 
 
-def _worker_logging(verbose: bool) -> None:
-    """Rank 0 logs INFO (DEBUG with ``verbose``) through rich; other ranks only warnings."""
-    if not dist.in_launched_env():
-        return  # the caller's logging stays as it is
+def free_port() -> int:
+    """A TCP port that was free a moment ago on this host."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch(fn: Callable[..., Any], *args: Any, layout: Layout = Layout(), verbose: bool = False,
+           **kwargs: Any) -> dict[int, Any]:
+    """Run ``fn(*args, **kwargs)`` on the processes of ``layout``; returns this machine's results by global rank.
+
+    ``fn`` must be a module-level function and its arguments picklable when workers are spawned. A ``Stopped``
+    that ends a worker (Ctrl-C, SIGTERM) is returned by it and raised here again, so a stop reaches the caller as
+    the same exception with or without workers.
+
+    Args:
+        verbose: debug logging on rank 0 of spawned workers (the caller's logging is kept otherwise).
+
+    Raises:
+        Stopped: Ctrl-C/SIGTERM stopped the workers (each kept its finished work).
+        ctxpose.engine.dist.DistributedError: a worker raised or died; one line naming the rank and the cause.
+    """
+    if dist.in_launched_env() or layout.single:
+        return {dist.detect_env().rank: fn(*args, **kwargs)}
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    port = layout.master_port if layout.master_port is not None else (free_port() if layout.nnodes == 1 else 29500)
+    config = LaunchConfig(
+        min_nodes=layout.nnodes, max_nodes=layout.nnodes, nproc_per_node=layout.nproc_per_node,
+        run_id=f"ctxpose-{uuid.uuid4().hex[:8]}" if layout.nnodes == 1 else "ctxpose",
+        rdzv_backend="static", rdzv_endpoint=f"{layout.master_addr}:{port}",
+        rdzv_configs={"rank": layout.node_rank, "timeout": 600}, max_restarts=0, start_method="spawn",
+        signals_to_handle="SIGHUP,SIGQUIT",  # SIGINT/SIGTERM: StopSignals passes them on to the workers
+    )
+    try:
+        with StopSignals("the workers stop after their current step", forward=True):
+            results = elastic_launch(config, _worker)(fn, verbose, args, kwargs)
+    except ChildFailedError as e:
+        raise dist.DistributedError(describe_failure(e)) from None
+    for value in results.values():
+        if isinstance(value, Stopped):
+            raise value
+    return results
+
+
+def _worker(fn: Callable[..., Any], verbose: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A spawned worker: its logging, ``fn``, a stop returned as a value, a failure reported after a pause."""
     from rich.logging import RichHandler
 
     from ctxpose.engine.progress import stderr_console
@@ -88,128 +133,29 @@ def _worker_logging(verbose: bool) -> None:
     level = (logging.DEBUG if verbose else logging.INFO) if rank == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", force=True,
                         handlers=[RichHandler(console=stderr_console(), show_path=False)])
-
-
-def _train_worker(cfg: ExperimentConfig, run_dir: str, device: str, resume: str | None, amp: Amp | None,
-                  max_steps: int | None, validate: bool, show_progress: bool, verbose: bool,
-                  components: Components | None) -> TrainResult:
-    """One training process."""
-    from ctxpose.engine.progress import train_progress
-    from ctxpose.engine.trainer import train
-
-    _worker_logging(verbose)
-    with train_progress(show_progress and dist.detect_env().rank == 0) as progress:
-        return train(cfg, run_dir, device, resume=resume, amp=amp, max_steps=max_steps, validate=validate,
-                     progress=progress, components=components)
-
-
-def _eval_worker(cfg: ExperimentConfig, checkpoint: str, device: str, split: Split, out: str | None,
-                 amp: Amp | None, show_progress: bool, verbose: bool, components: Components | None,
-                 mpi_inf_3dhp: MPI3DHPOptions | None) -> EvalResult:
-    """One evaluation process."""
-    from ctxpose.engine.evaluator import evaluate_checkpoint
-    from ctxpose.engine.progress import eval_progress
-
-    _worker_logging(verbose)
-    with eval_progress(show_progress and dist.detect_env().rank == 0) as progress:
-        return evaluate_checkpoint(cfg, checkpoint, device, split, out, amp, progress=progress,
-                                   components=components, mpi_inf_3dhp=mpi_inf_3dhp)
-
-
-def _run(worker: Callable[..., Any], args: tuple[Any, ...], layout: Layout) -> Any:
-    if dist.in_launched_env() or layout.single:
-        return worker(*args)
-    results = dist.launch(worker, args, layout.nproc_per_node, layout.nnodes, layout.node_rank,
-                          layout.master_addr, layout.master_port)
-    return results.get(0)  # global rank 0 runs on node 0 only
-
-
-def launch_train(
-    cfg: ExperimentConfig,
-    *,
-    run_dir: str | Path | None = None,
-    resume: str | Path | None = None,
-    logdir: str | Path | None = None,
-    device: DeviceKind | str | None = None,
-    layout: Layout = Layout(),
-    amp: Amp | str | None = None,
-    max_steps: int | None = None,
-    validate: bool = True,
-    show_progress: bool = True,
-    verbose: bool = False,
-    components: Components | None = None,
-) -> TrainResult | None:
-    """Train on the processes of ``layout`` and return rank 0's result.
-
-    Args:
-        cfg: experiment config.
-        run_dir: folder of a new run (default ``<logdir>/<title>_<time>``); not with ``resume``.
-        resume: a run folder, its checkpoint file or ``"auto"`` (the latest run of ``cfg.title`` under
-            ``logdir``): the run continues in its own folder.
-        logdir: parent of run folders (default ``cfg.logdir``).
-        device: ``cpu`` or ``cuda`` (default: cuda when available).
-        layout: processes per machine and machines.
-        amp: ``None``, ``"bf16"`` or ``"fp16"``.
-        max_steps: stop (and checkpoint) after this many global steps.
-        validate: evaluate the val split after every epoch.
-        show_progress: a progress bar on rank 0.
-        verbose: debug logging in spawned workers.
-        components: model/loss/dataset factories (module-level functions; default the real pieces).
-
-    Returns:
-        The :class:`~ctxpose.engine.trainer.TrainResult` of global rank 0 (None on the other machines).
-
-    Raises:
-        RunInterrupted: Ctrl-C/SIGTERM stopped a multi-process run (every rank checkpointed its last step).
-        ConfigError, CheckpointError, DistributedError: one-line user-facing failures.
-    """
-    device_name = dist.default_device(getattr(device, "value", device))
-    layout.check(device_name)
-    amp = Amp(amp) if amp is not None else None
-    logdir = Path(logdir if logdir is not None else cfg.logdir)
-    checkpoint = None
-    if resume is not None:
-        if run_dir is not None:
-            raise ConfigError("run_dir and resume: a resumed run continues in its own folder; give one of them")
-        checkpoint, run_dir = resolve_resume(str(resume), logdir, cfg.title)
-    elif run_dir is None:
-        run_dir = new_run_dir(logdir, cfg.title)
-    run_dir = Path(run_dir)
-    check_writable_dir(run_dir)
-    args = (cfg, str(run_dir), device_name, None if checkpoint is None else str(checkpoint), amp, max_steps,
-            validate, show_progress, verbose, components)
+    launcher = os.getppid()
     try:
-        return _run(_train_worker, args, layout)
-    except KeyboardInterrupt as e:
-        raise RunInterrupted(f"the run stopped after its current step; continue it with --resume {run_dir}"
-                             ) from e
+        result = fn(*args, **kwargs)
+    except Stopped as e:
+        result = e
+    except Exception:
+        time.sleep(FAILURE_DELAY_S)  # see the module docstring: the root cause ends first
+        raise
+    finally:
+        dist.cleanup()
+    if os.getppid() != launcher:  # it died (torch then sends its workers SIGINT): nobody will read the result,
+        os._exit(130)  # for which torch's worker would wait forever
+    return result
 
 
-def launch_eval(
-    cfg: ExperimentConfig,
-    checkpoint: str | Path,
-    *,
-    split: Split | str = Split.VAL,
-    out_dir: str | Path | None = None,
-    device: DeviceKind | str | None = None,
-    layout: Layout = Layout(),
-    amp: Amp | str | None = None,
-    show_progress: bool = True,
-    verbose: bool = False,
-    components: Components | None = None,
-    mpi_inf_3dhp: MPI3DHPOptions | None = None,
-) -> EvalResult | None:
-    """Evaluate ``checkpoint`` on the processes of ``layout``; rank 0 writes ``out_dir`` (checked first).
+_NO_MESSAGE = "To enable traceback see:"  # what torch's agent says of a worker that left no error file
 
-    ``split`` picks the config's Human3.6M split; ``mpi_inf_3dhp`` evaluates on the MPI-INF-3DHP test set instead.
 
-    Returns:
-        The :class:`~ctxpose.engine.evaluator.EvalResult` of global rank 0 (None on the other machines).
-    """
-    device_name = dist.default_device(getattr(device, "value", device))
-    layout.check(device_name)
-    if out_dir is not None:
-        check_writable_dir(Path(out_dir))
-    args = (cfg, str(checkpoint), device_name, Split(split), None if out_dir is None else str(out_dir),
-            Amp(amp) if amp is not None else None, show_progress, verbose, components, mpi_inf_3dhp)
-    return _run(_eval_worker, args, layout)
+def describe_failure(error: Any) -> str:
+    """One line for a ``ChildFailedError``: the rank, its exit code or signal and the last line of its error."""
+    rank, failure = error.get_first_failure()
+    text = failure.message.get("message", "") if isinstance(failure.message, dict) else str(failure.message or "")
+    text = "" if text.startswith(_NO_MESSAGE) else text
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = f"exit code {failure.exitcode}" if failure.exitcode >= 0 else f"signal {-failure.exitcode}"
+    return f"worker rank {rank} failed ({cause}){': ' + lines[-1] if lines else ''}; the other workers were stopped"

@@ -116,3 +116,26 @@ def resolve_eval_target(target: str | Path, checkpoint: str | Path | None) -> tu
     if not weights.is_file():
         raise ConfigError(f"--checkpoint {weights}: file not found")
     return (target / CONFIG if target.is_dir() else target), weights
+
+
+def prepare_run_dir(title: str, logdir: str | Path, resume: str | Path | None = None) -> tuple[Path, Path | None]:
+    """The folder a training run writes, and the checkpoint it continues from (None for a new run).
+
+    Args:
+        title: the config's title (names a new run folder ``<logdir>/<title>_<time>``).
+        logdir: parent of run folders.
+        resume: a run folder, its checkpoint file or ``"auto"`` (see :func:`resolve_resume`): the run continues
+            in its own folder.
+
+    Raises:
+        CheckpointError: nothing to resume from. OutputError: the folder cannot be written.
+    """
+    from ctxpose.utils.io import check_writable_dir
+
+    checkpoint = None
+    if resume is not None:
+        checkpoint, run_dir = resolve_resume(str(resume), logdir, title)
+    else:
+        run_dir = new_run_dir(logdir, title)
+    check_writable_dir(run_dir)
+    return run_dir, checkpoint

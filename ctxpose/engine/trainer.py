@@ -1,29 +1,29 @@
-"""Training: ``train(cfg, run_dir, device) -> TrainResult``, a :class:`Trainer` in three stages.
+"""Training: ``train(cfg, model, train_set, val_set, run_dir, device)`` is the loop; :class:`Trainer` its parts.
 
-- **setup** (:meth:`Trainer.__init__`): join the process group, seed, build the model (identical initial
-  weights on every rank), optimisers and schedulers, restore a run checkpoint, wrap DDP, loaders, logs.
-  A frozen backbone (``fix_weights``, or the first ``freeze_epochs`` epochs) is not trained and keeps its
-  batch-norm statistics (eval mode), as the original.
-- **one epoch** (:meth:`Trainer.run_epoch`, then :meth:`Trainer.end_epoch`): steps until the epoch's quota,
-  then validation, the per-epoch scheduler step (as the original ``train.py``), ``metrics.json`` and the
-  run checkpoint every ``train.checkpoint_every_epochs``.
-- **finish** (:meth:`Trainer.finish`): the last checkpoint and the result.
+- **setup** (:class:`Trainer`): join the process group, restore a run checkpoint, optimisers and schedulers,
+  DDP, loaders, logs. A frozen backbone (``fix_weights``, or the first ``freeze_epochs`` epochs) is not trained
+  and keeps its batch-norm statistics (eval mode), as the original.
+- **the loop** (:func:`train`): for each epoch, :meth:`Trainer.step` on each batch until the epoch's quota, then
+  :meth:`Trainer.end_epoch` (validation, the per-epoch scheduler step as the original ``train.py``,
+  ``metrics.json``, the run checkpoint every ``train.checkpoint_every_epochs``); at the end the last checkpoint.
 
 One step (:meth:`Trainer.step`) is: batch -> model -> loss dict -> one all-reduce (loss means, "any rank
 non-finite", "any rank asked to stop") -> backward -> clip -> optimiser steps, as detectron2's
 ``SimpleTrainer``. Steps with a non-finite loss are skipped on every rank (abort after
-``train.max_nan_steps`` in a row). Ctrl-C or SIGTERM stops after the current step on every rank together
-(:mod:`ctxpose.engine.signals`) and checkpoints that step's state; only rank 0 writes files.
+``train.max_nan_steps`` in a row). Ctrl-C or SIGTERM (:class:`ctxpose.utils.signals.StopSignals`) stops after
+the current step on every rank together, checkpoints that step's state and raises
+:class:`ctxpose.errors.Stopped`; only rank 0 writes files.
 
-Determinism: model initialisation uses ``train.seed`` on every rank; sample randomness (cuboid
-rotation, view choice) comes from the dataset as a function of (seed, epoch, index); the sample order
-comes from :func:`ctxpose.data.loaders.make_train_loader`. A resumed run restores every rank's generator
-states and skips the batches already done in the interrupted epoch, so on CPU it continues bit-for-bit.
+Determinism: the caller builds the model (:func:`initial_model` seeds it with ``train.seed``); sample
+randomness (cuboid rotation, view choice) comes from the dataset as a function of (seed, epoch, index); the
+sample order comes from :func:`ctxpose.data.loaders.make_train_loader`. A resumed run restores every rank's
+generator states and skips the batches already done in the interrupted epoch, so on CPU it continues bit-for-bit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -38,9 +38,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from ctxpose.config import Amp, ExperimentConfig, config_to_dict, save_config
-from ctxpose.data.loaders import make_eval_loader, make_train_loader, set_loader_epoch
+from ctxpose.data.loaders import make_train_loader, set_loader_epoch
 from ctxpose.engine import dist
 from ctxpose.engine.checkpoint import (
     TrainState,
@@ -50,21 +51,23 @@ from ctxpose.engine.checkpoint import (
     save_run_checkpoint,
     unwrap,
 )
-from ctxpose.engine.components import Components
-from ctxpose.engine.evaluator import PoseEvaluator, StopRequested, evaluate, move_batch
+from ctxpose.engine.evaluator import PoseEvaluator, evaluate, move_batch
 from ctxpose.engine.logging import RunLogger
 from ctxpose.engine.precision import autocast_context, check_amp, grad_scaler
+from ctxpose.engine.progress import train_progress
 from ctxpose.engine.runs import LAST, write_run_info
-from ctxpose.engine.signals import GracefulStop
-from ctxpose.errors import ConfigError, CtxposeError
+from ctxpose.errors import ConfigError, CtxposeError, Stopped
 from ctxpose.skeleton import get_skeleton
 from ctxpose.utils.io import atomic_write_text
 from ctxpose.utils.seed import get_rng_state, seed_everything
+from ctxpose.utils.signals import StopSignals
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 """progress(steps_done, steps_total, scalars) called on rank 0 after every step."""
+LossFn = Callable[[Any, torch.Tensor, torch.Tensor, ExperimentConfig], dict[str, torch.Tensor]]
+"""loss_fn(model output, keypoints_3d (B, J, 3) mm, validity (B, J), cfg) -> {name: scalar} with a "total"."""
 
 
 class TrainingDivergedError(CtxposeError):
@@ -76,8 +79,8 @@ class TrainResult:
     """Outcome of :func:`train`.
 
     Attributes:
-        stopped: why the run ended before ``train.n_epochs``: ``"max_steps"``, ``"signal"`` (Ctrl-C,
-            SIGTERM) or None (finished).
+        stopped: ``"max_steps"`` when the run ended there before ``train.n_epochs``, else None (a signal raises
+            :class:`ctxpose.errors.Stopped` instead).
         resumed_from: (epoch, step) the run continued from, or None for a new run.
         metrics: the per-epoch entries of ``metrics.json`` (filled on rank 0 only).
     """
@@ -93,7 +96,7 @@ class TrainResult:
 
     @property
     def interrupted(self) -> bool:
-        """Ended before ``train.n_epochs`` (by ``max_steps`` or a signal)."""
+        """Ended before ``train.n_epochs`` (at ``max_steps``)."""
         return self.stopped is not None
 
 
@@ -185,29 +188,61 @@ def refuse_nondeterministic(error: RuntimeError) -> None:
                           "or train on the CPU") from None
 
 
+def check_max_steps(max_steps: int | None) -> None:
+    """Raises ConfigError: ``max_steps`` below 1."""
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"--max-steps {max_steps}: expected at least 1")
+
+
+def initial_model(cfg: ExperimentConfig, *, initial_weights: bool = True) -> nn.Module:
+    """The network of ``cfg.model`` (any ``model.architecture``; ContextPose's with the limb prior of
+    ``cfg.dataset.limb_length_path``), as training starts it.
+
+    Seeded with ``train.seed``, so every process and every run of a config starts from the same weights; with
+    ``initial_weights``, ``model.checkpoint`` (ours or the original's) or ``model.backbone.checkpoint`` is loaded
+    when the config asks for it (a new run; a resumed one loads its run checkpoint instead).
+    """
+    from ctxpose.models import load_backbone_checkpoint, load_checkpoint, model_from_config
+
+    seed_everything(cfg.train.seed)
+    model = model_from_config(cfg)
+    if initial_weights and cfg.model.init_weights and cfg.model.checkpoint:
+        load_checkpoint(model, cfg.model.checkpoint)
+        logger.info("initial weights: %s", cfg.model.checkpoint)
+    elif initial_weights and cfg.model.backbone.init_weights and cfg.model.backbone.checkpoint:
+        load_backbone_checkpoint(model, cfg.model.backbone.checkpoint)
+        logger.info("initial backbone weights: %s", cfg.model.backbone.checkpoint)
+    return model
+
+
+def contextpose_losses(out: Any, keypoints_3d: torch.Tensor, validity: torch.Tensor,
+                       cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    """The paper's losses (:func:`ctxpose.losses.compute_losses`): ``{"total", ...}`` scalars."""
+    from ctxpose.losses import compute_losses
+
+    return compute_losses(out, keypoints_3d, validity, cfg.loss, cfg.model.volume_net)
+
+
 class Trainer:
-    """One training run (see the module docstring); use :func:`train` unless you need the stages.
+    """The parts of one training run that :func:`train` loops over (see the module docstring).
 
     Args: as :func:`train`.
     """
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, device: str | torch.device = "cpu", *,
-                 resume: str | Path | None = None, amp: Amp | str | None = None, max_steps: int | None = None,
-                 validate: bool = True, progress: ProgressFn | None = None,
-                 components: Components | None = None) -> None:
-        if max_steps is not None and max_steps < 1:
-            raise ConfigError(f"--max-steps {max_steps}: expected at least 1")
-        self.cfg, self.run_dir, self.max_steps, self.progress = cfg, Path(run_dir), max_steps, progress
-        self.comps = components or Components()
+    def __init__(self, cfg: ExperimentConfig, model: nn.Module, train_set: Dataset, val_set: Dataset | None,
+                 run_dir: str | Path, device: str | torch.device = "cpu", *, resume: str | Path | None = None,
+                 amp: Amp | str | None = None, max_steps: int | None = None,
+                 loss_fn: LossFn | None = None) -> None:
+        check_max_steps(max_steps)
+        self.cfg, self.run_dir, self.max_steps = cfg, Path(run_dir), max_steps
+        self.loss_fn = loss_fn or contextpose_losses
         self.env, self.device = dist.setup_process(device)
         self.amp = check_amp(self.device, amp)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         payload = read_run_checkpoint(resume) if resume is not None else None
 
-        seed_everything(cfg.train.seed)  # identical initial weights on every rank
-        model = self.comps.build_model(cfg)
-        if payload is None:
-            self.comps.init_weights(model, cfg)
+        if any(t.is_shared() for t in model.state_dict().values()):
+            model = copy.deepcopy(model)  # sent by the launcher: its tensors are in memory all workers share
         # what the backbone trains when it is not frozen (the heatmap head stays frozen with use_feature_v2v)
         self._backbone_trainable = [p for p in unwrap(model).backbone.parameters() if p.requires_grad]
         self.frozen_backbone = False
@@ -231,17 +266,12 @@ class Trainer:
         self._freeze_backbone(self._backbone_frozen_in(self.state.epoch))  # also wraps DDP
         self.dtype = self.params[0].dtype if self.params else torch.float32  # batches follow the model
 
-        pin = self.device.type == "cuda"
-        self.train_set = self.comps.build_dataset(cfg, "train")
-        self.steps_per_epoch = steps_per_epoch(cfg, len(self.train_set), self.world)
-        self.loader = make_train_loader(self.train_set, cfg.train.batch_size, num_workers=cfg.train.num_workers,
+        self.steps_per_epoch = steps_per_epoch(cfg, len(train_set), self.world)
+        self.loader = make_train_loader(train_set, cfg.train.batch_size, num_workers=cfg.train.num_workers,
                                         seed=cfg.train.seed, shuffle=cfg.train.shuffle, world_size=self.world,
-                                        rank=self.rank, pin_memory=pin)
-        self.val_loader = None
-        if validate:
-            val_set = self.comps.build_dataset(cfg, "val")
-            self.val_loader = make_eval_loader(val_set, cfg.val.batch_size, num_workers=cfg.val.num_workers,
-                                               world_size=self.world, rank=self.rank, pin_memory=pin)
+                                        rank=self.rank, pin_memory=self.device.type == "cuda")
+        self.val_set = val_set
+        if val_set is not None:
             self.val_evaluator = PoseEvaluator(val_set, get_skeleton(cfg.model.skeleton))
         total = cfg.train.n_epochs * self.steps_per_epoch
         self.total_steps = total if max_steps is None else min(max_steps, total)
@@ -257,69 +287,52 @@ class Trainer:
         self.checkpoint = self.run_dir / "checkpoints" / LAST
         self.skeleton = get_skeleton(cfg.model.skeleton)
         self.nan_in_a_row = 0
-        self.stop = GracefulStop()
+        self.stop = StopSignals()
         self.stopped: str | None = None
         self._saved_step = -1
+        self.sums: dict[str, float] = defaultdict(float)
+        self.n_ok = 0
 
-    # ------------------------------------------------------------------ the run
-
-    def train(self) -> TrainResult:
-        """Epochs until ``train.n_epochs``, ``max_steps`` or a stop request; then :meth:`finish`."""
-        with self.stop, _deterministic(self.cfg.train.deterministic):
-            try:
-                while self.state.epoch < self.cfg.train.n_epochs and self.stopped is None:
-                    self.run_epoch()
-                    if self.stopped is None:
-                        self.end_epoch()
-            except StopRequested:
-                self.stopped = "signal"
-            finally:
-                self.writer.close()
-            return self.finish()
-
-    def run_epoch(self) -> dict[str, float]:
-        """Steps until the epoch's quota, ``max_steps`` or a stop request; returns this call's mean losses."""
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """This epoch's remaining batches on the device; ends at the epoch's quota or ``max_steps``."""
         frozen = self._backbone_frozen_in(self.state.epoch)
         if frozen != self.frozen_backbone:
             logger.info("epoch %d: the backbone is %s", self.state.epoch, "frozen" if frozen else "trained from now on")
             self._freeze_backbone(frozen)
         set_loader_epoch(self.loader, self.state.epoch, skip_batches=self.state.epoch_step)
-        sums: dict[str, float] = defaultdict(float)
-        n_ok = 0
+        self.sums, self.n_ok = defaultdict(float), 0
         self._train_mode()
-        tick = time.perf_counter()
+        self._tick = time.perf_counter()
         batches = iter(self.loader)
         while self.state.epoch_step < self.steps_per_epoch:
             if self.max_steps is not None and self.state.step >= self.max_steps:
                 self.stopped = "max_steps"
-                break
-            batch = move_batch(next(batches), self.device, self.dtype)
-            losses, out, stop = self.step(batch)
-            self.state.epoch_step += 1
-            self.state.step += 1
-            now = time.perf_counter()
-            scalars = {"samples_per_s": self.cfg.train.batch_size * self.world / max(now - tick, 1e-9)}
-            tick = now
-            if losses is None:
-                self._skipped_step()
-                scalars["nan_steps"] = float(self.state.nan_steps)
-            else:
-                self.nan_in_a_row = 0
-                n_ok += 1
-                for k, v in losses.items():
-                    sums[k] += v
-                scalars.update({f"loss/{k}": v for k, v in losses.items()})
-            for name, opt in self.optimizers.items():
-                scalars[f"lr/{name}"] = opt.param_groups[0]["lr"]
-            self.writer.scalars(self.state.step, scalars, prefix="train")
-            self._log_images(batch, out)
-            if self.progress is not None and self.rank == 0:
-                self.progress(self.state.step, self.total_steps, scalars)
-            if stop or (self.world == 1 and self.stop.requested):  # one process: no need to agree
-                self.stopped = "signal"
-                break
-        self.train_means = {k: v / max(n_ok, 1) for k, v in sums.items()}
-        return self.train_means
+                return
+            yield move_batch(next(batches), self.device, self.dtype)
+
+    def log_step(self, batch: dict[str, Any], losses: dict[str, float] | None, out: Any,
+                 progress: ProgressFn | None) -> None:
+        """Count the step just taken; its scalars to the logs and the progress bar."""
+        self.state.epoch_step += 1
+        self.state.step += 1
+        now = time.perf_counter()
+        scalars = {"samples_per_s": self.cfg.train.batch_size * self.world / max(now - self._tick, 1e-9)}
+        self._tick = now
+        if losses is None:
+            self._skipped_step()
+            scalars["nan_steps"] = float(self.state.nan_steps)
+        else:
+            self.nan_in_a_row = 0
+            self.n_ok += 1
+            for k, v in losses.items():
+                self.sums[k] += v
+            scalars.update({f"loss/{k}": v for k, v in losses.items()})
+        for name, opt in self.optimizers.items():
+            scalars[f"lr/{name}"] = opt.param_groups[0]["lr"]
+        self.writer.scalars(self.state.step, scalars, prefix="train")
+        self._log_images(batch, out)
+        if progress is not None and self.rank == 0:
+            progress(self.state.step, self.total_steps, scalars)
 
     def step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float] | None, Any, bool]:
         """One optimiser step.
@@ -330,18 +343,15 @@ class Trainer:
         Raises:
             ConfigError: ``train.deterministic`` and an operation of the step has no deterministic kernel.
         """
+        cfg = self.cfg
         try:
-            return self._step(batch)
+            with autocast_context(self.device, self.amp):
+                out = self.model(batch["images"], batch["proj_matrices"], batch["root"], batch.get("rotation"))
+                losses = self.loss_fn(out, batch["keypoints_3d"], batch["validity"], cfg)
         except RuntimeError as e:
-            if self.cfg.train.deterministic:
+            if cfg.train.deterministic:
                 refuse_nondeterministic(e)
             raise
-
-    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float] | None, Any, bool]:
-        cfg = self.cfg
-        with autocast_context(self.device, self.amp):
-            out = self.model(batch["images"], batch["proj_matrices"], batch["root"], batch.get("rotation"))
-            losses = self.comps.compute_losses(out, batch["keypoints_3d"], batch["validity"], cfg)
         names = sorted(losses)
         total = losses["total"]
         # one collective: loss means for logging, "any rank non-finite", "any rank asked to stop"
@@ -354,7 +364,12 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
         if vec[-2].item() > 0:
             return None, out, stop
-        self.scaler.scale(total).backward()
+        try:
+            self.scaler.scale(total).backward()
+        except RuntimeError as e:
+            if cfg.train.deterministic:
+                refuse_nondeterministic(e)
+            raise
         active = [opt for name, opt in self.optimizers.items() if not (name == "backbone" and self.frozen_backbone)]
         if cfg.loss.grad_clip > 0:
             for opt in active:
@@ -367,11 +382,22 @@ class Trainer:
         return {k: float(v) / self.world for k, v in zip(names, vec[:-2].tolist(), strict=True)}, out, stop
 
     def end_epoch(self) -> None:
-        """Validation, the per-epoch scheduler step, ``metrics.json`` and the periodic checkpoint."""
-        entry: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step, "train": self.train_means}
-        if self.val_loader is not None:  # stopped during validation, a resumed run validates this epoch again
-            result = evaluate(unwrap(self.model), self.val_loader, self.device, amp=self.amp,
-                              evaluator=self.val_evaluator, should_stop=self._stop_during_validation)
+        """Validation, the per-epoch scheduler step, ``metrics.json`` and the periodic checkpoint.
+
+        A stop requested during validation ends the run (:attr:`stopped`); a resumed run validates this epoch again.
+        """
+        train_means = {k: v / max(self.n_ok, 1) for k, v in self.sums.items()}
+        entry: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step, "train": train_means}
+        if self.val_set is not None:
+            try:
+                result = evaluate(unwrap(self.model), self.val_set, self.device, batch_size=self.cfg.val.batch_size,
+                                  num_workers=self.cfg.val.num_workers, amp=self.amp, evaluator=self.val_evaluator,
+                                  stop=self.stop)
+            except Stopped:
+                if self.stop.escalated:
+                    raise
+                self.stopped = "signal"
+                return
             entry["val"] = result.metrics
             self.writer.scalars(self.state.step, result.metrics, prefix="val")
         for sched in self.schedulers.values():  # once per epoch, as the original
@@ -386,10 +412,16 @@ class Trainer:
             self.save("epoch")
 
     def finish(self) -> TrainResult:
-        """Checkpoint the final state unless the last save already holds it; wait for every rank."""
+        """Checkpoint the final state unless the last save already holds it; wait for every rank.
+
+        Raises:
+            Stopped: the run was stopped by a signal (after the checkpoint is written).
+        """
         if self._saved_step != self.state.step:
             self.save({None: "end", "max_steps": "stop", "signal": "interrupted"}[self.stopped])
         dist.barrier()
+        if self.stopped == "signal":
+            raise Stopped(f"continue with --resume {self.run_dir} (checkpoint of step {self.state.step})")
         return TrainResult(self.run_dir, self.checkpoint, self.state.epoch, self.state.step, self.state.nan_steps,
                            self.stopped, self.resumed_from, self.metrics)
 
@@ -443,17 +475,6 @@ class Trainer:
             image = batch_visualization(batch, out.keypoints_3d, self.skeleton, self.cfg.train.vis_n_elements)
             self.writer.image("train/keypoints", self.state.step, image)
 
-    def _stop_during_validation(self, batch_index: int) -> bool:
-        if self.world == 1:
-            return self.stop.requested
-        # every rank agrees; only while every shard still has batches (shards differ by at most one sample)
-        n = len(self.val_loader.dataset)
-        common = (n // self.world) // self.cfg.val.batch_size
-        if batch_index >= common:
-            return False
-        flag = torch.tensor([float(self.stop.requested)], device=self.device)
-        return dist.all_reduce_sum(flag).item() > 0
-
     def _load_metrics(self) -> list[dict[str, Any]]:
         path = self.run_dir / "metrics.json"
         if not path.is_file():
@@ -463,32 +484,57 @@ class Trainer:
 
 def train(
     cfg: ExperimentConfig,
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None,
     run_dir: str | Path,
     device: str | torch.device = "cpu",
     *,
     resume: str | Path | None = None,
     amp: Amp | str | None = None,
     max_steps: int | None = None,
-    validate: bool = True,
+    loss_fn: LossFn | None = None,
     progress: ProgressFn | None = None,
-    components: Components | None = None,
+    show_progress: bool = False,
 ) -> TrainResult:
-    """Train ContextPose as configured; joins the process group if launched by torchrun/SLURM/``launch``.
+    """Train ``model`` as configured; joins the process group if launched by torchrun/SLURM/``launch``.
 
     Args:
         cfg: resolved experiment config (``train.batch_size`` is per process).
+        model: with ``backbone``, ``process_features`` (optional) and ``volume_net`` submodules, called as
+            ``model(images, proj_matrices, root_points, rotation_angles)`` and returning an object with
+            ``keypoints_3d`` (B, J, 3) world mm; e.g. :func:`initial_model`. The same initial weights on
+            every rank (build it with the same seed).
+        train_set, val_set: datasets of dicts of numpy arrays (e.g. ``Human36MDataset`` "train" and "val");
+            ``val_set`` None skips the per-epoch validation.
         run_dir: run folder (created); when resuming, the interrupted run's folder to continue it there.
         device: ``cpu``, ``cuda`` (-> ``cuda:LOCAL_RANK``) or an explicit device.
         resume: run checkpoint file to continue from.
         amp: ``None``, ``"bf16"`` or ``"fp16"`` (fp16 uses a GradScaler).
-        max_steps: stop (and checkpoint) after this many global steps, as if interrupted.
-        validate: evaluate on the validation split after every epoch.
-        progress: rank-0 callback after every step.
-        components: model/loss/dataset factories (default: the real ContextPose pieces).
+        max_steps: stop (and checkpoint) after this many global steps.
+        loss_fn: default :func:`contextpose_losses` (the paper's).
+        progress: rank-0 callback after every step; ``show_progress``: a progress bar on rank 0 instead.
 
     Returns:
-        :class:`TrainResult`; a Ctrl-C or SIGTERM ends the run after the current step with
-        ``stopped="signal"`` and a checkpoint of that step.
+        :class:`TrainResult` (rank 0 has the ``metrics``).
+
+    Raises:
+        Stopped: Ctrl-C or SIGTERM; the run stopped after the current step and checkpointed it.
     """
-    return Trainer(cfg, run_dir, device, resume=resume, amp=amp, max_steps=max_steps, validate=validate,
-                   progress=progress, components=components).train()
+    t = Trainer(cfg, model, train_set, val_set, run_dir, device, resume=resume, amp=amp, max_steps=max_steps,
+                loss_fn=loss_fn)
+    with t.stop, _deterministic(cfg.train.deterministic), train_progress(show_progress and t.rank == 0) as bar:
+        progress = progress or bar
+        try:
+            while t.state.epoch < cfg.train.n_epochs and t.stopped is None:
+                for batch in t.batches():
+                    losses, out, stop = t.step(batch)
+                    t.log_step(batch, losses, out, progress)
+                    if stop or (t.world == 1 and t.stop.requested):  # one process: no need to agree
+                        t.stopped = "signal"
+                        break
+                if t.stopped is None:
+                    t.end_epoch()
+        finally:
+            t.writer.close()
+        return t.finish()

@@ -309,7 +309,24 @@ def crop_camera(camera: Camera, bbox: BBox, out_hw: tuple[int, int]) -> Camera:
         Camera with K = resized(cropped(K)) (the original ``update_after_crop`` then ``update_after_resize``)
         and zero distortion.
     """
+    return replace(camera.undistorted(), K=crop_resize_intrinsics(camera.K, bbox, out_hw))
+
+
+def crop_resize_intrinsics(K: np.ndarray, bbox: BBox, out_hw: tuple[int, int]) -> np.ndarray:
+    """Intrinsics of the image cropped to ``bbox`` and resized to ``out_hw``: the one composition of
+    :func:`crop_intrinsics` and :func:`scale_intrinsics` (the original ``update_after_crop`` then
+    ``update_after_resize``), used for the crops of the datasets and of preprocessing alike.
+
+    Args:
+        K: (3, 3) intrinsics of the full image, px.
+        bbox: (left, top, right, bottom) crop box, px; may extend past the image.
+        out_hw: output (height, width), px.
+
+    Returns:
+        (3, 3) float64 intrinsics of the output image, px.
+    """
     left, top, right, bottom = (float(v) for v in np.asarray(bbox, dtype=np.float64).reshape(4))
     if right <= left or bottom <= top:
-        raise ValueError(f"crop_camera: empty bbox {left, top, right, bottom}")
-    return camera.undistorted().cropped((left, top, right, bottom)).resized((bottom - top, right - left), out_hw)
+        raise ValueError(f"empty crop box {left, top, right, bottom}")
+    cropped = crop_intrinsics(np.asarray(K, dtype=np.float64), np.array([left, top, right, bottom]))
+    return scale_intrinsics(cropped, (bottom - top, right - left), out_hw)

@@ -1,4 +1,5 @@
-"""Config -> model, and checkpoint loading (ours and the original's released weights)."""
+"""Config -> model: the limb-length prior file, checkpoint loading (ours and the original's released weights),
+and :func:`load_model`, the one way to get a ready network from a config and a checkpoint."""
 
 from __future__ import annotations
 
@@ -7,19 +8,49 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ctxpose.config import ExperimentConfig, ModelConfig
-from ctxpose.errors import CheckpointError, ConfigError
+from ctxpose.errors import CheckpointError, ConfigError, DataError
 from ctxpose.models.algebraic import AlgebraicTriangulationNet, RansacTriangulationNet
 from ctxpose.models.contextpose import ContextPoseNet
-from ctxpose.skeleton import LimbPrior, get_skeleton
+from ctxpose.skeleton import LimbPrior, Skeleton, get_skeleton
 
 logger = logging.getLogger(__name__)
 
-#: the world's vertical axis per joint-order kind, as the original (mpii: Human3.6M, z up)
-ROTATION_AXES = {"mpii": (0.0, 0.0, 1.0)}
+
+def load_limb_prior(path: str | Path, skeleton: Skeleton) -> LimbPrior:
+    """Read ``mean_and_std_limb_length.h5`` (datasets ``mean`` and ``std``, mm) for ``skeleton``'s bones.
+
+    The original file has one value per bone of the ContextPose skeleton (16); the attention uses the
+    first ``skeleton.num_bones`` values, as the original does.
+
+    Raises:
+        DataError: missing file, missing dataset, or fewer values than bones.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: limb-length prior not found (expected an HDF5 file with datasets mean, std)")
+    try:
+        with h5py.File(path, "r") as f:
+            values = {}
+            for key in ("mean", "std"):
+                if key not in f:
+                    raise DataError(f"{path}: dataset {key!r} missing (expected datasets mean, std)")
+                values[key] = np.asarray(f[key][()], dtype=np.float64).reshape(-1)
+    except OSError as e:
+        raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
+    n = skeleton.num_bones
+    for key, v in values.items():
+        if v.shape[0] < n:
+            raise DataError(f"{path}: dataset {key!r} has {v.shape[0]} values, expected at least {n} (one per bone)")
+        if not np.all(np.isfinite(v[:n])):
+            raise DataError(f"{path}: dataset {key!r} has non-finite values")
+    return LimbPrior(torch.from_numpy(values["mean"][:n]).float(), torch.from_numpy(values["std"][:n]).float())
 
 
 def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior | None = None) -> nn.Module:
@@ -32,7 +63,7 @@ def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior | 
 
     Args:
         config: the experiment config or just its ``model`` section.
-        limb_prior: bone-length mean/std (see :func:`ctxpose.data.limb_prior.load_limb_prior`); read only by
+        limb_prior: bone-length mean/std (see :func:`load_limb_prior`); read only by
             ``contextpose``'s attention block, which needs it.
     """
     mc = config.model if isinstance(config, ExperimentConfig) else config
@@ -68,13 +99,36 @@ def build_model(config: ExperimentConfig | ModelConfig, limb_prior: LimbPrior | 
         use_feature_v2v=vn.use_feature_v2v,
         volume_multiplier=vn.volume_multiplier,
         volume_softmax=vn.volume_softmax,
-        rotation_axis=ROTATION_AXES[mc.kind],
         pairwise_grid=vn.pairwise_grid,
         normalize_relu_volumes=vn.normalize_relu_volumes,
         transfer_cmu_to_human36m=mc.transfer_cmu_to_human36m,
         attention=attention,
     )
     return model
+
+
+def model_from_config(cfg: ExperimentConfig) -> nn.Module:
+    """The network of ``cfg.model`` (no weights loaded); ContextPose's gets the limb prior of
+    ``cfg.dataset.limb_length_path`` (the other architectures read none).
+
+    Raises:
+        DataError: ContextPose's limb prior is missing or unreadable.
+    """
+    if cfg.model.architecture != "contextpose":
+        return build_model(cfg.model)
+    return build_model(cfg.model, load_limb_prior(cfg.dataset.limb_length_path, get_skeleton(cfg.model.skeleton)))
+
+
+def load_model(cfg: ExperimentConfig, checkpoint: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """:func:`model_from_config` with the weights of ``checkpoint`` (ours or the original's), on ``device``,
+    in eval mode.
+
+    Raises:
+        DataError: missing limb prior. CheckpointError: missing checkpoint or weights that do not fit.
+    """
+    model = model_from_config(cfg)
+    load_checkpoint(model, checkpoint)
+    return model.to(device).eval()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import tempfile
@@ -113,15 +112,6 @@ def torch_save_atomic(obj: Any, path: str | Path) -> None:
             if isinstance(e.__context__, OSError):
                 raise e.__context__ from None
             raise
-
-
-def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_weights_only(path: str | Path) -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ctxpose.errors import DataError
-from ctxpose.skeleton import Skeleton, get_skeleton
+from ctxpose.skeleton import H36M_CONTEXTPOSE, Skeleton, get_skeleton
 from ctxpose.viz import draw
 from ctxpose.viz.output import ImageSink
 from ctxpose.viz.style import COLORS, TEXT, Style
@@ -104,7 +104,7 @@ def _read_h36m(root: Path) -> SampleTable:
     from ctxpose.geometry import projection_matrix
 
     lab = load_labels(root / "labels.npz")
-    skeleton = get_skeleton(lab.meta.get("skeleton", get_skeleton().name))
+    skeleton = get_skeleton(lab.meta.get("skeleton", H36M_CONTEXTPOSE.name))  # labels that predate the key
     sequence = np.array([f"{a}-{int(t)}" for a, t in zip(lab.action.tolist(), lab.trial.tolist(), strict=True)])
     return SampleTable(root, "ctxpose-h36m", skeleton, lab.subject.astype(str), sequence, lab.camera.astype(str),
                        lab.frame.astype(np.int64), lab.image.astype(str), projection_matrix(lab.K, lab.R, lab.t),
@@ -167,7 +167,7 @@ def _read_3dhp(root: Path) -> SampleTable:
     R, t = np.broadcast_to(WORLD_TO_CAMERA, (n, 3, 3)), np.zeros((n, 3))
     cameras = np.array([camera_name(str(seq)) for seq in cols["sequence"]])
     sequence = cols["sequence"].astype(str)
-    return SampleTable(root, "ctxpose-3dhp", get_skeleton(), sequence, sequence, cameras,
+    return SampleTable(root, "ctxpose-3dhp", H36M_CONTEXTPOSE, sequence, sequence, cameras,
                        cols["frame"].astype(np.int64), cols["image"].astype(str), projection_matrix(cols["K"], R, t),
                        MPIInf3DHPDataset.to_world(cols["keypoints_3d"]), cols["bbox"].astype(np.float64))
 

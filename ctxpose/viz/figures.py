@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ctxpose.skeleton import Skeleton
-from ctxpose.viz.style import COLORS, ROLE_LABELS, Role, Style, bone_colors, joint_colors, joint_sides, mpl_color
+from ctxpose.viz.style import COLORS, Role, Style, bone_colors, joint_colors, joint_sides, mpl_color
 
 AXES = {"x": 0, "y": 1, "z": 2}
 #: elevation of the 3D view, degrees
@@ -166,18 +166,6 @@ def pose_3d_image(skeletons: Sequence[tuple[np.ndarray, Role]], skeleton: Skelet
     for k, line in enumerate(title):
         fig.text(0.5, 0.985 - k * 0.055, line, ha="center", va="top", fontsize=style.font_pt * (0.8 if k else 0.9))
     return render(fig)
-
-
-def legend_handles(roles: Sequence[Role]) -> list:
-    """Legend entries: for each role, its left, right and centre colours."""
-    from matplotlib.lines import Line2D
-
-    handles = []
-    for role in roles:
-        for side in ("left", "right"):
-            handles.append(Line2D([], [], color=mpl_color(COLORS[role][side]), lw=3,
-                                  label=f"{ROLE_LABELS[role]} {side}"))
-    return handles
 
 
 def joint_error_bars(ax, errors: np.ndarray, skeleton: Skeleton, style: Style, role: Role = "pred",

@@ -117,24 +117,6 @@ def parse_sample(spec: str, dataset: Any) -> int:
     return int(hits[0])
 
 
-def load_model(cfg: Any, checkpoint: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Build the network of ``cfg`` with its limb prior, load ``checkpoint`` (ours or the original's), eval mode.
-
-    Raises:
-        DataError / CheckpointError: missing limb prior or checkpoint, or weights that do not fit.
-    """
-    from ctxpose.data.limb_prior import load_limb_prior
-    from ctxpose.errors import CheckpointError
-    from ctxpose.models import build_model, load_checkpoint
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(f"--checkpoint {checkpoint}: file not found")
-    model = build_model(cfg, load_limb_prior(cfg.dataset.limb_length_path))
-    load_checkpoint(model, checkpoint)
-    return model.to(device).eval()
-
-
 @torch.no_grad()
 def run_model(model: torch.nn.Module, dataset: Any, index: int, device: str | torch.device = "cpu") -> ModelSample:
     """Run ``model`` on ``dataset[index]`` (no cuboid rotation) and collect what the views need."""
@@ -310,6 +292,7 @@ def visualize_model(cfg: Any, checkpoint: str | Path, sample: str, sink: ImageSi
         progress: ``progress(done, total)``.
     """
     from ctxpose.data.datasets import Human36MDataset
+    from ctxpose.models import load_model
 
     if split not in ("val", "train"):
         raise DataError(f"--split {split}: expected val or train")

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ctxpose.data.predictions_npz import ID_FIELDS, NAME_FIELDS, load_predictions
 from ctxpose.errors import DataError
-from ctxpose.skeleton import Skeleton, get_skeleton
+from ctxpose.skeleton import H36M_CONTEXTPOSE, Skeleton, get_skeleton
 from ctxpose.utils.io import atomic_write_text
 from ctxpose.viz import draw
 from ctxpose.viz.figures import joint_error_bars, new_figure, pose_3d_image, render
@@ -36,25 +37,23 @@ from ctxpose.viz.output import ImageSink
 from ctxpose.viz.style import COLORS, TEXT, Style, mpl_color
 
 REQUIRED = ("index", "keypoints_3d", "keypoints_3d_gt")
-ID_KEYS = ("subject_idx", "action_idx", "trial", "camera_idx", "frame")
-NAME_KEYS = ("subject_names", "action_names", "camera_names")
 
 
 @dataclass
 class Predictions:
-    """An evaluation's per-sample arrays (see the module docstring and :mod:`ctxpose.engine.evaluator`).
+    """An evaluation's per-sample arrays (:mod:`ctxpose.data.predictions_npz`).
 
     Attributes:
         path: the ``predictions.npz`` read.
         arrays: its arrays; ``validity`` is filled with ones when absent.
+        skeleton: joint order of the keypoints (the file's ``skeleton``).
         metrics: ``metrics.json`` beside it, if present.
-        skeleton: joint order (the package's ContextPose order; its joint count must match).
     """
 
     path: Path
     arrays: dict[str, np.ndarray]
+    skeleton: Skeleton
     metrics: dict[str, Any] | None = None
-    skeleton: Skeleton = field(default_factory=get_skeleton)
 
     def __len__(self) -> int:
         return len(self.arrays["index"])
@@ -68,15 +67,15 @@ class Predictions:
 
     @property
     def sample_mpjpe(self) -> np.ndarray:
-        """(N,) MPJPE per sample over its valid joints, mm (:func:`ctxpose.metrics.mpjpe`)."""
-        from ctxpose.metrics import mpjpe
+        """(N,) MPJPE per sample over its valid joints, mm (:func:`ctxpose.metrics.pose.mpjpe`)."""
+        from ctxpose.metrics.pose import mpjpe
 
         a = self.arrays
         return np.asarray(mpjpe(a["keypoints_3d"].astype(np.float64), a["keypoints_3d_gt"].astype(np.float64),
                                 a["validity"].astype(np.float64)))
 
     def has_ids(self) -> bool:
-        return all(k in self.arrays for k in (*ID_KEYS, *NAME_KEYS))
+        return all(k in self.arrays for k in (*ID_FIELDS, *NAME_FIELDS))
 
     def sample_key(self, row: int) -> tuple[str, str, str, int] | None:
         """(subject, sequence, camera, frame) of a row, e.g. ("S9", "Walking-1", "54138969", 40); None without ids."""
@@ -113,7 +112,7 @@ class Predictions:
         return np.array([where[int(i)] for i in indices], dtype=np.int64)
 
 
-def load_predictions(path: str | Path) -> Predictions:
+def open_predictions(path: str | Path) -> Predictions:
     """Read ``predictions.npz``, or an eval folder holding ``predictions.npz`` (and ``metrics.json``).
 
     Raises:
@@ -128,30 +127,18 @@ def load_predictions(path: str | Path) -> Predictions:
         npz = path
     else:
         raise DataError(f"{path}: no such file or folder")
+    arrays = load_predictions(npz, REQUIRED)
+    # files without the key predate it, when the ContextPose order was the only one
+    name = str(arrays["skeleton"]) if "skeleton" in arrays else H36M_CONTEXTPOSE.name
     try:
-        with np.load(npz, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{npz}: not a readable predictions npz ({e})") from None
-    missing = [k for k in REQUIRED if k not in arrays]
-    if missing:
-        raise DataError(f"{npz}: missing arrays {missing}; expected {list(REQUIRED)} from `ctxpose eval`")
-    name = str(arrays["skeleton"]) if "skeleton" in arrays else None  # recorded by `ctxpose eval`
-    try:
-        skeleton = get_skeleton(name) if name else get_skeleton()
+        skeleton = get_skeleton(name)
     except KeyError as e:
         raise DataError(f"{npz}: {e.args[0]}") from None
     n, j = len(arrays["index"]), skeleton.num_joints
-    for key in ("keypoints_3d", "keypoints_3d_gt"):
-        if arrays[key].shape != (n, j, 3):
-            raise DataError(f"{npz}: {key} has shape {arrays[key].shape}, expected ({n}, {j}, 3)")
+    if arrays["keypoints_3d"].shape[1:] != (j, 3):
+        raise DataError(f"{npz}: keypoints_3d has shape {arrays['keypoints_3d'].shape}, expected ({n}, {j}, 3) "
+                        f"(skeleton {skeleton.name})")
     arrays.setdefault("validity", np.ones((n, j), np.float32))
-    if arrays["validity"].shape != (n, j):
-        raise DataError(f"{npz}: validity has shape {arrays['validity'].shape}, expected ({n}, {j})")
-    if "proj_matrices" in arrays and arrays["proj_matrices"].shape != (n, 3, 4):
-        raise DataError(f"{npz}: proj_matrices has shape {arrays['proj_matrices'].shape}, expected ({n}, 3, 4)")
-    if "image_paths" in arrays and arrays["image_paths"].shape != (n,):
-        raise DataError(f"{npz}: image_paths has shape {arrays['image_paths'].shape}, expected ({n},)")
     metrics = None
     metrics_path = npz.parent / "metrics.json"
     if metrics_path.is_file():
@@ -159,7 +146,7 @@ def load_predictions(path: str | Path) -> Predictions:
             metrics = json.loads(metrics_path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise DataError(f"{metrics_path}: not readable JSON ({e})") from None
-    return Predictions(npz, arrays, metrics, skeleton)
+    return Predictions(npz, arrays, skeleton, metrics)
 
 
 class CropFinder:
@@ -190,7 +177,7 @@ class CropFinder:
             from ctxpose.viz.dataset import open_processed
 
             if not preds.has_ids():
-                raise DataError(f"{preds.path}: no sample ids ({', '.join(ID_KEYS + NAME_KEYS)}) to find the crops "
+                raise DataError(f"{preds.path}: no sample ids ({', '.join(ID_FIELDS + NAME_FIELDS)}) to find the crops "
                                 f"in {dataset} with")
             _, self._table = open_processed(dataset)
             t = self._table
@@ -308,9 +295,9 @@ def worst_gallery(preds: Predictions, crops: CropFinder | None, count: int, styl
 
 
 def per_action(preds: Predictions) -> dict[str, dict[str, float]]:
-    """MPJPE, PA-MPJPE and count per action (trials merged), through :class:`ctxpose.metrics.MetricAccumulator`;
+    """MPJPE, PA-MPJPE and count per action (trials merged), through :class:`ctxpose.metrics.pose.MetricAccumulator`;
     ``{"all": ...}`` when the file has no action ids."""
-    from ctxpose.metrics import MetricAccumulator, mpjpe, pa_mpjpe
+    from ctxpose.metrics.pose import MetricAccumulator, mpjpe, pa_mpjpe
 
     a = preds.arrays
     if not preds.has_ids():
@@ -318,7 +305,7 @@ def per_action(preds: Predictions) -> dict[str, dict[str, float]]:
         return {"all": {"mpjpe": float(np.nanmean(mpjpe(p, g, v))), "pa_mpjpe": float(np.nanmean(pa_mpjpe(p, g, v))),
                         "n_samples": float(len(p))}}
     names = [str(n) for n in a["action_names"]]
-    acc = MetricAccumulator([str(n) for n in a["subject_names"]], names)
+    acc = MetricAccumulator([str(n) for n in a["subject_names"]], names, preds.skeleton)
     acc.add(a["index"], a["subject_idx"], a["action_idx"], a["keypoints_3d"], a["keypoints_3d_gt"], a["validity"])
     stats = acc.summary().per_action
     _, first = np.unique(a["index"], return_index=True)  # the accumulator counts each index once
@@ -451,7 +438,7 @@ def visualize_predictions(path: str | Path, sink: ImageSink, dataset: str | Path
         DataError: unreadable predictions, an index not in the file, a crop that cannot be found.
     """
     style = style or Style()
-    preds = load_predictions(path)
+    preds = open_predictions(path)
     if not len(preds):
         raise DataError(f"{preds.path}: holds no samples")
     crops = CropFinder(preds, dataset)
@@ -510,7 +497,7 @@ def save_overlay(source: str | Path, dataset: str | Path | None, path: str | Pat
     from ctxpose.viz.output import save_png
 
     style = style or Style(size=256)
-    preds = load_predictions(source)
+    preds = open_predictions(source)
     crops = CropFinder(preds, dataset)
     rows = choose_rows(preds, None, count)
     a = preds.arrays

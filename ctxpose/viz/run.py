@@ -27,9 +27,9 @@ from ctxpose.viz.figures import new_figure, render
 from ctxpose.viz.output import ImageSink
 from ctxpose.viz.style import Style
 
-#: validation metrics in mm, and fractions, in plotting order
+#: validation metrics in mm (lower is better), and scores (higher is better) with their factor to percent
 VAL_MM = ("mpjpe", "mpjpe_relative", "pa_mpjpe", "n_mpjpe", "limb_length_error")
-VAL_FRACTION = ("pck3d_150", "auc3d", "pck2d@0.1", "pck2d@0.2", "pck2d@0.5")
+VAL_SCORES = {"pck_3dhp": 1.0, "auc_3dhp": 1.0, "pck2d@0.1": 100.0, "pck2d@0.2": 100.0, "pck2d@0.5": 100.0}
 
 
 @dataclass
@@ -190,11 +190,11 @@ def plot_run(run: RunScalars, style: Style | None = None, smoothing: float = 0.9
                         ls="-" if k == 0 else "--")
             _style_axes(ax, "learning rates", style, log=True)
         panels.append(lr_panel)
-    def val_panel(keys: list[str], title: str, ylabel: str, scale: float, best_of_first: bool):
+    def val_panel(keys: list[str], title: str, ylabel: str, best_of_first: bool):
         def panel(ax) -> None:
             for k, key in enumerate(keys):
                 x, y = _val_series(run, key)
-                ax.plot(x, y * scale, "o-", color=palette[k % len(palette)], ms=3, lw=1.4, label=key)
+                ax.plot(x, y * VAL_SCORES.get(key, 1.0), "o-", color=palette[k % len(palette)], ms=3, lw=1.4, label=key)
             if best_of_first:
                 bx, by = _val_series(run, keys[0])
                 b = int(np.nanargmin(by))
@@ -203,12 +203,12 @@ def plot_run(run: RunScalars, style: Style | None = None, smoothing: float = 0.9
             _style_axes(ax, title, style, ylabel=ylabel)
         return panel
 
-    for keys, title, ylabel, scale in (
-        ([k for k in VAL_MM if len(_val_series(run, k)[0])], "validation errors", "mm", 1.0),
-        ([k for k in VAL_FRACTION if len(_val_series(run, k)[0])], "validation PCK / AUC", "%", 100.0),
+    for keys, title, ylabel, lower_is_better in (
+        ([k for k in VAL_MM if len(_val_series(run, k)[0])], "validation errors", "mm", True),
+        ([k for k in VAL_SCORES if len(_val_series(run, k)[0])], "validation PCK / AUC", "%", False),
     ):
         if keys:
-            panels.append(val_panel(keys, title, ylabel, scale, best_of_first=scale == 1.0))
+            panels.append(val_panel(keys, title, ylabel, best_of_first=lower_is_better))
     for tag, title in (("train/samples_per_s", "throughput (samples/s)"), ("train/nan_steps", "skipped steps")):
         if tag in run.steps:
             def extra_panel(ax, tag=tag, title=title) -> None:
@@ -237,7 +237,7 @@ def summarize(run: RunScalars) -> dict[str, Any]:
     """Last value of every step series; per validation metric its last and best value (min for mm, max else)."""
     out: dict[str, Any] = {"run": str(run.run_dir), "epochs": len(run.epochs),
                            "last": {t: float(v[-1]) for t, (_, v) in run.steps.items() if len(v)}, "val": {}}
-    for key in (*VAL_MM, *VAL_FRACTION):
+    for key in (*VAL_MM, *VAL_SCORES):
         x, y = _val_series(run, key)
         if len(y) and np.isfinite(y).any():
             b = int(np.nanargmin(y) if key in VAL_MM else np.nanargmax(y))

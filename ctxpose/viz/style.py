@@ -32,7 +32,6 @@ COLORS: dict[str, dict[str, RGB]] = {
     "pred": {"left": (0, 110, 255), "right": (255, 60, 20), "centre": (210, 0, 210)},
     "gt": {"left": (0, 225, 255), "right": (255, 200, 0), "centre": (40, 215, 40)},
 }
-ROLE_LABELS = {"pred": "prediction", "gt": "ground truth"}
 OUTLINE: RGB = (20, 20, 20)
 TEXT: RGB = (255, 255, 255)
 HEADER_BG: RGB = (32, 32, 32)

@@ -18,11 +18,16 @@ import torch
 from torch import nn
 
 from ctxpose.config import config_from_dict
-from ctxpose.data.limb_prior import LimbPrior, load_limb_prior
 from ctxpose.data.predictions import read_released_results
 from ctxpose.errors import CtxposeError
-from ctxpose.models.build import build_model, load_backbone_checkpoint, load_state_dict_strict, read_state_dict
-from ctxpose.skeleton import get_skeleton
+from ctxpose.models.build import (
+    build_model,
+    load_backbone_checkpoint,
+    load_limb_prior,
+    load_state_dict_strict,
+    read_state_dict,
+)
+from ctxpose.skeleton import H36M_CONTEXTPOSE, LimbPrior, get_skeleton
 from ctxpose.weights.registry import Artifact
 
 
@@ -79,6 +84,6 @@ def _verify(artifact: Artifact, path: Path, label: str) -> str:
         kp, _ = read_released_results(path, artifact.rows)
         return f"{len(kp):,} poses"
     if artifact.kind == "limb-prior":
-        prior = load_limb_prior(path)
+        prior = load_limb_prior(path, H36M_CONTEXTPOSE)  # the released file: one value per ContextPose bone
         return f"{prior.num_bones} bones"
     raise VerificationError(f"{label}: unknown kind {artifact.kind!r}")

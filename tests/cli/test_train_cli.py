@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ctxpose.cli.app import app
-from ctxpose.config import Amp, Split
-from ctxpose.engine import dist
-from ctxpose.engine import launch as launch_module
+from ctxpose.config import Amp
+from ctxpose.data.datasets import Human36MDataset
+from ctxpose.engine import evaluator as evaluator_module
+from ctxpose.engine import trainer as trainer_module
 from ctxpose.engine.evaluator import EvalResult
 from ctxpose.engine.trainer import TrainResult
 from tests.cli.in_process import run_in_process
@@ -26,55 +27,65 @@ run_main = run_in_process
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Record what reaches the training worker or the elastic launcher (nothing is trained)."""
+    """Record what reaches train() and torch's elastic launcher (nothing is built or trained)."""
+    import torch.distributed.launcher.api as torch_launcher
+
     seen: dict = {}
 
     def result(run_dir):
         return TrainResult(Path(run_dir), Path(run_dir) / "checkpoints" / "last.pt", 1, 3, 0,
                            metrics=[{"val": {"mpjpe": 12.5}}])
 
-    def fake_worker(*args):
-        seen["worker"] = args
-        return result(args[1])
+    def fake_train(cfg, model, train_set, val_set, run_dir, device, **kwargs):
+        seen["train"] = (cfg, model, train_set, val_set, run_dir, device, kwargs)
+        return result(run_dir)
 
-    def fake_launch(entry, args, nproc, nnodes=1, node_rank=0, master_addr="127.0.0.1", master_port=None):
-        seen["launch"] = (entry, args, nproc, nnodes, node_rank, master_addr, master_port)
-        return {node_rank * nproc: result(args[1])}
+    def fake_elastic_launch(config, entrypoint):
+        def run(fn, verbose, args, kwargs):
+            seen["launch"] = (config, fn, args, kwargs)
+            return {config.rdzv_configs["rank"] * config.nproc_per_node: result(args[4])}
+        return run
 
-    monkeypatch.setattr(launch_module, "_train_worker", fake_worker)
-    monkeypatch.setattr(dist, "launch", fake_launch)
+    monkeypatch.setattr(trainer_module, "train", fake_train)
+    monkeypatch.setattr(trainer_module, "initial_model", lambda cfg, initial_weights: ("model", initial_weights))
+    monkeypatch.setattr(Human36MDataset, "from_config", classmethod(lambda cls, cfg, split: ("dataset", split)))
+    monkeypatch.setattr(torch_launcher, "elastic_launch", fake_elastic_launch)
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"):
         monkeypatch.delenv(var, raising=False)
     return seen
 
 
-def test_single_process_calls_worker_with_config_and_overrides(calls: dict, tmp_path: Path) -> None:
+def test_single_process_trains_in_this_process_with_config_and_overrides(calls: dict, tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--logdir", str(tmp_path), "--max-steps", "3",
                             "--set", "train.batch_size=2", "--amp", "bf16", "--no-val"])
     assert r.exit_code == 0, r.output
-    cfg, run_dir, device, resume, amp, max_steps, validate, progress, verbose, comps = calls["worker"]
+    cfg, model, train_set, val_set, run_dir, device, kwargs = calls["train"]
     assert cfg.train.batch_size == 2 and cfg.title == "tiny_cpu"
     assert Path(run_dir).parent == tmp_path and Path(run_dir).name.startswith("tiny_cpu_")
-    assert (device, resume, amp, max_steps, validate, comps) == ("cpu", None, Amp.BF16, 3, False, None)
+    assert (model, train_set, val_set, device) == (("model", True), ("dataset", "train"), None, "cpu")
+    assert kwargs == {"resume": None, "amp": Amp.BF16, "max_steps": 3, "show_progress": True}
     assert "launch" not in calls and "val MPJPE 12.5 mm" in r.output
 
 
 def test_shipped_config_by_name(calls: dict, tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", "tiny_cpu", "--device", "cpu", "--logdir", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert calls["worker"][0].model.backbone.num_layers == 18
+    assert calls["train"][0].model.backbone.num_layers == 18 and calls["train"][3] == ("dataset", "val")
 
 
 def test_procs_and_nodes_go_through_the_elastic_launcher(calls: dict, tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--procs", "2", "--logdir", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    entry, args, nproc, nnodes, node_rank, addr, port = calls["launch"]
-    assert entry is launch_module._train_worker and nproc == 2 and (nnodes, node_rank) == (1, 0)
-    assert args[2] == "cpu"
+    config, fn, args, kwargs = calls["launch"]
+    assert fn is trainer_module.train and config.nproc_per_node == 2 and config.max_restarts == 0
+    assert (config.min_nodes, config.max_nodes, config.rdzv_configs["rank"]) == (1, 1, 0)
+    assert args[5] == "cpu" and kwargs["show_progress"] and "done" in r.output
     r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--procs", "4", "--nnodes", "2", "--node-rank", "1",
                             "--master-addr", "10.0.0.1", "--master-port", "29555", "--logdir", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert calls["launch"][2:] == (4, 2, 1, "10.0.0.1", 29555)
+    config = calls["launch"][0]
+    assert (config.nproc_per_node, config.min_nodes, config.rdzv_configs["rank"], config.rdzv_endpoint) == (
+        4, 2, 1, "10.0.0.1:29555")
     assert "done" not in r.output  # node 1 does not report: node 0's rank 0 does
 
 
@@ -83,7 +94,7 @@ def test_inside_torchrun_does_not_spawn(calls: dict, tmp_path: Path, monkeypatch
     monkeypatch.setenv("WORLD_SIZE", "2")
     r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--procs", "2", "--logdir", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert "worker" in calls and "launch" not in calls
+    assert "train" in calls and "launch" not in calls
 
 
 def _run_folder(path: Path) -> Path:
@@ -98,9 +109,10 @@ def test_resume_continues_in_the_run_folder(calls: dict, tmp_path: Path) -> None
     for resume in ("auto", str(run), str(run / "checkpoints" / "last.pt")):
         r = runner.invoke(app, ["train", CFG, "--device", "cpu", "--resume", resume, "--logdir", str(tmp_path)])
         assert r.exit_code == 0, r.output
-        _, run_dir, _, checkpoint, *_ = calls["worker"]
-        assert Path(run_dir).resolve() == run.resolve() and Path(checkpoint).resolve() == (
+        _, model, _, _, run_dir, _, kwargs = calls["train"]
+        assert Path(run_dir).resolve() == run.resolve() and Path(kwargs["resume"]).resolve() == (
             run / "checkpoints" / "last.pt").resolve()
+        assert model == ("model", False)  # a resumed run loads no initial weights
 
 
 def test_resume_refuses_a_file_outside_a_run_folder(calls: dict, tmp_path: Path) -> None:
@@ -161,28 +173,37 @@ def test_eval_needs_a_checkpoint_or_a_run_folder(tmp_path: Path) -> None:
     assert r.returncode == 1 and "not a run folder (no config.yaml)" in r.stderr
 
 
-def test_eval_calls_library_with_resolved_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run = _run_folder(tmp_path / "run")
-    (run / "config.yaml").write_text(Path(CFG).read_text())
-    seen = {}
+@pytest.fixture
+def evaluated(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Record what reaches evaluate() (nothing is built or evaluated)."""
+    import ctxpose.models
 
-    def fake_eval_worker(*args):
-        seen["args"] = args
+    seen: dict = {}
+
+    def fake_evaluate(model, dataset, device, **kwargs):
+        seen["args"] = (model, dataset, device, kwargs)
         return EvalResult({"mpjpe": 50.0, "pa_mpjpe": 40.0, "n_mpjpe": 45.0, "mpjpe_relative": 49.0,
                            "n_samples": 8.0}, {"Walking": {"mpjpe": 50.0}}, {})
 
-    monkeypatch.setattr(launch_module, "_eval_worker", fake_eval_worker)
+    monkeypatch.setattr(evaluator_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(trainer_module, "initial_model", lambda cfg, initial_weights: {"loaded": None})
+    monkeypatch.setattr(ctxpose.models, "load_checkpoint", lambda model, path: model.update(loaded=path))
+    monkeypatch.setattr(Human36MDataset, "from_config", classmethod(lambda cls, cfg, split: ("dataset", split)))
+    return seen
+
+
+def test_eval_calls_library_with_resolved_paths(tmp_path: Path, evaluated: dict) -> None:
+    run = _run_folder(tmp_path / "run")
+    (run / "config.yaml").write_text(Path(CFG).read_text())
     r = runner.invoke(app, ["eval", str(run), "--device", "cpu", "--split", "train"])
     assert r.exit_code == 0, r.output
-    cfg, ckpt, device, split, out, amp, *_ = seen["args"]
-    assert (ckpt, device, split, out, amp) == (str(run / "checkpoints" / "last.pt"), "cpu", Split.TRAIN,
-                                               str(run / "eval_train"), None)
+    model, dataset, device, kwargs = evaluated["args"]
+    assert (model, dataset, device) == ({"loaded": run / "checkpoints" / "last.pt"}, ("dataset", "train"), "cpu")
+    assert (kwargs["out_dir"], kwargs["amp"], kwargs["batch_size"]) == (run / "eval_train", None, 16)  # val.batch_size
     assert "Walking" in r.output and "50.0" in r.output
 
 
-def test_eval_refuses_an_unwritable_output_before_evaluating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eval_refuses_an_unwritable_output_before_evaluating(tmp_path: Path, evaluated: dict) -> None:
     (tmp_path / "file").write_text("x")
-    called = []
-    monkeypatch.setattr(launch_module, "_eval_worker", lambda *a: called.append(a))
     r = runner.invoke(app, ["eval", CFG, "--checkpoint", CFG, "--device", "cpu", "--out", str(tmp_path / "file" / "o")])
-    assert r.exit_code == 1 and called == []
+    assert r.exit_code == 1 and evaluated == {}

@@ -76,11 +76,11 @@ def temporaries(out: Path) -> list[Path]:
 
 
 def workers_of(pid: int) -> list[int]:
-    """The preprocessing worker processes below ``pid``."""
+    """The worker processes below ``pid`` (started by multiprocessing's spawn method; not its resource tracker)."""
     found = []
     for child in descendants(pid):
         try:
-            if b"ctxpose.data.workers" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"multiprocessing.spawn" in Path(f"/proc/{child}/cmdline").read_bytes():
                 found.append(child)
         except OSError:
             continue
@@ -97,8 +97,8 @@ def interrupt(proc: subprocess.Popen, out: Path, target: str, sequences: int) ->
     (fewer than ``sequences`` recorded), no temporary file.
     """
     wait_for(lambda: len(recorded(out)) >= 1, proc)
-    workers = descendants(proc.pid)
-    assert len(workers) >= 2  # the run is parallel
+    workers = descendants(proc.pid)  # the workers and multiprocessing's resource tracker
+    assert len(workers_of(proc.pid)) >= 2  # the run is parallel
     if target == "group":
         os.killpg(proc.pid, signal.SIGINT)
     else:
@@ -121,8 +121,8 @@ def kill_parent(proc: subprocess.Popen, out: Path, sequences: int) -> None:
     """SIGKILL a running ``preprocess --workers 2`` once it wrote a crop; check its workers die with it (within
     15 s), write nothing afterwards and leave no temporary file."""
     wait_for(lambda: any((out / "images").rglob("*.jpg")) if (out / "images").is_dir() else False, proc)
-    children = descendants(proc.pid)
-    assert len(children) >= 2
+    children = descendants(proc.pid)  # the workers and multiprocessing's resource tracker
+    assert len(workers_of(proc.pid)) >= 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 15.0
@@ -140,21 +140,34 @@ SCRIPT = """
 import json, sys
 from {module} import {options}, {function}
 
-with open(sys.argv[3], "a") as f:  # module level, no __main__ guard: counts how often this script runs
-    f.write("ran\\n")
-report = {function}(sys.argv[1], sys.argv[2], {options}({settings}))
-print(json.dumps(report.to_dict()))
+
+def main():
+    with open(sys.argv[3], "a") as f:  # counts how often the script's work runs
+        f.write("ran\\n")
+    report = {function}(sys.argv[1], sys.argv[2], {options}({settings}))
+    print(json.dumps(report.to_dict()))
+
+
+if __name__ == "__main__":  # spawned workers import this script: they must not run main() again
+    main()
 """
 
 
-def run_api_script(tmp_path: Path, raw: Path, module: str, function: str, options: str, settings: str) -> dict:
-    """Run ``function(raw, out, options(settings))`` from a script's top level (no ``__main__`` guard) in a fresh
-    interpreter; check it ran once (workers did not re-run it) and wrote the report it returned; return the
-    report."""
+def run_api_script(tmp_path: Path, raw: Path, module: str, function: str, options: str, settings: str,
+                   guard: bool = True) -> subprocess.CompletedProcess:
+    """Run ``function(raw, out, options(settings))`` from a script (``guard``: under ``if __name__ ==
+    "__main__":``, else at its top level) in a fresh interpreter.
+
+    With the guard: check it ran once (workers did not re-run it) and wrote the report it printed; return
+    the report. Without: return the finished process.
+    """
     script, runs, out = tmp_path / "prep.py", tmp_path / "runs.txt", tmp_path / "out"
-    script.write_text(SCRIPT.format(module=module, function=function, options=options, settings=settings))
+    text = SCRIPT.format(module=module, function=function, options=options, settings=settings)
+    script.write_text(text if guard else text.replace('if __name__ == "__main__":', "if True:"))
     proc = subprocess.run([sys.executable, str(script), str(raw), str(out), str(runs)], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if not guard:
+        return proc
     assert proc.returncode == 0, proc.stderr
     assert runs.read_text() == "ran\n"  # the workers did not re-run the script
     printed = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -3,8 +3,7 @@
 - 2 processes x batch 2 == 1 process x batch 4 after 3 SGD steps with SyncBatchNorm;
 - distributed eval sees every sample exactly once and matches single-process eval;
 - non-finite losses on one rank are skipped on all ranks, then the job aborts with one clear line;
-- a rank that dies mid-step takes the job down with a DistributedError naming it (no hang);
-- a 2-process run stopped and resumed equals an uninterrupted one bit for bit (each rank its own random streams).
+- a rank that dies mid-step takes the job down with a DistributedError naming it (no hang).
 """
 
 from __future__ import annotations
@@ -16,21 +15,14 @@ import pytest
 import torch
 
 from ctxpose.config import load_config
-from ctxpose.data.loaders import make_eval_loader
 from ctxpose.engine import dist
 from ctxpose.engine.checkpoint import read_run_checkpoint
-from ctxpose.engine.components import Components
-from ctxpose.engine.evaluator import evaluate, save_eval
-from ctxpose.engine.trainer import train
-from tests.unit.engine_standins import (
-    StandinDataset,
-    StandinModel,
-    build_standin_no_dropout,
-    no_init,
-    standin_components,
-    standin_dataset,
-    standin_losses,
-)
+from ctxpose.engine.evaluator import evaluate
+from ctxpose.engine.launch import Layout, launch
+from ctxpose.engine.trainer import initial_model, train
+from tests.unit.engine_standins import StandinDataset, StandinModel, standin_losses, standin_model
+
+TWO = Layout(2)
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,26 +41,26 @@ def _load_standin(path: Path) -> StandinModel:
     return model
 
 
+def _train(batch: int, run_dir: str | Path, model=None, *extra: str, loss_fn=standin_losses, train_set=None,
+           **kwargs):
+    return train(_cfg(batch, *extra), model or standin_model(), train_set or StandinDataset(24), None, run_dir,
+                 "cpu", loss_fn=loss_fn, **kwargs)
+
+
 def _train_and_eval_worker(batch: int, run_dir: str, eval_dir: str) -> dict:
-    result = train(_cfg(batch), run_dir, "cpu", max_steps=3, validate=False,
-                   components=standin_components(dropout=False))
+    result = _train(batch, run_dir, max_steps=3)
     model = _load_standin(result.checkpoint)  # rank 0 wrote it; train() ends with a barrier
-    loader = make_eval_loader(StandinDataset(11), 4, world_size=dist.get_world_size(), rank=dist.get_rank())
-    ev = evaluate(model, loader, "cpu")
-    if dist.is_main_process():
-        save_eval(ev, eval_dir)
+    ev = evaluate(model, StandinDataset(11), "cpu", batch_size=4, out_dir=eval_dir)
     return {"steps": result.steps, "n": int(len(ev.arrays["index"]))}
 
 
 def test_two_processes_match_one_process_and_eval_once(tmp_path: Path) -> None:
-    out = dist.launch(_train_and_eval_worker, (2, str(tmp_path / "ddp"), str(tmp_path / "ddp_eval")), 2)
+    out = launch(_train_and_eval_worker, 2, str(tmp_path / "ddp"), str(tmp_path / "ddp_eval"), layout=TWO)
     assert out == {0: {"steps": 3, "n": 11}, 1: {"steps": 3, "n": 11}}
-    single = train(_cfg(4), tmp_path / "single", "cpu", max_steps=3, validate=False,
-                   components=standin_components(dropout=False))
+    single = _train(4, tmp_path / "single", max_steps=3)
     a = read_run_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["model"]
     b = read_run_checkpoint(single.checkpoint)["model"]
-    torch.manual_seed(0)  # train.seed: the runs' initial weights, which must have moved
-    init = build_standin_no_dropout(None)
+    init = standin_model()  # train.seed: the runs' initial weights, which must have moved
     assert not torch.allclose(init.state_dict()["volume_net.1.weight"], b["volume_net.1.weight"])
     for key in b:
         # float32 sums in a different order (all-reduce of two halves vs one batch): 1e-5 absolute
@@ -76,44 +68,18 @@ def test_two_processes_match_one_process_and_eval_once(tmp_path: Path) -> None:
     # distributed eval: every sample once, same predictions as one process
     ddp_pred = np.load(tmp_path / "ddp_eval" / "predictions.npz")
     np.testing.assert_array_equal(ddp_pred["index"], np.arange(11))
-    ref = evaluate(_load_standin(tmp_path / "ddp" / "checkpoints" / "last.pt"),
-                   make_eval_loader(StandinDataset(11), 3), "cpu")
+    ref = evaluate(_load_standin(tmp_path / "ddp" / "checkpoints" / "last.pt"), StandinDataset(11), "cpu",
+                   batch_size=3)
     np.testing.assert_allclose(ddp_pred["keypoints_3d"], ref.arrays["keypoints_3d"], rtol=0, atol=1e-3)
 
 
-def _resume_worker(run_dir: str, max_steps: int, resume: str | None) -> int:
-    result = train(_cfg(2, "train.n_epochs=2"), run_dir, "cpu", max_steps=max_steps, validate=False,
-                   resume=resume, components=standin_components(dropout=True))
-    return result.steps
-
-
-def test_two_process_resume_is_bit_for_bit(tmp_path: Path) -> None:
-    """Dropout draws from each rank's own generator: restoring rank 0's streams on rank 1 would differ."""
-    dist.launch(_resume_worker, (str(tmp_path / "full"), 5, None), 2)
-    dist.launch(_resume_worker, (str(tmp_path / "part"), 2, None), 2)
-    part = tmp_path / "part" / "checkpoints" / "last.pt"
-    assert len(read_run_checkpoint(part)["rng"]) == 2
-    assert dist.launch(_resume_worker, (str(tmp_path / "part"), 5, str(part)), 2) == {0: 5, 1: 5}
-    a = read_run_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
-    b = read_run_checkpoint(part)
-    assert (a["step"], a["epoch"]) == (b["step"], b["epoch"]) == (5, 1)
-    for key, value in a["model"].items():
-        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
-    for rank in (0, 1):
-        assert torch.equal(a["rng"][rank]["torch"], b["rng"][rank]["torch"])
-    assert not torch.equal(a["rng"][0]["torch"], a["rng"][1]["torch"])
-
-
-def _freeze_worker(run_dir: str) -> None:
-    train(_cfg(2, "model.backbone.freeze_epochs=1", "train.n_epochs=2", "train.sync_bn=false"), run_dir, "cpu",
-          validate=False, components=standin_components(dropout=False))
-
-
 def test_two_processes_release_a_frozen_backbone(tmp_path: Path) -> None:
-    """DDP registers only trainable parameters: releasing the backbone after its frozen epochs re-wraps it."""
-    dist.launch(_freeze_worker, (str(tmp_path / "run"),), 2)
-    torch.manual_seed(0)
-    init = build_standin_no_dropout(None).state_dict()
+    """DDP registers only trainable parameters: releasing the backbone after its frozen epochs re-wraps it.
+
+    The model is built here and sent to the workers, as ``ctxpose train`` does: each trains its own copy."""
+    launch(_train, 2, str(tmp_path / "run"), standin_model(), "model.backbone.freeze_epochs=1", "train.n_epochs=2",
+           "train.sync_bn=false", layout=TWO)
+    init = standin_model().state_dict()
     trained = read_run_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
     assert not torch.equal(trained["backbone.0.weight"], init["backbone.0.weight"])
     assert int(trained["backbone.1.num_batches_tracked"]) == 3  # only the 3 steps of epoch 1 moved its statistics
@@ -126,14 +92,10 @@ def nan_on_rank1_losses(out, keypoints_3d, validity, cfg) -> dict[str, torch.Ten
     return losses
 
 
-def _nan_worker(run_dir: str) -> None:
-    comps = Components(build_standin_no_dropout, nan_on_rank1_losses, standin_dataset, no_init)
-    train(_cfg(2, "train.max_nan_steps=2"), run_dir, "cpu", validate=False, components=comps)
-
-
 def test_non_finite_loss_on_one_rank_skips_everywhere_then_aborts(tmp_path: Path) -> None:
     with pytest.raises(dist.DistributedError, match=r"loss was not finite for 2 steps in a row \(step 2\)"):
-        dist.launch(_nan_worker, (str(tmp_path / "run"),), 2)
+        launch(_train, 2, str(tmp_path / "run"), None, "train.max_nan_steps=2", loss_fn=nan_on_rank1_losses,
+               layout=TWO)
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was stepped, nothing saved
 
 
@@ -147,18 +109,9 @@ class _DyingDataset(StandinDataset):
         return super().__getitem__(index)
 
 
-def _dying_dataset(cfg, split: str) -> StandinDataset:
-    return _DyingDataset(24)
-
-
-def _dying_worker(run_dir: str) -> None:
-    comps = Components(build_standin_no_dropout, standin_losses, _dying_dataset, no_init)
-    train(_cfg(2), run_dir, "cpu", validate=False, components=comps)
-
-
 def test_dying_rank_stops_the_job_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(dist.DistributedError) as e:
-        dist.launch(_dying_worker, (str(tmp_path / "run"),), 2)
+        launch(_train, 2, str(tmp_path / "run"), train_set=_DyingDataset(24), layout=TWO)
     msg = str(e.value)
     assert msg.startswith("worker rank 1 failed (exit code 1): RuntimeError: synthetic data failure on rank 1")
     assert "\n" not in msg
@@ -179,7 +132,7 @@ def test_a_killed_rank_is_named_without_placeholders() -> None:
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(dist.DistributedError) as e:
-        dist.launch(_killed_worker, (), 2)
+        launch(_killed_worker, layout=TWO)
     msg = str(e.value)
     assert msg.startswith("worker rank 1 failed (signal 9)") and "<NONE>" not in msg and "<N/A>" not in msg
     assert "Signal 9 (SIGKILL) received by PID" in msg  # torch's own line, not a placeholder
@@ -210,22 +163,19 @@ def _real_cfg(processed: Path, batch: int):
         "train.volume_net_lr=0.01", "train.process_features_lr=0.01", "train.vis_freq=0"])
 
 
-def build_real_float64(cfg) -> torch.nn.Module:
-    return Components().build_model(cfg).double()
-
-
 def _real_worker(processed: str, batch: int, run_dir: str, eval_dir: str) -> int:
-    from ctxpose.engine.evaluator import evaluate_checkpoint
+    from ctxpose.data.datasets import Human36MDataset
 
     cfg = _real_cfg(Path(processed), batch)
-    comps = Components(build_model=build_real_float64)
-    result = train(cfg, run_dir, "cpu", max_steps=3, validate=False, components=comps)
-    ev = evaluate_checkpoint(cfg, result.checkpoint, "cpu", "val", eval_dir, components=comps)
+    model = initial_model(cfg).double()
+    train(cfg, model, Human36MDataset.from_config(cfg, "train"), None, run_dir, "cpu", max_steps=3)
+    ev = evaluate(model, Human36MDataset.from_config(cfg, "val"), "cpu", batch_size=cfg.val.batch_size,
+                  out_dir=eval_dir)
     return int(len(ev.arrays["index"]))
 
 
 def test_real_model_two_processes_match_one(processed: Path, tmp_path: Path) -> None:
-    out = dist.launch(_real_worker, (str(processed), 2, str(tmp_path / "ddp"), str(tmp_path / "ddp_eval")), 2)
+    out = launch(_real_worker, str(processed), 2, str(tmp_path / "ddp"), str(tmp_path / "ddp_eval"), layout=TWO)
     assert out == {0: 8, 1: 8}
     n = _real_worker(str(processed), 4, str(tmp_path / "single"), str(tmp_path / "single_eval"))
     assert n == 8
@@ -242,8 +192,4 @@ def test_real_model_two_processes_match_one(processed: Path, tmp_path: Path) -> 
 
 
 def _real_init(processed: Path) -> dict[str, torch.Tensor]:
-    from ctxpose.utils.seed import seed_everything
-
-    cfg = _real_cfg(processed, 4)
-    seed_everything(cfg.train.seed)
-    return Components().build_model(cfg).state_dict()
+    return initial_model(_real_cfg(processed, 4)).state_dict()

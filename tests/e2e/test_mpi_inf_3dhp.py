@@ -23,12 +23,12 @@ from ctxpose.data.h36m.synthetic_body import BONE_COLORS_BGR
 from ctxpose.data.mpi_inf_3dhp import metadata
 from ctxpose.data.mpi_inf_3dhp.cameras import load_3dhp_camera
 from ctxpose.data.mpi_inf_3dhp.dataset import WORLD_TO_CAMERA, MPIInf3DHPDataset
-from ctxpose.data.mpi_inf_3dhp.export import evaluate_like_official, export_inference_data, read_predictions
+from ctxpose.data.mpi_inf_3dhp.export import export_inference_data, read_predictions
 from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
 from ctxpose.data.mpi_inf_3dhp.preprocess import Preprocess3DHPOptions, preprocess_3dhp
 from ctxpose.data.mpi_inf_3dhp.synthesize import synthesize_3dhp
 from ctxpose.errors import DataError, OutputError
-from ctxpose.metrics import evaluate_mpi_inf_3dhp
+from ctxpose.metrics.mpi_inf_3dhp import evaluate_dataset_predictions, evaluate_like_official, evaluate_mpi_inf_3dhp
 from ctxpose.skeleton import CONTEXTPOSE_TO_3DHP, H36M_CONTEXTPOSE, MPI_INF_3DHP
 from ctxpose.utils.matlab import write_mat_v73
 
@@ -300,14 +300,13 @@ def test_root_estimates_from_predictions(processed, tmp_path):
 
 
 def test_evaluator_runs_unchanged_and_its_output_exports(processed, tmp_path):
-    from ctxpose.data.loaders import make_eval_loader
     from ctxpose.engine.evaluator import evaluate, save_eval
     from tests.unit.engine_standins import StandinModel
 
     out, _ = processed
     ds = MPIInf3DHPDataset(out)
     torch.manual_seed(0)
-    result = evaluate(StandinModel(), make_eval_loader(ds, batch_size=8, num_workers=0), "cpu")
+    result = evaluate(StandinModel(), ds, "cpu", batch_size=8)
     assert len(result.arrays["index"]) == len(ds) and np.isfinite(result.metrics["mpjpe"])
     # the arrays are back in the camera frame, where the annotations and the export live
     np.testing.assert_allclose(result.arrays["keypoints_3d_gt"], ds.ground_truth("annot3_nonstandard"), atol=1e-3)
@@ -318,32 +317,31 @@ def test_evaluator_runs_unchanged_and_its_output_exports(processed, tmp_path):
     np.testing.assert_allclose(uvw[3, 5, :2] / uvw[3, 5, 2], ref[:2] / ref[2], atol=1e-2)
     assert result.extra["root_source"] == "annot3"
     assert result.extra["mpi_inf_3dhp"].overall["mpjpe"] == pytest.approx(
-        ds.evaluate_predictions(result.arrays).overall["mpjpe"])
+        evaluate_dataset_predictions(ds, result.arrays["index"], result.arrays["keypoints_3d"]).overall["mpjpe"])
     _, pred_path = save_eval(result, tmp_path)
     report = export_inference_data(pred_path, tmp_path / "inference_data.mat", out / "labels.npz")
     assert report.frames == {s: 10 for s in metadata.SEQUENCES} and report.missing == []
     official = evaluate_like_official(read_predictions(pred_path), out / "labels.npz")
-    direct = ds.evaluate_predictions(result.arrays)
+    direct = evaluate_dataset_predictions(ds, result.arrays["index"], result.arrays["keypoints_3d"])
     assert official.overall["mpjpe"] == pytest.approx(direct.overall["mpjpe"], rel=1e-5)
     assert official.overall["auc"]["Total"] == pytest.approx(direct.overall["auc"]["Total"], abs=1e-6)
     assert list(direct.per_sequence) == list(metadata.SEQUENCES) and direct.overall["n_frames"] == len(ds)
     with pytest.raises(DataError, match="outside"):
-        ds.evaluate_predictions({"index": np.array([len(ds)]), "keypoints_3d": np.zeros((1, 17, 3))})
+        evaluate_dataset_predictions(ds, np.array([len(ds)]), np.zeros((1, 17, 3)))
 
 
-def test_tiny_contextpose_model_evaluates_on_3dhp(processed):
+def test_tiny_initial_model_evaluates_on_3dhp(processed):
     from ctxpose.config import load_config
-    from ctxpose.data.limb_prior import LimbPrior
-    from ctxpose.data.loaders import make_eval_loader
     from ctxpose.engine.evaluator import evaluate
     from ctxpose.models.build import build_model
+    from ctxpose.skeleton import LimbPrior
 
     out, _ = processed
     cfg = load_config(Path(__file__).parents[2] / "configs" / "tiny_cpu.yaml")
     torch.manual_seed(0)
     model = build_model(cfg, LimbPrior(torch.full((16,), 250.0), torch.full((16,), 20.0)))
     ds = MPIInf3DHPDataset(out, image_shape=tuple(cfg.model.image_shape), sequences=("TS1", "TS5"))
-    result = evaluate(model, make_eval_loader(ds, batch_size=4, num_workers=0), "cpu")
+    result = evaluate(model, ds, "cpu", batch_size=4)
     kp = result.arrays["keypoints_3d"]
     roots = ds.ground_truth("annot3_nonstandard")[:, H36M_CONTEXTPOSE.root]
     assert kp.shape == (20, 17, 3) and np.all(np.abs(kp - roots[:, None]) <= cfg.model.volume_net.cuboid_size / 2 + 1)
@@ -462,16 +460,15 @@ def test_ctxpose_eval_on_3dhp_writes_the_official_tables(processed, tmp_path):
 
     from ctxpose.cli.app import app
     from ctxpose.config import load_config
-    from ctxpose.engine.components import default_build_model
+    from ctxpose.engine.trainer import initial_model
 
     out, _ = processed
     limbs = tmp_path / "limbs.h5"
     with _h5py.File(limbs, "w") as f:
         f["mean"], f["std"] = np.full(16, 250.0), np.full(16, 20.0)
     sets = [f"dataset.limb_length_path={limbs}", "model.image_shape=[64,64]"]
-    torch.manual_seed(0)
     weights = tmp_path / "w.pt"
-    torch.save(default_build_model(load_config("tiny_cpu", sets)).state_dict(), weights)
+    torch.save(initial_model(load_config("tiny_cpu", sets)).state_dict(), weights)
     args = ["eval", "tiny_cpu", "--checkpoint", str(weights), "--device", "cpu", "--dataset", "3dhp", "--data",
             str(out), "--joint-groups", "14", "--out", str(tmp_path / "ev"), *[x for s in sets for x in ("--set", s)]]
     r = CliRunner().invoke(app, args)
@@ -479,10 +476,11 @@ def test_ctxpose_eval_on_3dhp_writes_the_official_tables(processed, tmp_path):
     assert "joint groups 14" in r.output and "TS6" in r.output
     payload = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert payload["root_source"] == "annot3" and payload["mpi_inf_3dhp"]["joint_groups"] == "14"
+    assert "pck_3dhp" not in payload["overall"] and "auc_3dhp" not in payload["overall"]  # one PCK: the official
     pred = np.load(tmp_path / "ev" / "predictions.npz")
     ds = MPIInf3DHPDataset(out)
     np.testing.assert_array_equal(pred["index"], np.arange(len(ds)))  # every valid frame once
-    direct = ds.evaluate_predictions({"index": pred["index"], "keypoints_3d": pred["keypoints_3d"]}, "14")
+    direct = evaluate_dataset_predictions(ds, pred["index"], pred["keypoints_3d"], "14")
     assert payload["mpi_inf_3dhp"]["overall"]["pck"]["Total"] == pytest.approx(direct.overall["pck"]["Total"])
     rows = list(csv.reader(open(tmp_path / "ev" / "mpii_3dhp_evaluation_sequencewise.csv")))
     assert len(rows) > 6

@@ -48,10 +48,10 @@ def test_train_and_eval_with_several_views_then_their_pelvis_roots_the_single_vi
 
     # the prediction is the model's on the 4 views: recomputed by hand from the dataset item
     from ctxpose.data.datasets import Human36MDataset
-    from ctxpose.engine.components import Components
+    from ctxpose.models import model_from_config
 
     cfg = load_config(run / "config.yaml")
-    model = Components().build_model(cfg)
+    model = model_from_config(cfg)
     model.load_state_dict(torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"])
     model.eval()
     item = Human36MDataset.from_config(cfg, "val")[int(pred["index"][1])]

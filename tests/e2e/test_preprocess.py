@@ -80,7 +80,7 @@ def test_keypoints_recovered_exactly_and_selection(processed):
     out, report, synth = processed
     assert report.ok, report.failed
     labels = load_labels(out / "labels.npz")
-    skeleton = get_skeleton()
+    skeleton = get_skeleton("contextpose17")
     for key in SEQS:
         subject, name = key.split("/")
         action, trial = name.rsplit("-", 1)
@@ -114,7 +114,7 @@ def test_boxes_are_square_and_contain_every_projected_joint(raw, processed):
 def test_projected_joints_land_on_rendered_limbs(processed):
     out, _, _ = processed
     labels = load_labels(out / "labels.npz")
-    skeleton = get_skeleton()
+    skeleton = get_skeleton("contextpose17")
     shades = [(np.array(c) * s, b) for b, c in enumerate(BONE_COLORS_BGR) for s in (1.0, 0.8, 0.55)]
     palette = np.array([p for p, _ in shades])
     owner = np.array([b for _, b in shades])
@@ -179,7 +179,7 @@ def test_limb_length_file_over_training_subjects(processed):
     import h5py
 
     out, _, synth = processed
-    skeleton = get_skeleton()
+    skeleton = get_skeleton("contextpose17")
     with h5py.File(out / "mean_and_std_limb_length.h5", "r") as f:
         mean, std = f["mean"][()], f["std"][()]
     kp = skeleton.from_h36m32(synth.poses["S1/Walking-1"].astype(np.float32).astype(np.float64))
@@ -466,7 +466,7 @@ def test_archives_input_and_malicious_member(tmp_path):
     report = preprocess_h36m(raw_dir, tmp_path / "p", PreprocessOptions(image_size=64, train_every=1))
     assert report.ok and [r.key for r in report.done] == ["S1/Walking-1"]
     labels = load_labels(tmp_path / "p" / "labels.npz")
-    truth = get_skeleton().from_h36m32(synth.poses["S1/Walking-1"].astype(np.float32).astype(np.float64))
+    truth = get_skeleton("contextpose17").from_h36m32(synth.poses["S1/Walking-1"].astype(np.float32).astype(np.float64))
     np.testing.assert_array_equal(labels.keypoints_3d[labels.camera == "54138969"], truth)
     assert not (tmp_path / "p" / ".raw").exists()  # extracted members are cleaned up after success
 

@@ -92,7 +92,7 @@ def test_parallel_workers_give_the_same_labels_as_one_process(test_set, tmp_path
         assert (tmp_path / "two" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes()
 
 
-def test_the_python_api_runs_workers_from_a_script_without_a_main_guard(test_set, tmp_path):
+def test_the_python_api_runs_workers_from_a_script_with_a_main_guard(test_set, tmp_path):
     printed = run_api_script(tmp_path, test_set, "ctxpose.data.mpi_inf_3dhp.preprocess", "preprocess_3dhp",
                              "Preprocess3DHPOptions", 'image_size=32, workers=2, sequences=("TS2", "TS6")')
     assert sorted(d["key"] for d in printed["done"]) == ["TS2", "TS6"] and not printed["failed"]

@@ -58,7 +58,7 @@ def test_rows_are_the_original_frames(raw, processed):
 def test_released_estimates_index_the_labels_row_for_row(processed, tmp_path):
     rng = np.random.default_rng(0)
     frames = [0, 64]
-    kp = rng.normal(size=(2, get_skeleton().num_joints, 3)) * 100 + 1000
+    kp = rng.normal(size=(2, get_skeleton("contextpose17").num_joints, 3)) * 100 + 1000
     perm = np.array([1, 0])
     path = tmp_path / "val.pkl"
     path.write_bytes(pickle.dumps({"keypoints_3d": kp[perm], "indexes": perm}))
@@ -66,8 +66,8 @@ def test_released_estimates_index_the_labels_row_for_row(processed, tmp_path):
     ids = ds.sample_ids()
     assert len(ds) == 8
     for i in range(len(ds)):
-        np.testing.assert_allclose(ds[i]["root"], kp[frames.index(int(ids["frame"][i])), get_skeleton().root],
-                                   rtol=1e-6)
+        root = get_skeleton("contextpose17").root
+        np.testing.assert_allclose(ds[i]["root"], kp[frames.index(int(ids["frame"][i])), root], rtol=1e-6)
     path.write_bytes(pickle.dumps({"keypoints_3d": kp[:1], "indexes": np.array([0])}))
     with pytest.raises(DataError, match="has 1 poses.*split has 2 frames.*--selection original"):
         Human36MDataset(processed, "val", image_shape=(32, 32), use_gt_pelvis=False, pred_results_path=path)

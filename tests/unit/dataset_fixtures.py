@@ -16,7 +16,7 @@ import numpy as np
 
 from ctxpose.skeleton import get_skeleton
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 CAMERAS = ["54138969", "55011271", "58860488", "60457274"]
 #: (subject, action, trial) sequences; S9 Greeting-2 is one of the damaged sequences.
 SEQUENCES = [("S1", "Directions", 1), ("S1", "Directions", 2), ("S1", "Eating", 1),

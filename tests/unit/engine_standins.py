@@ -1,7 +1,8 @@
 """Tiny stand-ins for the engine tests: a model with the real one's submodule names and call
 signature, a per-sample-mean loss and an in-memory dataset of dicts of numpy arrays.
 
-They are module-level so that spawned DDP workers can import them.
+They are module-level so that spawned DDP workers can import them; tests pass them to ``train()`` and
+``evaluate()`` as the model and the datasets.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch.utils.data import Dataset
 
 from ctxpose.skeleton import get_skeleton
 
-NUM_JOINTS = get_skeleton().num_joints
+NUM_JOINTS = get_skeleton("contextpose17").num_joints
 ACTIONS = ("Walking", "Eating", "Sitting")
 SUBJECTS = ("S9", "S11")
 
@@ -44,12 +45,10 @@ class StandinModel(nn.Module):
         return StandinOutput(keypoints_3d=root_points[:, None, :] + offsets)
 
 
-def build_standin(cfg: object) -> nn.Module:
-    return StandinModel(dropout=0.2)
-
-
-def build_standin_no_dropout(cfg: object) -> nn.Module:
-    return StandinModel(dropout=0.0)
+def standin_model(dropout: bool = False) -> StandinModel:
+    """A stand-in seeded as ``train.seed`` (0) seeds the real model: the same initial weights every time."""
+    torch.manual_seed(0)
+    return StandinModel(dropout=0.2 if dropout else 0.0)
 
 
 def standin_losses(out: StandinOutput, keypoints_3d: torch.Tensor, validity: torch.Tensor,
@@ -66,6 +65,7 @@ class StandinDataset(Dataset):
     subject_names = SUBJECTS
     action_names = ACTIONS
     camera_names = ("54138969", "55011271")
+    skeleton = get_skeleton("contextpose17")  # the joint order of its poses (the evaluator's root and bones)
 
     def __init__(self, n: int, seed: int = 0, size: int = 8) -> None:
         self.n, self.seed, self.size, self.epoch = n, seed, size, 0
@@ -105,8 +105,9 @@ class StandinDataset(Dataset):
         }
 
 
-def standin_dataset(cfg: object, split: str) -> Dataset:
-    return StandinDataset(24 if split == "train" else 10)
+def standin_sets() -> tuple[StandinDataset, StandinDataset]:
+    """(train, val): 24 and 10 samples."""
+    return StandinDataset(24), StandinDataset(10)
 
 
 class SlowStandinDataset(StandinDataset):
@@ -117,18 +118,3 @@ class SlowStandinDataset(StandinDataset):
 
         time.sleep(0.3)
         return super().__getitem__(index)
-
-
-def slow_standin_dataset(cfg: object, split: str) -> Dataset:
-    return SlowStandinDataset(400)
-
-
-def no_init(model: nn.Module, cfg: object) -> None:
-    """Stand-in runs have no initial weights to load."""
-
-
-def standin_components(dropout: bool = True):  # -> Components (import kept local for spawned workers)
-    from ctxpose.engine.components import Components
-
-    return Components(build_standin if dropout else build_standin_no_dropout, standin_losses, standin_dataset,
-                      no_init)

@@ -7,7 +7,7 @@ from ctxpose.models.context_attention import AttentionConv3D
 from ctxpose.skeleton import get_skeleton
 from tests.reference.original_ops import reference_attention
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 
 
 def make_block(channels=51, seed=0, spacing="original", full_size=None, temperature=1500.0, cuboid=2500.0):

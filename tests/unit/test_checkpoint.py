@@ -1,4 +1,4 @@
-"""Run checkpoints: weights-only format, atomic writes, bit-for-bit resume (CPU, stand-in model)."""
+"""Run checkpoints: weights-only format, atomic writes, what a stop leaves (CPU, stand-in model)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from ctxpose.config import load_config
 from ctxpose.engine import checkpoint as ckpt
 from ctxpose.engine.runs import resolve_resume
 from ctxpose.engine.trainer import train
-from ctxpose.errors import CheckpointError
+from ctxpose.errors import CheckpointError, Stopped
 from ctxpose.utils.seed import get_rng_state
-from tests.unit.engine_standins import StandinModel, standin_components
+from tests.unit.engine_standins import StandinModel, standin_losses, standin_model, standin_sets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,70 +116,33 @@ def test_rng_states_are_restored_per_rank(tmp_path: Path) -> None:
     assert not ckpt.restore_rng(payload, rank=0, world_size=3)  # another world size: nothing restored
 
 
-def test_resume_mid_epoch_is_bit_for_bit(tmp_path: Path) -> None:
-    """2 steps, stop, resume for 2 more == 4 uninterrupted steps (crosses an epoch, an lr step, dropout)."""
-    cfg = _cfg()
-    comps = standin_components(dropout=True)
-    full = train(cfg, tmp_path / "full", "cpu", max_steps=4, validate=False, components=comps)
-    assert full.steps == 4 and full.epochs_completed == 1
-    part = train(cfg, tmp_path / "part", "cpu", max_steps=2, validate=False, components=comps)
-    assert part.steps == 2 and _state(part.checkpoint)["epoch_step"] == 2
-    resumed = train(cfg, tmp_path / "ignored", "cpu", max_steps=4, validate=False, components=comps,
-                    resume=part.checkpoint)
-    assert resumed.steps == 4
-    a, b = _state(full.checkpoint), _state(resumed.checkpoint)
-    for key, value in a["model"].items():
-        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0)  # bit-for-bit on CPU
-    for name in a["optimizers"]:
-        for idx, st in a["optimizers"][name]["state"].items():
-            torch.testing.assert_close(b["optimizers"][name]["state"][idx]["exp_avg_sq"], st["exp_avg_sq"],
-                                       rtol=0, atol=0)
-    assert a["schedulers"] == b["schedulers"]
-    # lr really dropped after epoch 0 (factor 0.1 for the backbone), so the scheduler state was exercised
-    assert b["optimizers"]["backbone"]["param_groups"][0]["lr"] == pytest.approx(cfg.train.backbone_lr * 0.1)
-    # and resuming really mattered: a fresh 2-step run lands elsewhere
-    assert not torch.equal(_state(part.checkpoint)["model"]["volume_net.1.weight"],
-                           b["model"]["volume_net.1.weight"])
-
-
-def test_ctrl_c_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
-    cfg = _cfg()
-    comps = standin_components(dropout=True)
-
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_of_it(tmp_path: Path) -> None:
+    """Bit-for-bit resume from such a checkpoint: tests/e2e/test_signals.py (the real command and model)."""
     def ctrl_c_at_2(step: int, total: int, scalars: dict) -> None:
         if step == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
-    res = train(cfg, tmp_path / "run", "cpu", validate=False, components=comps, progress=ctrl_c_at_2)
-    assert res.stopped == "signal" and res.steps == 2
+    with pytest.raises(Stopped, match=f"^continue with --resume {tmp_path / 'run'} "):
+        train(_cfg(), standin_model(dropout=True), *standin_sets(), tmp_path / "run", "cpu", progress=ctrl_c_at_2,
+              loss_fn=standin_losses)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
     saved = _state(tmp_path / "run" / "checkpoints" / "last.pt")
     assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (0, 2, 2)
     assert int(saved["model"]["backbone.1.num_batches_tracked"]) == 2  # batch norm of exactly 2 steps
-    resumed = train(cfg, tmp_path / "run", "cpu", max_steps=4, validate=False, components=comps,
-                    resume=tmp_path / "run" / "checkpoints" / "last.pt")
-    full = train(cfg, tmp_path / "full", "cpu", max_steps=4, validate=False, components=comps)
-    for key, value in _state(full.checkpoint)["model"].items():
-        torch.testing.assert_close(_state(resumed.checkpoint)["model"][key], value, rtol=0, atol=0)
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "scalars.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4]  # each step logged once across the stop and the resume
-
-
-def _build_wider(cfg: object) -> torch.nn.Module:
-    model = StandinModel()
-    model.volume_net[1] = torch.nn.Linear(64, 48)  # another model size than the run was made with
-    model.volume_net[4] = torch.nn.Linear(48, model.volume_net[4].out_features)
-    return model
+    assert steps == [1, 2]
 
 
 def test_resume_with_another_model_size_names_the_file_and_the_keys(tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    comps = standin_components(dropout=False)
-    first = train(_cfg(), tmp_path / "run", "cpu", max_steps=1, validate=False, components=comps)
+    train_set, _ = standin_sets()
+    first = train(_cfg(), standin_model(), train_set, None, tmp_path / "run", "cpu", max_steps=1,
+                  loss_fn=standin_losses)
+    wider = standin_model()
+    wider.volume_net[1] = torch.nn.Linear(64, 48)  # another model size than the run was made with
+    wider.volume_net[4] = torch.nn.Linear(48, wider.volume_net[4].out_features)
     with pytest.raises(CheckpointError) as e:
-        train(_cfg(), tmp_path / "run", "cpu", validate=False, resume=first.checkpoint,
-              components=replace(comps, build_model=_build_wider))
+        train(_cfg(), wider, train_set, None, tmp_path / "run", "cpu", resume=first.checkpoint,
+              loss_fn=standin_losses)
     message = str(e.value)
     assert str(first.checkpoint) in message and "(--resume)" in message and "\n" not in message
     assert "volume_net.1.weight (32, 64) vs (48, 64)" in message

@@ -7,12 +7,11 @@ import pytest
 import torch
 
 from ctxpose.config import load_config
-from ctxpose.data.limb_prior import LimbPrior
 from ctxpose.errors import CheckpointError
 from ctxpose.models import build_model, load_backbone_checkpoint, load_checkpoint
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import LimbPrior, get_skeleton
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 PRIOR = LimbPrior(torch.full((SK.num_bones,), 300.0), torch.full((SK.num_bones,), 20.0))
 ORIGINAL_KEYS = Path(__file__).parents[1] / "data" / "original_state_dict_keys_paper.json"
 
@@ -76,3 +75,27 @@ def test_backbone_checkpoint_with_other_joint_count_reinitialises_final_layer(tm
     got = model.backbone.state_dict()
     assert torch.equal(got["layer1.0.conv1.weight"], src["layer1.0.conv1.weight"])
     assert torch.equal(got["final_layer.weight"], src["final_layer.weight"][: SK.num_joints])
+
+
+def test_load_model_builds_the_config_network_with_its_prior_and_loads_the_weights(tmp_path):
+    import h5py
+
+    from ctxpose.models import load_model
+
+    limbs = tmp_path / "limbs.h5"
+    with h5py.File(limbs, "w") as f:  # the original file has one value per ContextPose bone, and more are ignored
+        f["mean"] = torch.arange(SK.num_bones + 2.0).numpy() + 200
+        f["std"] = torch.full((SK.num_bones + 2,), 9.0).numpy()
+    cfg = load_config(None, ["model.backbone.num_layers=18", "model.volume_net.volume_size=16",
+                             f"dataset.limb_length_path={limbs}"])
+    src = tiny(seed=3)
+    torch.save({"model": src.state_dict()}, tmp_path / "run.pt")  # a run checkpoint
+    model = load_model(cfg, tmp_path / "run.pt", "cpu")
+    assert not model.training
+    for key, value in src.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    # the prior (not in the weights) is the config's file, the skeleton's first 16 values
+    means = [b for name, b in model.named_buffers() if name.endswith("limb_mean")]
+    assert means and all(torch.equal(m, torch.arange(SK.num_bones) + 200.0) for m in means)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_model(cfg, tmp_path / "missing.pt")

@@ -184,6 +184,69 @@ def test_unknown_key_in_original_yaml(tmp_path):
         load_config(p)
 
 
+def test_original_keys_with_one_supported_value(tmp_path):
+    """kind, model.name, model.kind, erase: the original's own values load (and are ignored), others are refused
+    with the reason, every one in the same line; the original's defaults elsewhere (mse_smooth_threshold 0) load."""
+    text = ORIGINAL_TRAIN_YAML.replace("  criterion: \"MAE\"", "  criterion: \"MAE\"\n  mse_smooth_threshold: 0")
+    text = text.replace("  shuffle: false\n", "  shuffle: false\n  erase: false\n")
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.loss.mse_smooth_threshold == 0 and not hasattr(cfg.model, "kind") and not hasattr(cfg.dataset, "kind")
+    bad = (text.replace('kind: "human36m"\nazureroot', 'kind: "cmu"\nazureroot').replace('name: "vol"', 'name: "alg"')
+           .replace('kind: "mpii"', 'kind: "coco"').replace("erase: false", "erase: true"))
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, bad, "bad.yaml"))
+    message = str(e.value)
+    assert "\n" not in message
+    for part in ("kind: 'cmu', only 'human36m' is supported: ", "model.name: 'alg', only 'vol' is supported",
+                 "model.kind: 'coco', only 'mpii' is supported", "val.erase: True, only False is supported: random "
+                 "erasing is not implemented"):
+        assert part in message, part
+    with pytest.raises(ConfigError, match="model.kind: unknown key"):  # not a key of our own layout any more
+        load_config(None, ["model.kind=mpii"])
+
+
+_RESULTS = "data/pretrained/human36m/human36m_alg_10-04-2019/checkpoints/0060/results"
+#: every key of the original's ``mvn/utils/cfg.py`` at its default value (a file that sets them all)
+ORIGINAL_DEFAULTS = {
+    "title": "human36m_vol_softmax_single", "kind": "human36m", "azureroot": "", "logdir": "logs",
+    "batch_output": False, "vis_freq": 1000, "vis_n_elements": 10,
+    "model": {"name": "vol", "kind": "mpii", "image_shape": [384, 384], "heatmap_shape": [96, 96],
+              "heatmap_softmax": True, "heatmap_multiplier": 100.0, "init_weights": True, "checkpoint": None,
+              "backbone": {"name": "resnet152", "style": "simple", "num_final_layer_channel": 17, "num_joints": 17,
+                           "num_layers": 152, "init_weights": True, "fix_weights": False, "checkpoint": ""},
+              "volume_net": {"volume_aggregation_method": "softmax", "use_gt_pelvis": False, "cuboid_size": 2500.0,
+                             "volume_size": 64, "volume_multiplier": 1.0, "volume_softmax": True,
+                             "use_feature_v2v": True, "att_channels": 51, "temperature": 1500}},
+    "loss": {"criterion": "MAE", "mse_smooth_threshold": 0, "grad_clip": 0, "scale_keypoints_3d": 0.1,
+             "use_volumetric_ce_loss": True, "volumetric_ce_loss_weight": 0.01, "use_global_attention_loss": True,
+             "global_attention_loss_weight": 1000000},
+    "dataset": {"kind": "human36m", "data_format": "", "transfer_cmu_to_human36m": False,
+                "root": "data/human36m/processed/", "extra_root": "data/human36m/extra",
+                "train_labels_path": "data/human36m/extra/human36m-multiview-labels-GTbboxes.npy",
+                "val_labels_path": "data/human36m/extra/human36m-multiview-labels-GTbboxes.npy",
+                "train_dataset": "multiview_human36m", "val_dataset": "human36m"},
+    "train": {"n_objects_per_epoch": 15000, "n_epochs": 9999, "n_iters_per_epoch": 5000, "batch_size": 3,
+              "optimizer": "Adam", "backbone_lr": 0.0001, "backbone_lr_step": [1000], "backbone_lr_factor": 0.1,
+              "process_features_lr": 0.001, "volume_net_lr": 0.001, "volume_net_lr_step": [1000],
+              "volume_net_lr_factor": 0.5, "with_damaged_actions": True, "undistort_images": True, "scale_bbox": 1.0,
+              "ignore_cameras": [], "crop": True, "erase": False, "shuffle": True, "randomize_n_views": True,
+              "min_n_views": 1, "max_n_views": 1, "num_workers": 8,
+              "limb_length_path": "data/human36m/extra/mean_and_std_limb_length.h5",
+              "pred_results_path": f"{_RESULTS}/train.pkl"},
+    "val": {"batch_size": 6, "with_damaged_actions": True, "undistort_images": True, "scale_bbox": 1.0,
+            "ignore_cameras": [], "crop": True, "erase": False, "shuffle": False, "randomize_n_views": True,
+            "min_n_views": 1, "max_n_views": 1, "num_workers": 10, "retain_every_n_frames_in_test": 1,
+            "limb_length_path": "data/human36m/extra/mean_and_std_limb_length.h5",
+            "pred_results_path": f"{_RESULTS}/val.pkl"},
+}
+
+
+def test_every_default_of_the_original_loads(tmp_path):
+    cfg = load_config(write(tmp_path, yaml.safe_dump(ORIGINAL_DEFAULTS)))
+    assert cfg.loss.mse_smooth_threshold == 0 and cfg.train.batch_size == 3 and cfg.val.batch_size == 6
+    assert not cfg.model.volume_net.use_gt_pelvis and cfg.val.pred_results_path.endswith("val.pkl")
+
+
 def test_inconsistent_original_backbone_name(tmp_path):
     p = write(tmp_path, ORIGINAL_TRAIN_YAML.replace('name: "resnet152"', 'name: "resnet50"'))
     with pytest.raises(ConfigError, match="model.backbone.name: 'resnet50' disagrees"):

@@ -9,6 +9,7 @@ import torch
 
 from ctxpose.data.loaders import ShardSampler
 from ctxpose.engine import dist
+from ctxpose.engine.launch import describe_failure
 from ctxpose.errors import ConfigError
 
 
@@ -128,5 +129,5 @@ def test_a_worker_that_left_no_error_file_is_described_without_placeholders(tmp_
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
     failure = ProcessFailure(local_rank=1, pid=4242, exitcode=exitcode, error_file=str(tmp_path / "none.json"))
-    line = dist._describe_failure(ChildFailedError("train", {1: failure}))
+    line = describe_failure(ChildFailedError("train", {1: failure}))
     assert line == expected and "<NONE>" not in line and "To enable traceback" not in line

@@ -25,9 +25,10 @@ from ctxpose.data.loaders import make_train_loader, set_loader_epoch
 from ctxpose.engine import dist
 from ctxpose.engine.checkpoint import read_run_checkpoint
 from ctxpose.engine.evaluator import move_batch
+from ctxpose.engine.launch import Layout, launch
 from ctxpose.engine.trainer import train
 from ctxpose.losses import compute_losses
-from tests.unit.engine_standins import StandinModel, standin_components
+from tests.unit.engine_standins import StandinDataset, StandinModel, standin_losses, standin_model
 from tests.unit.test_model import J, camera_proj, tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,7 +240,7 @@ def _two_gpu_worker() -> dict:
 def test_two_gpus_nccl_syncbn_equals_one_process_with_the_whole_batch():
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 CUDA devices")
-    results = dist.launch(_two_gpu_worker, (), 2)
+    results = launch(_two_gpu_worker, layout=Layout(2))
     assert [results[r]["device"] for r in (0, 1)] == ["cuda:0", "cuda:1"]
     assert results[0]["total"] == results[1]["total"] == 3.0
     assert results[0]["gathered"] == [{"rank": 0}, {"rank": 1}]
@@ -257,8 +258,8 @@ def test_two_gpus_nccl_syncbn_equals_one_process_with_the_whole_batch():
 @pytest.mark.gpu
 def test_fp16_training_on_cuda_uses_the_grad_scaler(tmp_path: Path):
     cfg = load_config(ROOT / "configs/tiny_cpu.yaml", ["train.batch_size=4", "train.n_epochs=1", "train.vis_freq=0"])
-    result = train(cfg, tmp_path / "run", "cuda", amp="fp16", max_steps=3, validate=False,
-                   components=standin_components(dropout=False))
+    result = train(cfg, standin_model(), StandinDataset(24), None, tmp_path / "run", "cuda", amp="fp16", max_steps=3,
+                   loss_fn=standin_losses)
     assert result.steps == 3 and result.nan_steps == 0
     payload = read_run_checkpoint(result.checkpoint)
     assert payload["scaler"]["scale"] > 0  # an enabled GradScaler saved its state

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from ctxpose.data.limb_prior import LimbPrior, load_limb_prior
 from ctxpose.errors import DataError
-from ctxpose.skeleton import get_skeleton
+from ctxpose.models.build import load_limb_prior
+from ctxpose.skeleton import LimbPrior, get_skeleton
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 
 
 def test_reads_original_layout_and_uses_one_value_per_bone(tmp_path):
@@ -17,7 +17,7 @@ def test_reads_original_layout_and_uses_one_value_per_bone(tmp_path):
     mean, std = np.linspace(100, 400, SK.num_bones), np.linspace(5, 20, SK.num_bones)
     with h5py.File(path, "w") as f:
         f["mean"], f["std"] = np.append(mean, 999.0), np.append(std, 999.0)  # extra values are ignored
-    prior = load_limb_prior(path)
+    prior = load_limb_prior(path, SK)
     torch.testing.assert_close(prior.mean, torch.tensor(mean, dtype=torch.float32))
     torch.testing.assert_close(prior.std, torch.tensor(std, dtype=torch.float32))
 
@@ -25,7 +25,7 @@ def test_reads_original_layout_and_uses_one_value_per_bone(tmp_path):
 def test_from_keypoints_matches_loop():
     rng = np.random.default_rng(0)
     kp = rng.normal(0, 300, (20, SK.num_joints, 3))
-    prior = LimbPrior.from_keypoints(kp)
+    prior = LimbPrior.from_keypoints(kp, SK)
     lengths = np.array([[np.linalg.norm(p[a] - p[b]) for a, b in SK.bones] for p in kp])
     np.testing.assert_allclose(prior.mean.numpy(), lengths.mean(0), rtol=1e-6)
     np.testing.assert_allclose(prior.std.numpy(), lengths.std(0), rtol=1e-5)
@@ -49,5 +49,5 @@ def test_bad_files_name_file_and_key(tmp_path, content, message):
             for k, v in content.items():
                 f[k] = v
     with pytest.raises(DataError) as e:
-        load_limb_prior(path)
+        load_limb_prior(path, SK)
     assert message in str(e.value) and str(path) in str(e.value)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-from ctxpose import metrics
-from ctxpose.skeleton import Skeleton, get_skeleton
+from ctxpose.metrics import mpi_inf_3dhp
+from ctxpose.metrics import pose as metrics
+from ctxpose.skeleton import CONTEXTPOSE_TO_3DHP, Skeleton, get_skeleton
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 J = SK.num_joints
 ROOT = SK.root
 
@@ -102,7 +104,7 @@ def test_hand_worked_2x5x3():
     pred[1, 4] += np.array([0.0, 0.0, 10.0])  # one joint off by 10 mm
     np.testing.assert_allclose(metrics.mpjpe(pred, gt), [50.0, 2.0])
     # root-relative: the shift cancels; pose 1 root is exact so still 10 / 5
-    np.testing.assert_allclose(metrics.mpjpe_relative(pred, gt, root=0), [0.0, 2.0], atol=1e-12)
+    np.testing.assert_allclose(metrics.mpjpe_relative(pred, gt, None, root=0), [0.0, 2.0], atol=1e-12)
     # validity excluding joint 4 removes pose 1's error; mean over 4 joints
     validity = np.ones((2, 5))
     validity[1, 4] = 0
@@ -114,15 +116,16 @@ def test_hand_worked_2x5x3():
                                [0.0, (math.sqrt(100**2 + 10**2) - 100.0) / 4])
 
 
-def test_pck3d_hand_worked():
-    gt = np.zeros((1, 4, 3))
-    pred = gt.copy()
-    pred[0, 1, 0], pred[0, 2, 0], pred[0, 3, 0] = 150.0, 151.0, 70.0
-    # joint 0 (root) 0 mm, 150 (inclusive), 151 (out), 70 -> 3 of 4 within 150 mm
-    np.testing.assert_allclose(metrics.pck_3d(pred, gt, 150.0, root=0), [0.75])
-    # AUC over 0, 5, ..., 150: root always in (31/31); 150 mm only at t=150 (1/31); 151 never;
-    # 70 mm for t >= 70 (17/31)
-    np.testing.assert_allclose(metrics.auc_3d(pred, gt, root=0), [(31 + 1 + 0 + 17) / 31 / 4])
+def test_pck_and_auc_3dhp_hand_worked():
+    # joint errors 0 (a root), exactly 150, 151 and 70 mm
+    errors = np.array([[0.0, 150.0, 151.0, 70.0]])
+    # the MPI-INF-3DHP rule counts errors strictly below the threshold, in percent: 150 mm is a miss
+    np.testing.assert_allclose(mpi_inf_3dhp.pck_3dhp(errors), [50.0])
+    # AUC over 0, 5, ..., 150: 0 mm counts from t=5 on (30/31); 150 and 151 never; 70 mm for t > 70 (16/31)
+    np.testing.assert_allclose(mpi_inf_3dhp.auc_3dhp(errors), [100 * (30 + 0 + 0 + 16) / 31 / 4])
+    # weights exclude joints; a pose without any counted joint is NaN
+    np.testing.assert_allclose(mpi_inf_3dhp.pck_3dhp(errors, weights=[[1, 0, 0, 1]]), [100.0])
+    assert np.isnan(mpi_inf_3dhp.pck_3dhp(errors, weights=[[0, 0, 0, 0]])[0])
 
 
 # ----------------------------------------------------------------------------- loop references
@@ -136,7 +139,7 @@ def test_mpjpe_and_relative_match_loops():
     np.testing.assert_allclose(metrics.mpjpe(pred, gt), ref_mpjpe(pred, gt), rtol=1e-12)
     np.testing.assert_allclose(metrics.mpjpe(pred, gt, validity), ref_mpjpe(pred, gt, validity), rtol=1e-12)
     rel = ref_mpjpe(pred - pred[:, ROOT : ROOT + 1], gt - gt[:, ROOT : ROOT + 1])
-    np.testing.assert_allclose(metrics.mpjpe_relative(pred, gt), rel, rtol=1e-12)
+    np.testing.assert_allclose(metrics.mpjpe_relative(pred, gt, None, ROOT), rel, rtol=1e-12)
 
 
 def test_pa_mpjpe_matches_svd_procrustes_reference():
@@ -181,15 +184,15 @@ def test_n_mpjpe_matches_loop_and_undoes_scale():
     rng = np.random.default_rng(4)
     pred, gt = _random_poses(rng, 5), _random_poses(rng, 5)
     out = [ref_n_mpjpe_one(p, g) for p, g in zip(pred, gt, strict=True)]
-    np.testing.assert_allclose(metrics.n_mpjpe(pred, gt), out, rtol=1e-10)
+    np.testing.assert_allclose(metrics.n_mpjpe(pred, gt, None, ROOT), out, rtol=1e-10)
     scaled = (gt - gt[:, ROOT : ROOT + 1]) * 0.7 + 123.0
-    np.testing.assert_allclose(metrics.n_mpjpe(scaled, gt), 0.0, atol=1e-9)
+    np.testing.assert_allclose(metrics.n_mpjpe(scaled, gt, None, ROOT), 0.0, atol=1e-9)
 
 
 def test_limb_length_error_matches_original_loop():
     rng = np.random.default_rng(5)
     pred, gt = _random_poses(rng, 7), _random_poses(rng, 7)
-    ours = metrics.limb_length_error(pred, gt).mean()
+    ours = metrics.limb_length_error(pred, gt, SK.bones).mean()
     np.testing.assert_allclose(ours, ref_limb_error_original(pred, gt, SK.bones), rtol=1e-12)
 
 
@@ -233,24 +236,39 @@ def test_pck_2d_counts_points_behind_or_in_the_camera_plane_as_misses():
             rates = metrics.pck_2d_original(p, g, m, image_height=200)
         for thr in metrics.PCK_2D_THRESHOLDS:
             np.testing.assert_array_equal(np.asarray(rates[thr]), [1.0, 0.0, 0.0, 0.0])
-    acc = metrics.MetricAccumulator(["S9"], ["Walking-1"], image_height=200, skeleton=_chain_skeleton(4))
+    acc = metrics.MetricAccumulator(["S9"], ["Walking-1"], _chain_skeleton(4), image_height=200)
     acc.add([0], [0], [0], pred, gt, proj_matrices=proj)
     summary = acc.summary()
     assert summary.pck_2d_per_joint[0.5] == [1.0, 0.0, 0.0, 0.0] and summary.overall["pck2d@0.5"] == 0.25
 
 
-def test_pck_3d_and_auc_match_loops():
+def test_accumulator_pck_and_auc_are_the_3dhp_protocol_numbers():
+    """The per-pose PCK/AUC of the Human3.6M-style summary: a slow loop of the official rule (root-relative
+    errors < t, percent), and the same numbers as the MPI-INF-3DHP protocol's "Total" with the 17-joint groups."""
     rng = np.random.default_rng(7)
-    gt = _random_poses(rng, 4)
+    gt = _random_poses(rng, 6)
     pred = gt + rng.normal(scale=80.0, size=gt.shape)
-    thresholds = np.linspace(0, 150, 31)
+    pred[0] = gt[0] + [5.0, 0.0, 0.0]  # an exact pose, shifted: PCK 100, AUC 100 * 30/31
+    validity = np.ones((6, J))
+    validity[1, 3] = 0
+    thresholds = range(0, 151, 5)
     ref_pck, ref_auc = [], []
-    for p, g in zip(pred, gt, strict=True):
-        d = [np.linalg.norm((p[j] - p[ROOT]) - (g[j] - g[ROOT])) for j in range(J)]
-        ref_pck.append(sum(x <= 150 for x in d) / J)
-        ref_auc.append(np.mean([sum(x <= t for x in d) / J for t in thresholds]))
-    np.testing.assert_allclose(metrics.pck_3d(pred, gt), ref_pck)
-    np.testing.assert_allclose(metrics.auc_3d(pred, gt), ref_auc)
+    for p, g, v in zip(pred, gt, validity, strict=True):
+        d = [math.dist(p[j] - p[ROOT], g[j] - g[ROOT]) for j in range(J) if v[j]]
+        ref_pck.append(100 * sum(x < 150 for x in d) / len(d))
+        ref_auc.append(100 * np.mean([sum(x < t for x in d) / len(d) for t in thresholds]))
+    acc = metrics.MetricAccumulator(["TS1"], ["Sitting"], SK)
+    acc.add(np.arange(6), np.zeros(6), np.zeros(6), pred, gt, validity)
+    overall = acc.summary().overall
+    assert overall["pck_3dhp"] == pytest.approx(np.mean(ref_pck), rel=1e-12)
+    assert overall["auc_3dhp"] == pytest.approx(np.mean(ref_auc), rel=1e-12)
+    assert ref_pck[0] == 100 and ref_auc[0] == pytest.approx(100 * 30 / 31)
+    acc = metrics.MetricAccumulator(["TS1"], ["Sitting"], SK)
+    acc.add(np.arange(6), np.zeros(6), np.zeros(6), pred, gt)
+    protocol = mpi_inf_3dhp.evaluate_mpi_inf_3dhp(pred, gt, ["TS1"] * 6, [3] * 6, joint_groups="17").overall
+    assert acc.summary().overall["pck_3dhp"] == pytest.approx(protocol["pck"]["Total"], rel=1e-12)
+    assert acc.summary().overall["auc_3dhp"] == pytest.approx(protocol["auc"]["Total"], rel=1e-12)
+    assert list(CONTEXTPOSE_TO_3DHP) != list(range(J))  # the protocol reorders joints; the totals agree anyway
 
 
 def test_numpy_and_torch_match_loop_references_and_gradients_match_finite_differences():
@@ -259,22 +277,25 @@ def test_numpy_and_torch_match_loop_references_and_gradients_match_finite_differ
     aligned = np.stack([ref_procrustes_one(p, g) for p, g in zip(pred, gt, strict=True)])
     references = {  # pure-python loops from the definitions, no torch involved
         metrics.mpjpe: ref_mpjpe(pred, gt),
-        metrics.mpjpe_relative: ref_mpjpe(pred - pred[:, ROOT : ROOT + 1], gt - gt[:, ROOT : ROOT + 1]),
+        partial(metrics.mpjpe_relative, validity=None, root=ROOT):
+            ref_mpjpe(pred - pred[:, ROOT : ROOT + 1], gt - gt[:, ROOT : ROOT + 1]),
         metrics.pa_mpjpe: ref_mpjpe(aligned, gt),
-        metrics.n_mpjpe: np.array([ref_n_mpjpe_one(p, g) for p, g in zip(pred, gt, strict=True)]),
-        metrics.limb_length_error: ref_limb_error_per_pose(pred, gt, SK.bones),
+        partial(metrics.n_mpjpe, validity=None, root=ROOT):
+            np.array([ref_n_mpjpe_one(p, g) for p, g in zip(pred, gt, strict=True)]),
+        partial(metrics.limb_length_error, bones=SK.bones): ref_limb_error_per_pose(pred, gt, SK.bones),
     }
     for fn, expected in references.items():
+        name = getattr(fn, "func", fn).__name__
         out_np = fn(pred, gt)
-        assert isinstance(out_np, np.ndarray) and out_np.dtype == np.float64, fn.__name__
-        np.testing.assert_allclose(out_np, expected, rtol=1e-10, err_msg=fn.__name__)  # float64 round-off
+        assert isinstance(out_np, np.ndarray) and out_np.dtype == np.float64, name
+        np.testing.assert_allclose(out_np, expected, rtol=1e-10, err_msg=name)  # float64 round-off
         out_t = fn(torch.tensor(pred), torch.tensor(gt))
-        assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float64, fn.__name__
-        np.testing.assert_allclose(out_t.numpy(), expected, rtol=1e-10, err_msg=fn.__name__)
+        assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float64, name
+        np.testing.assert_allclose(out_t.numpy(), expected, rtol=1e-10, err_msg=name)
         out_32 = fn(torch.tensor(pred, dtype=torch.float32), torch.tensor(gt, dtype=torch.float32))
-        assert out_32.dtype == torch.float32, fn.__name__
+        assert out_32.dtype == torch.float32, name
         # float32 on coordinates ~4000 mm (relative 6e-8): 0.01 mm on errors of hundreds of mm
-        np.testing.assert_allclose(out_32.double().numpy(), expected, rtol=0, atol=1e-2, err_msg=fn.__name__)
+        np.testing.assert_allclose(out_32.double().numpy(), expected, rtol=0, atol=1e-2, err_msg=name)
         # the analytic gradient (what training through a metric would use) against central finite differences
         pt = torch.tensor(pred[:2], requires_grad=True)
         assert torch.autograd.gradcheck(lambda x, fn=fn: fn(x, torch.tensor(gt[:2])), (pt,), eps=1e-4, atol=1e-5)
@@ -312,7 +333,7 @@ def test_accumulator_per_action_and_subject_match_loops():
     subj = rng.integers(0, 2, n)
     act = rng.integers(0, 4, n)
     proj = np.tile(np.array([[500.0, 0, 100, 0], [0, 500.0, 100, 0], [0, 0, 1, 0]]), (n, 1, 1))
-    acc = metrics.MetricAccumulator(subjects, actions, image_height=200)
+    acc = metrics.MetricAccumulator(subjects, actions, SK, image_height=200)
     # two batches plus a padded duplicate of the first two samples (as a DistributedSampler would add)
     acc.add(np.arange(12), subj[:12], act[:12], pred[:12], gt[:12], proj_matrices=proj[:12])
     acc.add(torch.arange(12, n), torch.from_numpy(subj[12:]), act[12:], torch.from_numpy(pred[12:]),
@@ -347,11 +368,10 @@ def test_accumulator_uses_the_given_skeleton_root_and_bones():
     rel = ref_mpjpe(pred - pred[:, 2:3], gt - gt[:, 2:3])  # centred on joint 2, the skeleton's root
     assert summary.overall["mpjpe_relative"] == pytest.approx(rel.mean())
     assert summary.overall["limb_length_error"] == pytest.approx(ref_limb_error_original(pred, gt, sk.bones))
-    # the default (ContextPose) skeleton is the default, and poses of another joint count are refused
-    default = metrics.MetricAccumulator(["S1"], ["Posing-1"])
-    assert default.skeleton == SK
+    # poses of another joint count than the skeleton's are refused
+    other = metrics.MetricAccumulator(["S1"], ["Posing-1"], SK)
     with pytest.raises(ValueError, match=r"5 joints, skeleton contextpose17 has 17"):
-        default.add(np.arange(6), np.zeros(6), np.zeros(6), pred, gt)
+        other.add(np.arange(6), np.zeros(6), np.zeros(6), pred, gt)
 
 
 def test_base_action_name():

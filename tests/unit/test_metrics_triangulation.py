@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ctxpose.metrics_triangulation import learnable_triangulation_mpjpe
+from ctxpose.metrics.triangulation import learnable_triangulation_mpjpe
 
 DAMAGED = [("S9", "Greeting-2"), ("S9", "SittingDown-2"), ("S9", "Waiting-1")]
 

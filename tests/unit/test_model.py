@@ -7,14 +7,13 @@ import pytest
 import torch
 
 from ctxpose.config import load_config
-from ctxpose.data.limb_prior import LimbPrior
 from ctxpose.geometry.volumes import build_coord_volumes
 from ctxpose.losses import compute_losses, global_attention_target, keypoints_loss, volumetric_ce_loss
 from ctxpose.models import build_model
 from ctxpose.models.pose_resnet import PoseResNet
 from ctxpose.models.soft_argmax import soft_argmax_voxel, soft_argmax_world, volume_probabilities
 from ctxpose.models.unproject import unproject_features
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import LimbPrior, get_skeleton
 from tests.reference.original_ops import (
     reference_bottleneck,
     reference_coord_volume,
@@ -25,7 +24,7 @@ from tests.reference.original_ops import (
     reference_volumetric_ce,
 )
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 J = SK.num_joints
 
 

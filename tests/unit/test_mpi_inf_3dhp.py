@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from ctxpose.data.mpi_inf_3dhp.cameras import intrinsics_px, load_3dhp_camera, packaged, parse_calib
+from ctxpose.data.mpi_inf_3dhp.metadata import ACTIVITIES, root_relative_3dhp
 from ctxpose.errors import DataError
-from ctxpose.metrics import evaluate_mpi_inf_3dhp, mpi_inf_3dhp_pck_auc, mpi_inf_3dhp_root_relative
+from ctxpose.metrics.mpi_inf_3dhp import evaluate_mpi_inf_3dhp, mpi_inf_3dhp_group_indices, mpi_inf_3dhp_pck_auc
 from ctxpose.skeleton import CONTEXTPOSE_TO_3DHP, H36M_CONTEXTPOSE, MPI_INF_3DHP, MPI_INF_3DHP_TO_CONTEXTPOSE_INDEX
 from ctxpose.utils.matlab import write_mat_v73
 
@@ -54,7 +55,7 @@ def test_joint_mapping_joint_by_joint():
 
 def test_root_relative_is_3dhp_order_minus_pelvis():
     ours = _distinct_pose()
-    rel = mpi_inf_3dhp_root_relative(ours)
+    rel = root_relative_3dhp(ours)
     for k, name in enumerate(MPI_INF_3DHP.names):
         want = ours[0, H36M_CONTEXTPOSE.names.index(SAME_JOINT[name][0])] - ours[0, H36M_CONTEXTPOSE.root]
         np.testing.assert_array_equal(rel[0, k], want, err_msg=name)
@@ -138,8 +139,6 @@ def _reference_tables(errors, sequence, activity, groups):
 
 @pytest.mark.parametrize("joint_groups", ["17", "14"])
 def test_metrics_equal_a_loop_port_of_the_matlab_code(joint_groups):
-    from ctxpose.metrics import MPI_INF_3DHP_ACTIVITIES, mpi_inf_3dhp_group_indices
-
     rng = np.random.default_rng(0)
     n = 90
     gt = rng.normal(0, 300, (n, 17, 3)) + [0, 0, 4000]
@@ -154,7 +153,7 @@ def test_metrics_equal_a_loop_port_of_the_matlab_code(joint_groups):
     ref = _reference_tables(errors, seq.tolist(), act.tolist(), mpi_inf_3dhp_group_indices(joint_groups))
     for (kind, value), (mpjpe, pck, auc) in ref.items():
         row = result.per_sequence[value] if kind == "seq" else result.per_activity[
-            value if value == "All" else MPI_INF_3DHP_ACTIVITIES[value - 1]]
+            value if value == "All" else ACTIVITIES[value - 1]]
         assert row["mpjpe"] == pytest.approx(mpjpe, rel=1e-12)
         for g in pck:
             assert row["pck"][g] == pytest.approx(pck[g], rel=1e-12), (kind, value, g)

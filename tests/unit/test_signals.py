@@ -1,17 +1,21 @@
-"""The stop-request handlers: a repeat within the grace period is the same request, a later one escalates.
+"""The program's one handler of SIGINT/SIGTERM: a repeat within the grace period is the same request, a later one
+stops at once; the launcher's copy passes each signal on to its worker processes and kills them when it escalates.
 
-Real signals are sent to this process; the clock the handlers read is replaced so no test waits.
+Real signals are sent to this process (and to real child processes); the clock the handler reads is replaced so no
+test waits.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import time
 
 import pytest
 
-from ctxpose.engine import dist
-from ctxpose.engine import signals as S
+from ctxpose.errors import Stopped
+from ctxpose.utils import signals as S
 
 
 class _Clock:
@@ -33,34 +37,49 @@ def _send(sig: int) -> None:
     os.kill(os.getpid(), sig)  # the Python handler runs before the next statement of the main thread
 
 
-def test_graceful_stop_records_the_first_ignores_repeats_and_escalates_later(clock: _Clock) -> None:
+def test_the_first_signal_is_recorded_repeats_ignored_a_later_one_stops_at_once(clock: _Clock) -> None:
     before = signal.getsignal(signal.SIGINT)
-    with S.GracefulStop() as stop:
+    with S.StopSignals() as stop:
         assert not stop.requested
         _send(signal.SIGTERM)
-        assert stop.requested and stop.signal == signal.SIGTERM
+        assert stop.requested and stop.signal == signal.SIGTERM and not stop.escalated
         clock.now += S.REPEAT_GRACE_S - 0.1
-        _send(signal.SIGINT)  # the elastic agent's forwarded copy, the terminal's group-wide Ctrl-C
-        assert stop.signal == signal.SIGTERM
+        _send(signal.SIGINT)  # the launcher's forwarded copy, the terminal's group-wide Ctrl-C
+        assert stop.signal == signal.SIGTERM and not stop.escalated
         clock.now += 0.2
-        with pytest.raises(KeyboardInterrupt, match="SIGINT again"):
+        with pytest.raises(Stopped, match="^SIGINT again: stopped at once$"):
             _send(signal.SIGINT)
+        assert stop.escalated
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_agent_stop_forwards_the_first_and_kills_the_workers_on_a_later_one(
-        clock: _Clock, monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[int] = []
-    monkeypatch.setattr(dist, "_signal_children", sent.append)
-    before = signal.getsignal(signal.SIGTERM)
-    with dist._AgentStop() as stop:
+def _sleeper() -> multiprocessing.Process:
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
+    child.start()
+    return child
+
+
+def test_forwarding_passes_signals_to_the_workers_and_kills_them_when_it_escalates(clock: _Clock) -> None:
+    first = _sleeper()
+    with S.StopSignals(forward=True) as stop:
+        _send(signal.SIGTERM)
+        first.join(30)
+        assert first.exitcode == -signal.SIGTERM and stop.requested  # a sleeping child dies of SIGTERM
+        second = _sleeper()
+        clock.now += S.REPEAT_GRACE_S + 0.1
+        with pytest.raises(Stopped, match="SIGINT again: stopped at once, the workers were killed"):
+            _send(signal.SIGINT)
+        second.join(30)
+        assert second.exitcode == -signal.SIGKILL
+
+
+def test_workers_can_leave_both_signals_to_their_parent() -> None:
+    saved = {sig: signal.getsignal(sig) for sig in S.SIGNALS}
+    try:
+        S.StopSignals.ignore()
         _send(signal.SIGINT)
-        assert sent == [signal.SIGINT] and stop.signal == signal.SIGINT
-        clock.now += 1.0
-        _send(signal.SIGINT)
-        assert sent == [signal.SIGINT]
-        clock.now += S.REPEAT_GRACE_S
-        with pytest.raises(KeyboardInterrupt, match="workers were killed"):
-            _send(signal.SIGTERM)
-        assert sent == [signal.SIGINT, signal.SIGKILL]
-    assert signal.getsignal(signal.SIGTERM) is before
+        _send(signal.SIGTERM)  # nothing happens: this test goes on
+        assert all(signal.getsignal(sig) is signal.SIG_IGN for sig in S.SIGNALS)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -25,7 +25,7 @@ from tests.reference.triangulation_ops import (
 )
 from tests.unit.test_model import camera_proj
 
-J = get_skeleton().num_joints
+J = get_skeleton("contextpose17").num_joints
 
 
 def scene(b=2, v=4, size=64, f=80.0, noise=1.0, seed=0):

@@ -26,8 +26,7 @@ SIZE = 384
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
-    from ctxpose.data.limb_prior import load_limb_prior
-    from ctxpose.models import build_model
+    from ctxpose.models import model_from_config
 
     root = tmp_path_factory.mktemp("model")
     processed = write_processed(root / "processed", [POSE, POSE + [0.0, 0.0, 50.0]])
@@ -39,7 +38,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
                        "model.volume_net.cuboid_size=1000.0", "val.retain_every_n_frames_in_test=1"])
     torch.manual_seed(0)
     weights = root / "weights.pt"
-    torch.save(build_model(cfg, load_limb_prior(cfg.dataset.limb_length_path)).state_dict(), weights)
+    torch.save(model_from_config(cfg).state_dict(), weights)
     out = root / "out"
     torch.set_num_threads(1)
     with ImageSink(out) as sink:
@@ -107,7 +106,7 @@ def test_bad_sample_checkpoint_and_split_are_one_line_errors(setup, tmp_path: Pa
                           ("S9-Walking", "expected an index or SUBJECT/Action-trial/CAMERA/FRAME")):
         with pytest.raises(DataError, match=message):
             vm.parse_sample(spec, dataset)
-    with pytest.raises(CheckpointError, match="file not found"), ImageSink(tmp_path) as sink:
+    with pytest.raises(CheckpointError, match="checkpoint not found"), ImageSink(tmp_path) as sink:
         vm.visualize_model(cfg, tmp_path / "none.pt", "0", sink)
     with pytest.raises(DataError, match="--split test"), ImageSink(tmp_path) as sink:
         vm.visualize_model(cfg, weights, "0", sink, split="test")

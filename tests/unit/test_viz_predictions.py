@@ -100,7 +100,7 @@ def test_crops_from_recorded_paths_need_no_dataset_argument(processed: Path, tmp
 
 def test_crops_looked_up_in_a_dataset_by_ids(processed: Path, tmp_path: Path) -> None:
     npz = _save(tmp_path / "p.npz", _arrays())
-    preds = vp.load_predictions(npz)
+    preds = vp.open_predictions(npz)
     crops = vp.CropFinder(preds, processed)
     image = vp.render_sample(preds, 3, crops, Style(size=SIZE))
     _check_crop_panel(image, 3)
@@ -112,7 +112,7 @@ def test_recorded_network_size_rescales_the_projection(processed: Path, tmp_path
     half = np.diag([0.5, 0.5, 1.0])
     a["proj_matrices"] = (half @ a["proj_matrices"]).astype(np.float32)
     a["image_shape"] = np.array([64, 64])
-    preds = vp.load_predictions(_save(tmp_path / "p.npz", a))
+    preds = vp.open_predictions(_save(tmp_path / "p.npz", a))
     _check_crop_panel(vp.render_sample(preds, 2, vp.CropFinder(preds), Style(size=SIZE)), 2)
 
 
@@ -133,7 +133,7 @@ def test_plotted_numbers_match_loops(tmp_path: Path) -> None:
     a["action_idx"] = np.array([0, 1, 1, 0])
     a["action_names"] = np.array(["Walking", "Eating"])
     a["validity"][1, 4] = 0
-    preds = vp.load_predictions(_save(tmp_path / "p.npz", a))
+    preds = vp.open_predictions(_save(tmp_path / "p.npz", a))
     err = [[np.sqrt(sum((float(a["keypoints_3d"][i, j, c]) - float(a["keypoints_3d_gt"][i, j, c])) ** 2
                         for c in range(3))) for j in range(SK.num_joints)] for i in range(4)]
     per_sample = [np.mean([e for j, e in enumerate(err[i]) if a["validity"][i, j]]) for i in range(4)]
@@ -147,28 +147,28 @@ def test_plotted_numbers_match_loops(tmp_path: Path) -> None:
 
 def test_missing_files_keys_and_ids_are_one_line_errors(processed: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or folder"):
-        vp.load_predictions(tmp_path / "nope.npz")
+        vp.open_predictions(tmp_path / "nope.npz")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no predictions.npz in this folder"):
-        vp.load_predictions(tmp_path / "empty")
+        vp.open_predictions(tmp_path / "empty")
     (tmp_path / "bad.npz").write_text("not a zip")
-    with pytest.raises(DataError, match="not a readable predictions npz"):
-        vp.load_predictions(tmp_path / "bad.npz")
+    with pytest.raises(DataError, match="not a readable predictions file"):
+        vp.open_predictions(tmp_path / "bad.npz")
     a = _arrays()
     del a["keypoints_3d_gt"]
-    with pytest.raises(DataError, match=r"missing arrays \['keypoints_3d_gt'\]"):
-        vp.load_predictions(_save(tmp_path / "k.npz", a))
-    preds = vp.load_predictions(_save(tmp_path / "p.npz", _arrays()))
+    with pytest.raises(DataError, match=r"k.npz: no .keypoints_3d_gt."):
+        vp.open_predictions(_save(tmp_path / "k.npz", a))
+    preds = vp.open_predictions(_save(tmp_path / "p.npz", _arrays()))
     with pytest.raises(DataError, match=r"sample index 99 is not in the file \(4 samples, indices 10..13\)"):
         preds.rows_of([10, 99])
     b = _arrays(paths=True, root=tmp_path / "moved")
-    preds = vp.load_predictions(_save(tmp_path / "q.npz", b))
+    preds = vp.open_predictions(_save(tmp_path / "q.npz", b))
     with pytest.raises(DataError, match="image missing or unreadable"):
         vp.CropFinder(preds).crop(0)
     vp.CropFinder(preds, processed).crop(0)  # --dataset relocates recorded relative paths
     c = _arrays()
     c["frame"] = np.array([0, 0, 5, 40])
-    preds = vp.load_predictions(_save(tmp_path / "r.npz", c))
+    preds = vp.open_predictions(_save(tmp_path / "r.npz", c))
     with pytest.raises(DataError, match="sample #13 S9 Walking-1  cam 55011271  frame 40 .* is not in this processed"):
         vp.CropFinder(preds, processed).crop(3)
 

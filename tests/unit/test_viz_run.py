@@ -26,12 +26,12 @@ def _write_run(run_dir: Path, steps_per_epoch: int = 5) -> None:
         log.scalars(step, {"loss/total": 100.0 / step, "loss/keypoints": 50.0 / step,
                            "lr/backbone": 1e-3 if step <= 10 else 1e-4, "samples_per_s": 20.0}, prefix="train")
         if step % steps_per_epoch == 0:
-            log.scalars(step, {"mpjpe": VAL[step // steps_per_epoch - 1], "pck3d_150": 0.5}, prefix="val")
+            log.scalars(step, {"mpjpe": VAL[step // steps_per_epoch - 1], "pck_3dhp": 50.0}, prefix="val")
     for step in (9, 10):  # resumed from step 8: the last values count
         log.scalars(step, {"loss/total": -1.0}, prefix="train")
     log.close()
     epochs = [{"epoch": e, "step": (e + 1) * steps_per_epoch, "train": {"total": 10.0 - e},
-               "val": {"mpjpe": VAL[e], "pa_mpjpe": VAL[e] - 10, "pck3d_150": 0.5 + 0.1 * e}} for e in range(3)]
+               "val": {"mpjpe": VAL[e], "pa_mpjpe": VAL[e] - 10, "pck_3dhp": 50.0 + 10.0 * e}} for e in range(3)]
     (run_dir / "metrics.json").write_text(json.dumps(epochs))
 
 
@@ -51,7 +51,7 @@ def test_curves_and_summary_from_a_run_folder(tmp_path: Path) -> None:
     image = cv2.imread(str(tmp_path / "viz" / "curves.png"))
     assert image is not None and image.shape[1] == round(3 * 256 * 1.05)  # 3 panels a row
     assert summary["val"]["mpjpe"] == {"last": 95.0, "best": 90.0, "best_step": 10.0}
-    assert summary["val"]["pck3d_150"]["best"] == pytest.approx(0.7)  # higher is better for fractions
+    assert summary["val"]["pck_3dhp"]["best"] == pytest.approx(70.0)  # higher is better for scores
     assert summary["last"]["train/lr/backbone"] == pytest.approx(1e-4)
     assert json.loads((tmp_path / "viz" / "summary.json").read_text()) == summary
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0}).Reload()

@@ -88,7 +88,7 @@ def test_clean_download_is_verified_pinned_and_not_fetched_twice(tmp_path, files
 
 
 def meta_prior():
-    from ctxpose.data.limb_prior import LimbPrior
+    from ctxpose.skeleton import LimbPrior
 
     return LimbPrior(torch.full((16,), 300.0), torch.full((16,), 30.0))
 
@@ -481,7 +481,7 @@ class _FakeDataset:
     """The RootDataset protocol over (subject, action, trial, camera, frame) rows."""
 
     split = "val"
-    skeleton = get_skeleton()
+    skeleton = get_skeleton("contextpose17")
 
     def __init__(self, rows):
         self.subject_names = sorted({r[0] for r in rows})

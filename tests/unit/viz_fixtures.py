@@ -12,7 +12,7 @@ import numpy as np
 from ctxpose.skeleton import get_skeleton
 from ctxpose.viz.style import COLORS, joint_side
 
-SK = get_skeleton()
+SK = get_skeleton("contextpose17")
 CROP = 128
 K = np.array([[300.0, 0.0, 63.5], [0.0, 300.0, 63.5], [0.0, 0.0, 1.0]])
 

@@ -20,9 +20,8 @@ import torch
 from werkzeug import Request, Response
 
 from ctxpose.config import load_config
-from ctxpose.data.limb_prior import LimbPrior
 from ctxpose.models.build import build_model
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import LimbPrior, get_skeleton
 
 REPO = Path(__file__).parents[2]
 DATA = REPO / "tests" / "data" / "weights"
@@ -46,7 +45,7 @@ def tiny_checkpoint_bytes(tmp: Path) -> bytes:
 
 def results(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    kp = (rng.normal(size=(n, get_skeleton().num_joints, 3)) * 100 + 1000).astype(np.float32)
+    kp = (rng.normal(size=(n, get_skeleton("contextpose17").num_joints, 3)) * 100 + 1000).astype(np.float32)
     return kp, rng.permutation(n)
 
 

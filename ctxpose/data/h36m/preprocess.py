@@ -13,8 +13,8 @@ Every file is written to a temporary name and renamed; ``labels.npz`` is rebuilt
 all finished sequences at the end of every run that finished one (also when it is interrupted), so killing
 the process at any moment leaves the previous complete labels (or none) and never a half-written file under
 a final name. A run with nothing left to do leaves every output untouched and writes only the report
-``preprocess_report.json``. With ``workers`` > 1 the sequences run in worker processes
-(:mod:`ctxpose.data.workers`) that stop with Ctrl-C and die with their parent; the runner
+``preprocess_report.json``. With ``workers`` > 1 the sequences run in worker processes (the standard
+library's process pool, spawn method) that stop with Ctrl-C and die with their parent; the runner
 (:mod:`ctxpose.data.preprocessing`) is the one ``preprocess 3dhp`` uses too.
 
 Frame selection (``every_n``): every n-th pose frame, per split, recorded in ``labels.npz`` meta. Default 5
@@ -57,10 +57,10 @@ from ctxpose.data.preprocessing import (
     PreprocessInterrupted,
     PreprocessReport,
     Run,
+    SequenceResult,
     labels_meta_or_none,
     read_manifest,
 )
-from ctxpose.data.workers import SequenceResult
 from ctxpose.errors import DataError
 from ctxpose.skeleton import SKELETONS, Skeleton, get_skeleton
 from ctxpose.utils.io import atomic_path
@@ -322,8 +322,8 @@ def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: Preproces
                     progress: Callable[[str, dict], None] | None = None) -> PreprocessReport:
     """Raw Human3.6M -> processed folder (see the module docstring). Resumable and idempotent.
 
-    Safe to call from a script without an ``if __name__ == "__main__":`` guard, also with ``workers`` > 1
-    (worker processes never re-import the caller's script).
+    With ``workers`` > 1, a script must call this under ``if __name__ == "__main__":`` (the worker processes
+    are started with the spawn method and import the script).
 
     Args:
         raw_dir: folder with the official archives (``Videos_S1.tgz``...) and/or their extracted

@@ -1,7 +1,7 @@
 """One Human3.6M sequence, all its cameras: raw files -> undistorted square crops + a label shard.
 
-A :class:`SequenceJob` is a job of the shared runner (:mod:`ctxpose.data.preprocessing`), run in this process
-or in a worker of :mod:`ctxpose.data.workers`. Each crop is made by ONE ``cv2.remap`` from the distorted
+A :class:`SequenceJob` is a job of the shared runner (:mod:`ctxpose.data.preprocessing`), cropped in this
+process or in one of its worker processes. Each crop is made by ONE ``cv2.remap`` from the distorted
 video frame (:func:`ctxpose.data.transforms.undistorted_crop`: undistortion, crop and resize folded into one
 map), so the crop is the image of the pinhole camera ``crop_camera(camera, bbox, (S, S))`` whose intrinsics
 are stored with it.
@@ -34,9 +34,8 @@ from ctxpose.data.h36m.raw import (
     square_bbox,
 )
 from ctxpose.data.labels import Labels, labels_meta, load_labels
-from ctxpose.data.preprocessing import opencv_error, output_errors, write_output
+from ctxpose.data.preprocessing import SequenceResult, opencv_error, output_errors, write_output
 from ctxpose.data.transforms import scale_bbox, undistorted_crop
-from ctxpose.data.workers import SequenceResult
 from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import Camera
 from ctxpose.skeleton import Skeleton

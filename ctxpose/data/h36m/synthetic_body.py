@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import H36M_CONTEXTPOSE
 
 # Rest pose in the body frame (x = left, y = forward, z = up), mm, pelvis at the origin.
 _REST = np.zeros((32, 3))
@@ -119,7 +119,7 @@ def walking_poses(num_frames: int, seed: int = 0, fps: float = 50.0) -> np.ndarr
 
 def _segments() -> list[tuple[int, int, int]]:
     """All drawn segments as (joint_a_32, joint_b_32, bone_index)."""
-    skel = get_skeleton()
+    skel = H36M_CONTEXTPOSE  # the synthetic body is drawn in the ContextPose joint order
     to32 = skel.h36m32_indices
     return [(to32[a], to32[b], i) for i, (a, b) in enumerate(skel.bones)] + list(_EXTRA_SEGMENTS)
 

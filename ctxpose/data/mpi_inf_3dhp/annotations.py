@@ -7,7 +7,7 @@ The files are MATLAB v7.3 (HDF5). Variables, as MATLAB sees them (h5py shows the
     univ_annot3          3 x 17 x 1 x N                        rescaled to the "universal" (Human3.6M)
                                                                skeleton: what the evaluation compares against
     valid_frame          1 x N           (h5py (N, 1))         1 where the frame is evaluated
-    activity_annotation  1 x N           (h5py (N, 1))         activity 1..7 (``ctxpose.metrics``)
+    activity_annotation  1 x N           (h5py (N, 1))         activity 1..7 (``metadata.ACTIVITIES``)
     bb_crop              34 x N          (h5py (N, 34))        not documented by the release; not read here
 
 Joints are in the 3DHP order (``ctxpose.skeleton.MPI_INF_3DHP_NAMES``).

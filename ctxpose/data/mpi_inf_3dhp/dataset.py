@@ -32,8 +32,7 @@ from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
 from ctxpose.data.predictions import load_root_predictions
 from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import projection_matrix
-from ctxpose.metrics import MPI3DHPResult, evaluate_mpi_inf_3dhp
-from ctxpose.skeleton import get_skeleton
+from ctxpose.skeleton import H36M_CONTEXTPOSE
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class MPIInf3DHPDataset(Dataset):
         self._ids = {"subject_idx": seq, "action_idx": self._rows["activity"].astype(np.int64) - 1,
                      "trial": np.zeros(len(seq), np.int64), "camera_idx": cams[seq],
                      "frame": self._rows["frame"].astype(np.int64)}
-        self.skeleton = get_skeleton()  # labels hold our joint order (and the 3DHP one beside it)
+        self.skeleton = H36M_CONTEXTPOSE  # labels hold our joint order (and the 3DHP one beside it)
         self.root_source = "annot3" if root_estimates is None else str(root_estimates)
         self._roots = None
         if root_estimates is not None:  # the file is in the camera frame (what `ctxpose eval` writes for 3DHP)
@@ -139,24 +138,6 @@ class MPIInf3DHPDataset(Dataset):
             raise DataError(f"ground truth {kind!r}: expected one of {sorted(GROUND_TRUTH_COLUMNS)}")
         values = self._rows[GROUND_TRUTH_COLUMNS[kind]].astype(np.float64)
         return values if index is None else values[np.asarray(index, dtype=np.int64)]
-
-    def evaluate_predictions(self, arrays: dict[str, np.ndarray], joint_groups: str = "17",
-                             ground_truth: str = "univ_annot3") -> MPI3DHPResult:
-        """The official 3DHP tables of gathered predictions (``EvalResult.arrays`` or a ``predictions.npz``).
-
-        Args:
-            arrays: ``index`` (N,) sample indices of this dataset and ``keypoints_3d`` (N, 17, 3) camera-frame
-                predictions, contextpose17 order, mm (their pelvis is subtracted).
-            joint_groups: "17" or "14".
-            ground_truth: "univ_annot3" (official) or "annot3_nonstandard".
-        """
-        index = np.asarray(arrays["index"], dtype=np.int64).reshape(-1)
-        if len(index) and (index.min() < 0 or index.max() >= len(self)):
-            raise DataError(f"prediction index {index.min()}..{index.max()} outside this dataset's 0..{len(self) - 1}")
-        pred = np.asarray(arrays["keypoints_3d"], np.float64)
-        gt = self.ground_truth(ground_truth, index)
-        return evaluate_mpi_inf_3dhp(pred, gt, self.sequence[index], self.activity[index], joint_groups=joint_groups,
-                                     ground_truth=ground_truth)
 
     def image_paths(self) -> np.ndarray:
         """(N,) str path of each sample's crop, relative to :attr:`root`."""

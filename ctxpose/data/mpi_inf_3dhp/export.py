@@ -7,7 +7,7 @@ prediction. So the file holds, per sequence present, one variable ``TS1``..``TS6
 3 x 17 x 1 x N_valid (h5py (N_valid, 1, 17, 3)), mm, test camera axes, 3DHP joint order, pelvis (joint 15
 in MATLAB) at the origin, valid frames in order. Written as MATLAB v7.3 with h5py, atomically.
 
-Input: a ``predictions.npz`` (no pickle) with
+Input: a ``predictions.npz`` (:mod:`ctxpose.data.predictions_npz`, no pickle) with
     keypoints_3d   (N, 17, 3)  predictions, contextpose17 order, test camera frame, mm (absolute or not:
                                the pelvis is subtracted here)
     frame          (N,)        0-based annotation frame of each prediction (image img_{frame+1:06d}.jpg)
@@ -26,10 +26,9 @@ import numpy as np
 
 from ctxpose.data.mpi_inf_3dhp import metadata
 from ctxpose.data.mpi_inf_3dhp.labels import load_3dhp_labels
+from ctxpose.data.predictions_npz import load_predictions
 from ctxpose.errors import DataError
-from ctxpose.metrics import MPI3DHPResult, evaluate_mpi_inf_3dhp, mpi_inf_3dhp_root_relative
 from ctxpose.skeleton import H36M_CONTEXTPOSE
-from ctxpose.utils.io import load_npz
 from ctxpose.utils.matlab import write_mat_v73
 
 
@@ -58,26 +57,17 @@ def read_predictions(path: str | Path) -> dict[str, SequencePredictions]:
         DataError: unreadable, a key missing or misshaped, unknown sequences, repeated frames, NaN.
     """
     path = Path(path)
-    data = load_npz(path, "predictions file")
-    for key in ("keypoints_3d", "frame"):
-        if key not in data:
-            raise DataError(f"{path}: no {key!r}; expected keypoints_3d, frame and sequence (or subject_idx + "
-                            "subject_names)")
+    data = load_predictions(path, ("keypoints_3d", "frame"))
     kp = np.asarray(data["keypoints_3d"], dtype=np.float64)
     n, j = len(kp), H36M_CONTEXTPOSE.num_joints
     if kp.shape != (n, j, 3):
         raise DataError(f"{path}: keypoints_3d has shape {kp.shape}, expected (N, {j}, 3) (contextpose17 order)")
-    if not np.all(np.isfinite(kp)):
-        raise DataError(f"{path}: keypoints_3d contains NaN or inf")
     frame = np.asarray(data["frame"]).astype(np.int64).reshape(-1)
     if "sequence" in data:
         sequence = np.asarray(data["sequence"]).astype(str).reshape(-1)
     elif "subject_idx" in data and "subject_names" in data:
         names = np.asarray(data["subject_names"]).astype(str)
-        idx = np.asarray(data["subject_idx"]).astype(np.int64).reshape(-1)
-        if len(idx) and (idx.min() < 0 or idx.max() >= len(names)):
-            raise DataError(f"{path}: subject_idx outside 0..{len(names) - 1}")
-        sequence = names[idx]
+        sequence = names[np.asarray(data["subject_idx"]).astype(np.int64).reshape(-1)]  # checked by the loader
     else:
         raise DataError(f"{path}: no 'sequence' and no 'subject_idx' + 'subject_names' to tell the sequences apart")
     if len(frame) != n or len(sequence) != n:
@@ -123,7 +113,7 @@ def inference_variables(predictions: dict[str, SequencePredictions]) -> dict[str
     """The variables of ``inference_data.mat`` in MATLAB's shape: name -> (3, 17, 1, n) float64."""
     out = {}
     for seq, pred in predictions.items():
-        rel = mpi_inf_3dhp_root_relative(pred.keypoints_3d)  # (n, 17, 3), 3DHP order, pelvis at 0
+        rel = metadata.root_relative_3dhp(pred.keypoints_3d)  # (n, 17, 3), 3DHP order, pelvis at 0
         out[seq] = np.ascontiguousarray(np.transpose(rel, (2, 1, 0))[:, :, None, :])
     return out
 
@@ -155,29 +145,3 @@ def export_inference_data(predictions_path: str | Path, out_path: str | Path,
     return ExportReport(Path(out_path), {s: len(p.frames) for s, p in predictions.items()},
                         [s for s in metadata.SEQUENCES if s not in predictions],
                         Path(labels_path) if labels_path else None)
-
-
-def evaluate_like_official(predictions: dict[str, SequencePredictions], labels_path: str | Path,
-                           joint_groups: str = "17", ground_truth: str = "univ_annot3") -> MPI3DHPResult:
-    """The numbers the official script computes from the exported file, in Python.
-
-    The exported (root-relative, 3DHP-order) poses are compared with the labels' ``univ_annot3`` (or
-    ``annot3`` for "annot3_nonstandard") of the same frames, the prediction used as given.
-
-    Raises:
-        DataError: the predictions do not cover exactly the valid frames (:func:`check_complete`).
-    """
-    check_complete(predictions, labels_path)
-    cols, _ = load_3dhp_labels(labels_path)
-    column = "univ_annot3" if ground_truth == "univ_annot3" else "annot3"
-    pred, gt, seqs, acts = [], [], [], []
-    for seq, p in predictions.items():
-        rows = np.flatnonzero((cols["sequence"] == seq) & cols["valid"])
-        rows = rows[np.argsort(cols["frame"][rows])]
-        pred.append(mpi_inf_3dhp_root_relative(p.keypoints_3d))
-        gt.append(cols[column][rows])
-        seqs += [seq] * len(rows)
-        acts.append(cols["activity"][rows])
-    return evaluate_mpi_inf_3dhp(np.concatenate(pred), np.concatenate(gt), seqs, np.concatenate(acts),
-                                 joint_groups=joint_groups, joint_order="mpi_inf_3dhp17", pred_root_relative=True,
-                                 ground_truth=ground_truth)

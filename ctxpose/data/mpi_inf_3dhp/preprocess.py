@@ -43,6 +43,7 @@ from ctxpose.data.preprocessing import (
     MANIFEST_NAME,
     PreprocessReport,
     Run,
+    SequenceResult,
     labels_meta_or_none,
     opencv_error,
     output_errors,
@@ -50,7 +51,6 @@ from ctxpose.data.preprocessing import (
     write_output,
 )
 from ctxpose.data.transforms import undistorted_crop
-from ctxpose.data.workers import SequenceResult
 from ctxpose.errors import DataError
 from ctxpose.skeleton import H36M_CONTEXTPOSE, MPI_INF_3DHP, MPI_INF_3DHP_TO_CONTEXTPOSE_INDEX
 
@@ -278,7 +278,8 @@ def preprocess_3dhp(root: str | Path, out_dir: str | Path, options: Preprocess3D
                     progress: Callable[[str, dict], None] | None = None) -> PreprocessReport:
     """MPI-INF-3DHP test set -> processed folder (see the module docstring). Resumable and idempotent.
 
-    Safe to call from a script without an ``if __name__ == "__main__":`` guard, also with ``workers`` > 1.
+    With ``workers`` > 1, a script must call this under ``if __name__ == "__main__":`` (as for
+    :func:`ctxpose.data.h36m.preprocess.preprocess_h36m`).
 
     Args:
         root: the ``mpi_inf_3dhp_test_set`` folder or its parent.

@@ -11,7 +11,7 @@ What that repository computes (``Human36MMultiViewDataset.evaluate``) and its RE
   Waiting-1: the callers pass them, see :func:`ctxpose.data.h36m.metadata.damaged_ground_truth`).
 
 Every number is returned under its protocol's name, so it never stands in for ours (``mpjpe``,
-``mpjpe_relative`` of :class:`ctxpose.metrics.MetricAccumulator`, which weigh joints by validity and exclude
+``mpjpe_relative`` of :class:`ctxpose.metrics.pose.MetricAccumulator`, which weigh joints by validity and exclude
 nothing).
 """
 

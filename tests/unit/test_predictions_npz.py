@@ -1,0 +1,104 @@
+"""The predictions file schema: what the writer puts on disk is read back with zipfile and numpy's .npy reader,
+and every broken file is one line naming the file and the field."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ctxpose.data.predictions_npz import FIELDS, load_predictions, save_predictions
+from ctxpose.errors import DataError
+
+
+def _arrays(n: int = 3, j: int = 17) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"index": np.arange(n), "subject_idx": np.zeros(n, np.int32), "action_idx": np.arange(n) % 2,
+            "trial": np.ones(n, np.int64), "camera_idx": np.zeros(n, np.int64), "frame": np.arange(n) * 5,
+            "keypoints_3d": rng.normal(size=(n, j, 3)), "keypoints_3d_gt": rng.normal(size=(n, j, 3)),
+            "validity": np.ones((n, j)), "proj_matrices": rng.normal(size=(n, 3, 4)),
+            "subject_names": np.array(["S9"]), "action_names": np.array(["Walking", "Eating"]),
+            "camera_names": np.array(["54138969"]), "skeleton": np.array("contextpose17"),
+            "image_shape": np.array([64, 64]), "image_paths": np.array([f"S9/{i}.jpg" for i in range(n)])}
+
+
+def _read_independently(path: Path) -> dict[str, np.ndarray]:
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            with z.open(name) as f:
+                out[name.removesuffix(".npy")] = np.lib.format.read_array(f, allow_pickle=False)
+    return out
+
+
+def test_written_file_has_the_declared_dtypes_and_reads_back(tmp_path: Path) -> None:
+    a = _arrays()
+    path = save_predictions(tmp_path / "predictions.npz", a)
+    disk = _read_independently(path)
+    assert set(disk) == set(a)
+    for key, value in disk.items():
+        declared = FIELDS[key].dtype
+        assert value.dtype.kind == "U" if declared == "str" else value.dtype == np.dtype(declared), key
+        np.testing.assert_array_equal(value, np.asarray(a[key]).astype(value.dtype))
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.npz"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    loaded = load_predictions(path, ("index", "keypoints_3d"))
+    assert set(loaded) == set(a) and loaded["keypoints_3d"].dtype == np.float32
+
+
+def test_the_writer_refuses_undeclared_or_misshaped_arrays_and_keeps_the_old_file(tmp_path: Path) -> None:
+    path = save_predictions(tmp_path / "p.npz", _arrays())
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"undeclared predictions fields \['person'\]"):
+        save_predictions(path, {**_arrays(), "person": np.zeros(3)})
+    bad = _arrays()
+    bad["validity"] = np.ones((3, 16))
+    with pytest.raises(ValueError, match=r"validity has shape \(3, 16\), expected \(3, 17\)"):
+        save_predictions(path, bad)
+    obj = _arrays()
+    obj["action_names"] = np.array([{"a": 1}], dtype=object)
+    with pytest.raises((ValueError, TypeError)):
+        save_predictions(path, obj)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: a.pop("keypoints_3d"), r"p.npz: no 'keypoints_3d'; expected a predictions file with index, "
+                                      r"keypoints_3d"),
+    (lambda a: a.update(keypoints_3d=np.zeros((3, 17, 2))), r"p.npz: keypoints_3d has shape \(3, 17, 2\), "
+                                                           r"expected \(3, 17, 3\) \(N, J, 3\)"),
+    (lambda a: a.update(frame=np.zeros(2, np.int64)), r"p.npz: frame has shape \(2,\), expected \(3,\)"),
+    (lambda a: a.update(frame=np.array(["a", "b", "c"])), r"p.npz: frame has dtype <U1, expected int64"),
+    (lambda a: a.update(action_idx=np.array([0, 1, 2])), r"p.npz: action_idx outside 0..1 \(the entries of "
+                                                         r"action_names\)"),
+    (lambda a: a["keypoints_3d"].__setitem__((0, 0, 0), np.nan), r"p.npz: keypoints_3d contains NaN or inf"),
+])
+def test_the_loader_names_file_and_field(tmp_path: Path, change, message) -> None:
+    a = _arrays()
+    change(a)
+    path = tmp_path / "p.npz"
+    np.savez(path, **a)  # written by something else than our writer
+    with pytest.raises(DataError, match=message) as e:
+        load_predictions(path, ("index", "keypoints_3d"))
+    assert "\n" not in str(e.value)
+
+
+def test_pickled_or_missing_files_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.npz"
+    np.savez(path, index=np.arange(2), keypoints_3d=np.array([object(), object()], dtype=object))
+    with pytest.raises(DataError, match="p.npz: not a readable predictions file"):
+        load_predictions(path)
+    with pytest.raises(DataError, match="does not exist"):
+        load_predictions(tmp_path / "nope.npz")
+
+
+def test_every_declared_field_is_documented_in_the_schema_module() -> None:
+    from ctxpose.data import predictions_npz
+
+    doc = predictions_npz.__doc__ or ""
+    assert [k for k in FIELDS if f"    {k} " not in doc and f" {k}," not in doc and f", {k} " not in doc] == []
