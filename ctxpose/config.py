@@ -206,7 +206,7 @@ class SplitConfig:
     # per sample; without, the first max_n_views cameras in camera order (ignore_cameras removed first).
     # Frames with fewer cameras than min_n_views are left out; with fewer than the count, views repeat.
     randomize_n_views: bool = True
-    min_n_views: int | None = 1  # null: 1
+    min_n_views: int | None = 1  # null: 1; model.architecture algebraic/ransac need >= 2
     max_n_views: int | None = 1
     num_workers: int = 4
     retain_every_n_frames_in_test: int = 1
@@ -434,6 +434,12 @@ def _architecture_rules(errors: list[str], config: ExperimentConfig) -> None:
                       "backbone's 1/32 map twice; expected at least 128 px per side (or "
                       "model.triangulation.use_confidences: false)")
     if arch in TRIANGULATION_KEYS:
+        for split in ("train", "val"):
+            low = getattr(config, split).min_n_views
+            if low is None or low < 2:
+                shown = "null" if low is None else low
+                errors.append(f"{split}.min_n_views: {shown}, the {arch} model triangulates from at least two "
+                              "distinct views; expected >= 2")
         for key in _changed(m.volume_net):
             errors.append(f"model.volume_net.{key}: the {arch} model has no volume (it triangulates 2D keypoints); "
                           "leave it out")

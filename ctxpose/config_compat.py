@@ -196,8 +196,9 @@ TRIANGULATION_IGNORED = {
     "opt.n_iters_per_epoch": "unused by the original (n_objects_per_epoch rules)",
 }
 
-#: Human3.6M cameras: the view count the original's ``min_n_views``/``max_n_views: null`` (all views) means
-H36M_VIEWS = 4
+#: the fewest views each model.architecture triangulates from: the original's ``min_n_views: null`` (it reads
+#: the count only with ``randomize_n_views``) becomes this; ``max_n_views: null`` (every view) passes through
+MIN_VIEWS = {"algebraic": 2, "ransac": 2, "volumetric": 1}
 
 
 def is_triangulation_config(data: Any) -> bool:
@@ -240,8 +241,8 @@ def convert_triangulation_config(data: Mapping[str, Any], known_paths: set[str])
             unknown.append(f"{path[:80]}: unknown key in a learnable-triangulation config"
                            + (f", did you mean {close[0]}?" if close else ""))
             continue
-        if target.endswith("_n_views") and value is None:
-            value = H36M_VIEWS  # the original's null: every view of the frame
+        if target.endswith(".min_n_views") and value is None:
+            value = MIN_VIEWS[architecture]
         if target == "model.checkpoint" and value == "":
             value = None
         _set(out, target, value)

@@ -122,6 +122,9 @@ def compute_losses(out: ContextPoseOutput, keypoints_gt: torch.Tensor, validity:
         ``{"keypoints", "volumetric_ce"?, "global_attention"?, "total"}``: scalar tensors; ``total`` is the
         weighted sum the trainer back-propagates; the terms are unweighted.
     """
+    for key, field in (("use_volumetric_ce_loss", "volumes"), ("use_global_attention_loss", "attention")):
+        if getattr(loss_cfg, key) and getattr(out, field, None) is None:  # the config refuses these; a caller may not
+            raise ValueError(f"loss.{key}: the model's output has no {field} ({type(out).__name__}); set it to false")
     scale = loss_cfg.scale_keypoints_3d
     losses = {"keypoints": keypoints_loss(out.keypoints_3d * scale, keypoints_gt * scale, validity,
                                           loss_cfg.criterion, loss_cfg.mse_smooth_threshold)}

@@ -6,10 +6,13 @@ Runs the model (eval mode, no cuboid rotation) on one dataset sample and renders
   projected ground truth (gt colour) and the projected 3D prediction (prediction colour) marked;
 - ``volumes.png``: maximum-intensity projections of each joint's 3D probability volume on the three planes of
   the cuboid (voxel axes = the world x, y, z before rotation), ground truth and prediction marked;
-- ``attention.png``: the same projections of the context block's global attention (its pooled grid);
+- ``attention.png``: the same projections of the context block's global attention (its pooled grid); not for
+  the volumetric model (``model.architecture: volumetric``), which has no attention block;
 - ``cuboid.png``: the crop with the cuboid's 12 edges and both skeletons projected;
 - ``overview.png``: the cuboid image, all heatmaps (max over joints), and the projections of the volumes and
   of the attention summed over joints, in one picture.
+
+The triangulation models (``algebraic``, ``ransac``) have no volume or cuboid: they are refused in one line.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from ctxpose.errors import DataError
+from ctxpose.errors import ConfigError, DataError
 from ctxpose.skeleton import Skeleton, get_skeleton
 from ctxpose.viz import draw
 from ctxpose.viz.output import ImageSink
@@ -44,7 +47,8 @@ class ModelSample:
         proj: (3, 4) world mm -> crop px.
         keypoints_gt: (J, 3) world mm. keypoints_pred: (J, 3) world mm.
         heatmaps: (J, h, w) first view. volumes: (J, S, S, S). coord_volume: (S, S, S, 3) world mm.
-        attention: (J, s, s, s) global attention on the pooled grid (s = S / 4).
+        attention: (J, s, s, s) global attention on the pooled grid (s = S / 4); None for the volumetric model
+            (no attention block).
         voxel_pred: (J, 3) predicted joints in voxel indices.
     """
 
@@ -57,7 +61,7 @@ class ModelSample:
     heatmaps: np.ndarray
     volumes: np.ndarray
     coord_volume: np.ndarray
-    attention: np.ndarray
+    attention: np.ndarray | None
     voxel_pred: np.ndarray
 
     def world_to_voxel(self, points: np.ndarray, side: int | None = None) -> np.ndarray:
@@ -128,16 +132,19 @@ def run_model(model: torch.nn.Module, dataset: Any, index: int, device: str | to
         return t[0].detach().double().cpu().numpy()
 
     volumes = np1(out.volumes)
-    s = round(out.attention.shape[-1] ** (1 / 3))
-    if s ** 3 != out.attention.shape[-1]:
-        raise ValueError(f"attention of {out.attention.shape[-1]} voxels is not a cube")
+    attention = None
+    if out.attention is not None:  # None: the volumetric model has no attention block
+        s = round(out.attention.shape[-1] ** (1 / 3))
+        if s ** 3 != out.attention.shape[-1]:
+            raise ValueError(f"attention of {out.attention.shape[-1]} voxels is not a cube")
+        attention = np1(out.attention).reshape(-1, s, s, s)
     names = (dataset.subject_names[int(item["subject_idx"])], dataset.action_names[int(item["action_idx"])])
     name = (f"#{index} {names[0]} {names[1]}-{int(item['trial'])}  cam {dataset.camera_names[int(item['camera_idx'])]}"
             f"  frame {int(item['frame'])}")
     return ModelSample(index, name, draw.network_image_to_rgb(item["images"][0]),
                        np.asarray(item["proj_matrices"][0], np.float64), np.asarray(item["keypoints_3d"], np.float64),
                        np1(out.keypoints_3d), np1(out.heatmaps)[0], volumes, np1(out.coord_volumes),
-                       np1(out.attention).reshape(-1, s, s, s), np1(out.voxel_keypoints_3d))
+                       attention, np1(out.voxel_keypoints_3d))
 
 
 # ---------------------------------------------------------------------------------------------- pictures
@@ -246,7 +253,7 @@ def cuboid_image(sample: ModelSample, skeleton: Skeleton, style: Style) -> np.nd
 
 
 def overview_image(sample: ModelSample, skeleton: Skeleton, style: Style) -> np.ndarray:
-    """Cuboid | all heatmaps | volume and attention projections (summed over joints), one picture."""
+    """Cuboid | all heatmaps | volume and attention (when the model has it) projections, summed over joints."""
     from ctxpose.viz.predictions import legend
 
     cub = draw.add_header(cuboid_image(sample, skeleton, style), ["cuboid and skeletons"], style)
@@ -257,6 +264,8 @@ def overview_image(sample: ModelSample, skeleton: Skeleton, style: Style) -> np.
     small = style.scaled(max(64, tile))
     rows = []
     for label, values in (("3D volumes", sample.volumes), ("global attention", sample.attention)):
+        if values is None:
+            continue
         views = projections(values.sum(0), tile, [], small)  # all joints' probability together
         names = ", ".join(n for n, _ in PLANES)
         rows.append(draw.add_header(draw.hstack(views, pad=2, background=(32, 32, 32)),
@@ -275,7 +284,8 @@ def visualize_model(cfg: Any, checkpoint: str | Path, sample: str, sink: ImageSi
         cfg: experiment config (model, dataset, limb prior).
         checkpoint: weights (run checkpoint, ours or the original's).
         sample: dataset index or ``SUBJECT/Action-trial/CAMERA/FRAME``.
-        sink: where ``overview``, ``cuboid``, ``heatmaps``, ``volumes``, ``attention`` PNGs go.
+        sink: where ``overview``, ``cuboid``, ``heatmaps``, ``volumes``, ``attention`` PNGs go (no ``attention``
+            for the volumetric model, which has none).
         split: "val" or "train" (either way without augmentation or rotation).
         device: where the model runs.
         style: sizes.
@@ -286,6 +296,10 @@ def visualize_model(cfg: Any, checkpoint: str | Path, sample: str, sink: ImageSi
 
     if split not in ("val", "train"):
         raise DataError(f"--split {split}: expected val or train")
+    if cfg.model.architecture not in ("contextpose", "volumetric"):
+        raise ConfigError(f"model.architecture: {cfg.model.architecture} has no volume or cuboid to draw; "
+                          "`ctxpose visualize model` draws contextpose and volumetric models (for the triangulation "
+                          "models' joints: `ctxpose visualize predictions`)")
     style = style or Style()
     dataset = Human36MDataset.from_config(cfg, split)
     index = parse_sample(sample, dataset)
@@ -297,9 +311,11 @@ def visualize_model(cfg: Any, checkpoint: str | Path, sample: str, sink: ImageSi
         ("cuboid", lambda: cuboid_image(result, skeleton, style)),
         ("heatmaps", lambda: heatmaps_image(result, skeleton, style)),
         ("volumes", lambda: volume_grid(result, result.volumes, skeleton, style, "3D volumes (max projections)")),
-        ("attention", lambda: volume_grid(result, result.attention, skeleton, style,
-                                          "global attention (max projections)")),
     ]
+    if result.attention is not None:
+        attention = result.attention
+        steps.append(("attention", lambda: volume_grid(result, attention, skeleton, style,
+                                                       "global attention (max projections)")))
     for k, (name, make) in enumerate(steps):
         sink.add(name, make())
         if progress is not None:

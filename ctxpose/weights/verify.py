@@ -41,7 +41,9 @@ def meta_model(model_settings: dict) -> nn.Module:
     # the losses a network without attention (or without a volume) cannot have, off: the config is then valid
     loss = {} if architecture == "contextpose" else {"use_global_attention_loss": False,
                                                       "use_volumetric_ce_loss": architecture == "volumetric"}
-    config = config_from_dict({"model": model_settings, "loss": loss})
+    views = {"min_n_views": 2, "max_n_views": None}  # the triangulation models' fewest views; no shape depends on it
+    splits = {s: views for s in ("train", "val")} if architecture in ("algebraic", "ransac") else {}
+    config = config_from_dict({"model": model_settings, "loss": loss, **splits})
     bones = get_skeleton(config.model.skeleton).num_bones
     prior = LimbPrior(torch.full((bones,), 300.0), torch.full((bones,), 30.0))  # CPU: read at construction
     with torch.device("meta"):

@@ -1,6 +1,7 @@
 """learnable-triangulation's algebraic, RANSAC and volumetric models against loop references of its maths."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -188,6 +189,9 @@ def test_algebraic_training_step_reaches_backbone_and_head_and_loss_is_the_origi
     validity[1, 4] = 0
     losses = compute_losses(out, gt, validity, cfg.loss, cfg.model.volume_net)
     assert set(losses) == {"keypoints", "total"}
+    with pytest.raises(ValueError, match="loss.use_volumetric_ce_loss: the model's output has no volumes "
+                                         r"\(TriangulationOutput\); set it to false"):
+        compute_losses(out, gt, validity, replace(cfg.loss, use_volumetric_ce_loss=True), cfg.model.volume_net)
     s = cfg.loss.scale_keypoints_3d
     ref = original_mse_smooth(out.keypoints_3d.detach() * s, gt * s, validity, cfg.loss.mse_smooth_threshold)
     assert abs(float(losses["total"].detach()) - ref) < 1e-4 * max(1.0, ref)
@@ -250,6 +254,8 @@ def test_volumetric_forward_matches_reference(aggregation):
     validity[0, 2] = 0
     losses = compute_losses(out, gt, validity, cfg.loss, cfg.model.volume_net)
     assert set(losses) == {"keypoints", "volumetric_ce", "total"}
+    with pytest.raises(ValueError, match="loss.use_global_attention_loss: the model's output has no attention"):
+        compute_losses(out, gt, validity, replace(cfg.loss, use_global_attention_loss=True), cfg.model.volume_net)
     s = cfg.loss.scale_keypoints_3d
     mae = ((kp - gt).abs() * s * validity[..., None]).sum() / (3 * validity.sum())
     torch.testing.assert_close(losses["keypoints"], mae, rtol=1e-5, atol=1e-6)

@@ -63,7 +63,9 @@ def test_original_algebraic_yaml_loads_as_the_shipped_config(tmp_path):
     assert m.backbone.num_layers == 152 and m.backbone.checkpoint.endswith("pose_resnet_4.5_pixels_human36m.pth")
     assert cfg.loss == shipped.loss  # MSESmooth at 400, no volume losses
     assert cfg.train.backbone_lr == 1e-5 and cfg.val.batch_size == 100
-    assert (cfg.train.randomize_n_views, cfg.train.min_n_views, cfg.train.max_n_views) == (False, 4, 4)  # all views
+    # the original's nulls: every camera (a 3-camera frame is evaluated, its views repeated), two distinct at least
+    for split in (cfg.train, cfg.val, shipped.train, shipped.val):
+        assert (split.randomize_n_views, split.min_n_views, split.max_n_views) == (False, 2, None)
     assert cfg.dataset.root == "./data/human36m/processed/"
     assert cfg.dataset.val_labels_path.endswith("human36m-multiview-labels-GTbboxes.npy")
 
@@ -75,10 +77,14 @@ def test_original_volumetric_and_ransac_yamls_load(tmp_path):
     assert vol.model.volume_net == shipped.model.volume_net and vol.loss == shipped.loss
     assert vol.val.pred_results_path.endswith("results/val.pkl") and not vol.model.volume_net.use_gt_pelvis
     assert (vol.train.process_features_lr, vol.train.volume_net_lr, vol.train.backbone_lr) == (1e-3, 1e-3, 1e-4)
+    for split in (vol.train, vol.val, shipped.train, shipped.val):
+        assert (split.min_n_views, split.max_n_views) == (1, None)
     ransac = load_config(write(tmp_path, lt_yaml("ransac")))
     assert ransac.model.architecture == "ransac" and ransac.model.triangulation.direct_optimization
     assert ransac.model.checkpoint is None
     assert ransac.model.triangulation == load_config("human36m_ransac").model.triangulation
+    for split in (ransac.train, ransac.val, load_config("human36m_ransac").val):
+        assert (split.min_n_views, split.max_n_views) == (2, None)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -129,6 +135,12 @@ def test_shipped_configs_round_trip(tmp_path, name):
                                                  "attention block"]),
     (["model.architecture=algebraic", "model.image_shape=[64, 64]", "loss.use_volumetric_ce_loss=false",
       "loss.use_global_attention_loss=false"], ["model.image_shape: [64, 64], the algebraic model's confidence head"]),
+    (["model.architecture=ransac", "loss.use_volumetric_ce_loss=false", "loss.use_global_attention_loss=false",
+      "train.min_n_views=2", "train.max_n_views=4", "val.min_n_views=1", "val.max_n_views=4"],
+     ["val.min_n_views: 1, the ransac model triangulates from at least two distinct views; expected >= 2"]),
+    (["model.architecture=algebraic", "loss.use_volumetric_ce_loss=false", "loss.use_global_attention_loss=false",
+      "train.min_n_views=null", "train.max_n_views=null", "val.min_n_views=2", "val.max_n_views=null"],
+     ["train.min_n_views: null, the algebraic model triangulates from at least two distinct views"]),
 ])
 def test_settings_that_would_not_act_are_refused(overrides, messages):
     with pytest.raises(ConfigError) as e:
@@ -139,7 +151,8 @@ def test_settings_that_would_not_act_are_refused(overrides, messages):
 
 def test_build_model_dispatches_on_the_architecture():
     valid = ["model.architecture=algebraic", "loss.use_volumetric_ce_loss=false",
-             "loss.use_global_attention_loss=false"]
+             "loss.use_global_attention_loss=false", "train.min_n_views=2", "train.max_n_views=4",
+             "val.min_n_views=2", "val.max_n_views=null"]
     assert load_config(None, valid).model.architecture == "algebraic"  # 384 px: the confidence head fits
     alg = build_model(load_config("tiny_cpu_alg"))
     assert isinstance(alg, AlgebraicTriangulationNet) and alg.use_confidences
@@ -154,3 +167,21 @@ def test_build_model_dispatches_on_the_architecture():
     assert not any("atten" in k for k in vol.state_dict())
     with pytest.raises(ConfigError, match="needs the limb prior"):
         build_model(load_config("tiny_cpu"))
+
+
+@pytest.mark.parametrize("name", ["human36m_alg", "human36m_ransac", "human36m_vol_softmax"])
+def test_shipped_view_settings_keep_the_three_camera_frames(ours, name):
+    """The synthetic labels' S11 lacks camera 0 (as S11 Directions-2 lacks 54138969): with the shipped configs'
+    view settings its frames are samples that repeat their own three views, as the original evaluates them."""
+    from ctxpose.data.datasets import Human36MDataset
+    from tests.unit import dataset_fixtures as F
+
+    cfg = load_config(name)
+    ds = Human36MDataset(ours, "val", cfg, image_shape=(32, 32), use_gt_pelvis=True)
+    ids = ds.sample_ids()
+    s11 = [i for i in range(len(ds)) if ds.subject_names[ids["subject_idx"][i]] == "S11"]
+    assert len(s11) == len(F.FRAMES)  # every S11 frame
+    old = Human36MDataset(ours, "val", cfg, image_shape=(32, 32), use_gt_pelvis=True, min_n_views=4, max_n_views=4)
+    assert len(old) == len(ds) - len(s11)  # what the former mapping of null to 4 left out
+    assert all(ds[i]["camera_indices"].tolist() == [1, 2, 3, 1] for i in s11)
+    assert all(ds[i]["camera_indices"].tolist() == [0, 1, 2, 3] for i in range(len(ds)) if i not in s11)

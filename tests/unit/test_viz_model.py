@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ctxpose.config import load_config
-from ctxpose.errors import CheckpointError, DataError
+from ctxpose.errors import CheckpointError, ConfigError, DataError
 from ctxpose.geometry.volumes import build_coord_volumes
 from ctxpose.viz import model as vm
 from ctxpose.viz.output import ImageSink
@@ -110,3 +110,32 @@ def test_bad_sample_checkpoint_and_split_are_one_line_errors(setup, tmp_path: Pa
         vm.visualize_model(cfg, tmp_path / "none.pt", "0", sink)
     with pytest.raises(DataError, match="--split test"), ImageSink(tmp_path) as sink:
         vm.visualize_model(cfg, weights, "0", sink, split="test")
+
+
+def test_the_volumetric_model_has_no_attention_to_draw(setup, tmp_path: Path) -> None:
+    """learnable-triangulation's volumetric model (``attention`` None): everything but attention.png is drawn;
+    the triangulation models, which have no volume, are refused in one line."""
+    from ctxpose.config import ExperimentConfig
+    from ctxpose.models import build_model
+
+    cfg, _, _, _ = setup
+    default = ExperimentConfig().model.volume_net
+    vol = load_config(ROOT / "configs" / "tiny_cpu.yaml",
+                      [f"dataset.root={cfg.dataset.root}", f"dataset.limb_length_path={cfg.dataset.limb_length_path}",
+                       "model.volume_net.cuboid_size=1000.0", "val.retain_every_n_frames_in_test=1",
+                       "model.architecture=volumetric", "model.volume_net.volume_size=32",
+                       f"model.volume_net.att_channels={default.att_channels}", "loss.use_global_attention_loss=false"])
+    torch.manual_seed(0)
+    torch.save(build_model(vol).state_dict(), tmp_path / "vol.pt")
+    with ImageSink(tmp_path / "out") as sink:
+        sample = vm.visualize_model(vol, tmp_path / "vol.pt", "S9/Walking-1/55011271/5", sink, style=Style(size=256))
+    assert sample.attention is None and sample.volumes.shape == (SK.num_joints, 32, 32, 32)
+    np.testing.assert_allclose(sample.volumes.sum(axis=(1, 2, 3)), 1.0, rtol=1e-4)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["cuboid.png", "heatmaps.png", "overview.png", "volumes.png"]
+    assert all(cv2.imread(str(tmp_path / "out" / name)) is not None for name in written)
+    alg = load_config(ROOT / "configs" / "tiny_cpu_alg.yaml", [f"dataset.root={cfg.dataset.root}"])
+    with pytest.raises(ConfigError, match="model.architecture: algebraic has no volume or cuboid to draw") as e, \
+            ImageSink(tmp_path / "alg") as sink:
+        vm.visualize_model(alg, tmp_path / "vol.pt", "0", sink)
+    assert "\n" not in str(e.value)

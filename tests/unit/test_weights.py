@@ -246,8 +246,10 @@ def test_original_weights_of_the_triangulation_models_load_strictly(tmp_path, mo
 
 
 def _loss_overrides(architecture):
+    views = [f"{s}.{k}" for s in ("train", "val") for k in ("min_n_views=2", "max_n_views=null")]
     return ["loss.use_global_attention_loss=false",
-            f"loss.use_volumetric_ce_loss={'true' if architecture == 'volumetric' else 'false'}"]
+            f"loss.use_volumetric_ce_loss={'true' if architecture == 'volumetric' else 'false'}",
+            *(views if architecture in ("algebraic", "ransac") else [])]
 
 
 # ---------------------------------------------------------------------- registry
