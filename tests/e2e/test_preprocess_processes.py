@@ -113,11 +113,12 @@ def test_an_output_a_worker_cannot_write_stops_the_run_in_one_line(raw, tmp_path
     assert not workers_of(os.getpid())
 
 
-# A worker's SIGTERM handler around one write_output whose writer waits for the test between its two halves.
+# StopSignals.worker() (a worker's SIGTERM) around one write_output whose writer waits for the test between halves.
 _STOPPED = """
-import sys, signal
+import sys
 from pathlib import Path
 import ctxpose.data.preprocessing as prep
+from ctxpose.utils.signals import StopSignals
 
 def two_halves(path, data):
     tmp = path.with_name("." + path.name + ".tmp")
@@ -128,7 +129,7 @@ def two_halves(path, data):
     tmp.replace(path)
 
 prep.atomic_write_bytes = two_halves
-signal.signal(signal.SIGTERM, prep._Stop.handler)
+StopSignals.worker()
 if sys.argv[2] == "write":
     prep.write_output(Path(sys.argv[1]), b"complete crop")
 print("idle", flush=True)
