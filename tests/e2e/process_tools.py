@@ -102,9 +102,9 @@ def interrupt(proc: subprocess.Popen, out: Path, target: str, sequences: int) ->
     guarantees; return the manifest's sequences.
 
     ``target`` "group" signals the whole process group (Ctrl-C in a terminal), "parent" only the command
-    (``kill -INT``). Checked: exit 130 with the "stopped:" line and no traceback, no worker left, every shard
-    on disk recorded in the manifest and in the report (marked interrupted), queued sequences not started
-    (fewer than ``sequences`` recorded), no temporary file.
+    (``kill -INT``), "term" sends the command SIGTERM (``kill``). Checked: exit 130 with the "stopped:" line and
+    no traceback, no worker left, every shard on disk recorded in the manifest and in the report (marked
+    interrupted), queued sequences not started (fewer than ``sequences`` recorded), no temporary file.
     """
     wait_for(lambda: len(recorded(out)) >= 1, proc)
     workers = descendants(proc.pid)  # the workers and multiprocessing's resource tracker
@@ -112,7 +112,7 @@ def interrupt(proc: subprocess.Popen, out: Path, target: str, sequences: int) ->
     if target == "group":
         os.killpg(proc.pid, signal.SIGINT)
     else:
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, signal.SIGTERM if target == "term" else signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "stopped:" in stdout and "run the same command again" in stdout and "Traceback" not in stderr

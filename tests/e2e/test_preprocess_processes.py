@@ -46,16 +46,17 @@ def raw(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("target", ["group", "parent"])
+@pytest.mark.parametrize("target", ["group", "parent", "term"])
 def test_ctrl_c_stops_promptly_and_records_every_finished_sequence(raw, tmp_path, target):
-    """Ctrl-C in a terminal signals the whole group ("group"); ``kill -INT`` only the command ("parent")."""
+    """Ctrl-C in a terminal signals the whole group ("group"); ``kill -INT`` only the command ("parent"),
+    ``kill`` (SIGTERM) likewise ("term")."""
     out = tmp_path / "out"
     recorded = interrupt(start("preprocess", "h36m", str(raw), str(out), *ARGS), out, target, SEQUENCES)
     labels = load_labels(out / "labels.npz")  # the finished sequences are in the labels
     assert labels.meta["sequences"] == sorted(recorded) and len(labels) == sum(v["rows"] for v in recorded.values())
     assert all(cv2.imread(str(out / rel)) is not None for rel in labels.image)
 
-    if target == "parent":
+    if target != "group":
         return  # the re-run below is the same for both
     again = preprocess_h36m(raw, out, PreprocessOptions(train_every=1, image_size=48))
     assert sorted(again.skipped) == sorted(recorded) and len(again.done) == SEQUENCES - len(recorded)
