@@ -87,12 +87,12 @@ def main(
     with Progress(TextColumn("[bold]infer {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=stderr_console()) as bar:
         task = bar.add_task("", total=None, fps="")
-        tasks: dict[str, int] = {}
+        frames = {}
 
-        def progress(name: str, done: int, total: int) -> None:
+        def progress(name: str, done: int, total: int, seconds: float) -> None:
+            frames[name] = done
             bar.update(task, description=name, completed=done, total=total or None,
-                       fps=f"{done / max(bar.tasks[task].elapsed or 1e-9, 1e-9):.1f} frames/s")
-            tasks[name] = done
+                       fps=f"{sum(frames.values()) / max(seconds, 1e-9):.1f} frames/s")
 
         summary = run_infer(request, lambda: PoseEstimator.from_config(cfg, weights, dev, amp), options, progress,
                             meta={"config": str(cfg_path), "checkpoint": str(weights)})

@@ -367,14 +367,14 @@ def _boxes_source(request: InferRequest) -> str:
 
 
 def run_infer(request: InferRequest, estimator: PoseEstimator | Callable[[], PoseEstimator],
-              options: InferOptions, progress: Callable[[str, int, int], None] | None = None,
+              options: InferOptions, progress: Callable[[str, int, int, float], None] | None = None,
               meta: dict[str, Any] | None = None) -> InferSummary:
     """Run the network over every frame of ``request.inputs``; write ``predictions.npz`` / ``.jsonl`` (and
     renders) into ``request.out`` after each finished input, so a stop or a bad later input keeps them.
 
     Args:
         estimator: the loaded model, or a function loading it (called after the inputs are checked).
-        progress: ``progress(source name, frames done, frames total or 0)``.
+        progress: ``progress(source name, its frames done, its frames or 0, seconds since the model was loaded)``.
         meta: extra entries for the files' ``meta`` (config, checkpoint).
 
     Raises:
@@ -484,12 +484,12 @@ def run_infer(request: InferRequest, estimator: PoseEstimator | Callable[[], Pos
                     done += len(chunk)
                     chunk = []
                     if progress is not None:
-                        progress(src.name, done, total)
+                        progress(src.name, done, total, time.perf_counter() - start)
             if chunk:
                 run_chunk(si, chunk, tracker, renderer)
                 done += len(chunk)
                 if progress is not None:
-                    progress(src.name, done, total)
+                    progress(src.name, done, total, time.perf_counter() - start)
             if renderer is not None:
                 summary.rendered += renderer.close()
             finished.append(si)
