@@ -49,6 +49,9 @@ def main(
     smooth: Annotated[float | None, typer.Option(
         metavar="SIGMA", show_default=False,
         help="Videos: also write keypoints_3d_smooth, Gaussian over SIGMA frames per track.")] = None,
+    render: Annotated[bool, typer.Option(
+        "--render", help="Also draw the 2D skeletons and a 3D view: OUT/render/<video>.mp4 or <image>.png.")
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="People per network batch.")] = 16,
     device: DeviceOpt = None,
     amp: AmpOpt = None,
@@ -80,7 +83,7 @@ def main(
         raise ConfigError("--root given: only from Python (estimate_poses with given_roots)")
     request = InferRequest(inputs=list(inputs), out=out, detections=boxes, box=parse_box(box) if box else None,
                            detector=detector, detector_weights=detector_weights, camera_file=camera, focal=focal,
-                           fov=fov, min_score=min_score, smooth=smooth)
+                           fov=fov, min_score=min_score, smooth=smooth, render=render)
     cfg_path, weights = resolve_eval_target(config, checkpoint)
     cfg = load_config(cfg_path, set_ or [])
     dev = default_device(device)

@@ -474,22 +474,28 @@ def run_infer(request: InferRequest, estimator: PoseEstimator | Callable[[], Pos
             if request.render:
                 from ctxpose.viz.infer import InferRenderer
 
-                renderer = InferRenderer(request.out, src, est.skeleton, intrs[si], R)
+                fps = inp.open_video(src.path)[1].fps if src.kind == "video" else 25.0
+                renderer = InferRenderer(request.out, src, est.skeleton, intrs[si], R, fps or 25.0)
             chunk: list[tuple[int, float, np.ndarray]] = []
             done = 0
-            for item in inp.iter_frames(src):
-                chunk.append(item)
-                if len(chunk) == request.frames_per_batch:
+            try:
+                for item in inp.iter_frames(src):
+                    chunk.append(item)
+                    if len(chunk) == request.frames_per_batch:
+                        run_chunk(si, chunk, tracker, renderer)
+                        done += len(chunk)
+                        chunk = []
+                        if progress is not None:
+                            progress(src.name, done, total, time.perf_counter() - start)
+                if chunk:
                     run_chunk(si, chunk, tracker, renderer)
                     done += len(chunk)
-                    chunk = []
                     if progress is not None:
                         progress(src.name, done, total, time.perf_counter() - start)
-            if chunk:
-                run_chunk(si, chunk, tracker, renderer)
-                done += len(chunk)
-                if progress is not None:
-                    progress(src.name, done, total, time.perf_counter() - start)
+            except BaseException:
+                if renderer is not None:
+                    renderer.abort()
+                raise
             if renderer is not None:
                 summary.rendered += renderer.close()
             finished.append(si)

@@ -151,8 +151,8 @@ def test_command_writes_npz_and_jsonl_with_empty_frames(tiny):
     tmp, cfg, video = tiny
     out = tmp / "out"
     r = run_in_process("infer", str(video), "--config", str(cfg), "--checkpoint", str(tmp / "tiny.pt"),
-                       "--boxes", str(tmp / "boxes.json"), "--fov", "50", "--smooth", "1", "--out", str(out),
-                       "--device", "cpu")
+                       "--boxes", str(tmp / "boxes.json"), "--fov", "50", "--smooth", "1", "--render",
+                       "--out", str(out), "--device", "cpu")
     assert r.returncode == 0, r.stderr + r.stdout
     assert "50 deg horizontal field of view" in " ".join(r.stdout.split())
     with np.load(out / "predictions.npz", allow_pickle=False) as z:
@@ -170,6 +170,10 @@ def test_command_writes_npz_and_jsonl_with_empty_frames(tiny):
         assert z["keypoints_3d_smooth"].shape == kp.shape
         assert set(z["root_method"].tolist()) == {"rootnet"}
     assert meta["joint_names"][6] == "pelvis" and meta["sources"] == [str(video)]
+    cap = cv2.VideoCapture(str(out / "render" / "walk.mp4"))  # the render, read back by OpenCV
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 562  # the 96x80 frame at 307x256 + a 256 px 3D view, even
+    cap.release()
     lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert [len(x["people"]) for x in lines] == [1, 0, 1]
     np.testing.assert_allclose(lines[2]["people"][0]["keypoints_3d"], kp[1], atol=1e-3)
