@@ -97,8 +97,14 @@ def main(
             bar.update(task, description=name, completed=done, total=total or None,
                        fps=f"{sum(frames.values()) / max(seconds, 1e-9):.1f} frames/s")
 
-        summary = run_infer(request, lambda: PoseEstimator.from_config(cfg, weights, dev, amp), options, progress,
-                            meta={"config": str(cfg_path), "checkpoint": str(weights)})
+        try:
+            summary = run_infer(request, lambda: PoseEstimator.from_config(cfg, weights, dev, amp), options,
+                                progress, meta={"config": str(cfg_path), "checkpoint": str(weights)})
+        except KeyboardInterrupt:
+            from ctxpose.cli.options import Stopped
+
+            raise Stopped(f"stopped; the frames done so far are in {out / 'predictions.npz'} "
+                          "(meta: interrupted)") from None
     console = Console()
     table = Table(title="ctxpose infer")
     for col in ("frames", "people", "empty frames", "frames/s", "root"):
