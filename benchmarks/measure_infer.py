@@ -31,14 +31,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("infer_measure.json"))
     parser.add_argument("--methods", default="given,box,rootnet,bones,network")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides")
+    parser.add_argument("--person-size", type=float, help="also the RootNet roots with this person size, mm")
     parser.add_argument("--checkpoint", type=Path, help="default: the demo run's checkpoints/last.pt")
     args = parser.parse_args()
     cfg = load_config(args.demo / "run" / "config.yaml", args.set)
     est = PoseEstimator.from_config(cfg, args.checkpoint or args.demo / "run" / "checkpoints" / "last.pt", "cpu")
     cases = load_cases(args.demo / "raw", args.subject, args.frames, args.out.with_suffix(".coco.json"))
     rows = measure_all(est, cases, tuple(args.methods.split(",")), lambda row: print(json.dumps(row), flush=True))
-    rows.append(measure(est, cases, "given", "true", pitch="true"))
-    print(json.dumps(rows[-1]), flush=True)
+    parts = [("given", "true", "true", None)]  # the cameras' real pitch instead of the no-pitch assumption
+    parts += [(m, cam, "zero", args.person_size) for m in ("box", "rootnet") for cam in ("true", "fov")
+              if args.person_size]
+    for method, camera, pitch, size in parts:
+        rows.append(measure(est, cases, method, camera, pitch, size))
+        print(json.dumps(rows[-1]), flush=True)
     result = {"subject": args.subject, "videos": [c["name"] for c in cases], "default_fov_deg": DEFAULT_FOV_DEG,
               "frame_hw": list(cases[0]["frames"][0].shape[:2]),
               "true_pitch_deg": {c["name"]: c["pitch"] for c in cases}, "rows": rows}

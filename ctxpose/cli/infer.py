@@ -44,6 +44,9 @@ def main(
     ] = "rootnet",
     root_depth: Annotated[float | None, typer.Option(
         metavar="MM", show_default=False, help="Put every person's root at this depth along its ray, mm.")] = None,
+    person_size: Annotated[float | None, typer.Option(
+        metavar="MM", show_default=False,
+        help="RootNet depth: the real length of a person box's longer side (default 1600, RootNet's).")] = None,
     pitch: Annotated[float, typer.Option(
         metavar="DEG", help="Camera tilted down by this many degrees (no roll assumed).")] = 0.0,
     smooth: Annotated[float | None, typer.Option(
@@ -72,11 +75,12 @@ def main(
     from ctxpose.config import load_config
     from ctxpose.data.infer_inputs import parse_box
     from ctxpose.engine.dist import default_device
-    from ctxpose.engine.infer import InferOptions, InferRequest, PoseEstimator, run_infer
+    from ctxpose.engine.infer import DEFAULT_PERSON_SIZE_MM, InferOptions, InferRequest, PoseEstimator, run_infer
     from ctxpose.engine.progress import stderr_console
     from ctxpose.engine.runs import resolve_eval_target
 
-    options = InferOptions(root_method=root, root_depth=root_depth, pitch=pitch, batch_size=batch_size)
+    options = InferOptions(root_method=root, root_depth=root_depth, pitch=pitch, batch_size=batch_size,
+                           person_size_mm=DEFAULT_PERSON_SIZE_MM if person_size is None else person_size)
     if options.root_method == "given":
         from ctxpose.errors import ConfigError
 

@@ -29,10 +29,12 @@ from ctxpose.geometry.cameras import Camera, camera_to_pixels
 from ctxpose.geometry.distortion import undistort_pixels
 from ctxpose.geometry.monocular import (
     DEFAULT_FOV_DEG,
+    ROOTNET_PERSON_SIZE_MM,
     back_project,
     bone_length_depth,
     intrinsics_from_focal,
     intrinsics_from_fov,
+    person_area_mm2,
     rootnet_depth,
     upright_rotation,
 )
@@ -45,11 +47,14 @@ from ctxpose.skeleton import Skeleton
 #: "depth": ``root_depth`` mm along the network's pelvis ray (``--root-depth``); "given": roots passed in.
 ROOT_METHODS = ("box", "rootnet", "bones", "network", "depth", "given")
 DEFAULT_ROOT_METHOD = "rootnet"
+#: the RootNet depth's person size: RootNet's published 2000 x 2000 mm area is a 1600 mm box side
+DEFAULT_PERSON_SIZE_MM = ROOTNET_PERSON_SIZE_MM
 
 
 @dataclass
 class InferOptions:
-    """Root and world settings (see :data:`ROOT_METHODS`); ``pitch`` degrees, camera tilted down."""
+    """Root and world settings (see :data:`ROOT_METHODS`); ``pitch`` degrees, camera tilted down;
+    ``person_size_mm``: the real length of a person box's longer side in the RootNet depth."""
 
     root_method: str = DEFAULT_ROOT_METHOD
     root_depth: float | None = None
@@ -57,8 +62,11 @@ class InferOptions:
     max_passes: int = 5
     pitch: float = 0.0
     batch_size: int = 16
+    person_size_mm: float = DEFAULT_PERSON_SIZE_MM
 
     def __post_init__(self) -> None:
+        if not self.person_size_mm > 0:
+            raise ConfigError(f"--person-size {self.person_size_mm}: expected a length > 0 mm")
         if self.root_depth is not None:
             if not self.root_depth > 0:
                 raise ConfigError(f"--root-depth {self.root_depth}: expected a depth > 0 mm")
@@ -199,7 +207,7 @@ class PoseEstimator:
         centres = boxes[:, :2] + boxes[:, 2:] / 2.0
         if np.any(intr.dist != 0):  # the box centre in the undistorted image
             centres = undistort_pixels(centres[:, None], K, intr.dist)[:, 0]
-        depth_rootnet = rootnet_depth(boxes[:, 2:], K[0, 0], K[1, 1])
+        depth_rootnet = rootnet_depth(boxes[:, 2:], K[0, 0], K[1, 1], person_area_mm2(options.person_size_mm))
         if method == "given":
             if given_roots is None or np.asarray(given_roots).shape != (n, 3):
                 raise ValueError(f"root_method 'given' needs ({n}, 3) roots")

@@ -15,7 +15,7 @@ import numpy as np
 from ctxpose.data.h36m.cameras import image_size, load_h36m_cameras
 from ctxpose.data.h36m.raw import read_cdf_poses, read_mask_bboxes
 from ctxpose.data.infer_inputs import Source, iter_frames, read_detections
-from ctxpose.engine.infer import InferOptions, Intrinsics, PoseEstimator, estimate_poses
+from ctxpose.engine.infer import DEFAULT_PERSON_SIZE_MM, InferOptions, Intrinsics, PoseEstimator, estimate_poses
 from ctxpose.skeleton import get_skeleton
 from ctxpose.utils.io import atomic_write_text
 
@@ -54,13 +54,14 @@ def load_cases(raw: Path, subject: str, max_frames: int, coco_path: Path) -> lis
 
 
 def measure(est: PoseEstimator, cases: list[dict[str, Any]], method: str, camera: str,
-            pitch: str = "zero") -> dict[str, Any]:
+            pitch: str = "zero", person_size_mm: float | None = None) -> dict[str, Any]:
     """Errors of one setting over all cases (one person per frame).
 
     Args:
         method: a root method, or "given" for the ground-truth pelvis.
         camera: "true" (the video's K, no distortion) or "fov" (the default field of view).
         pitch: "zero" (the assumption) or "true" (the camera's real pitch).
+        person_size_mm: the RootNet depth's person size (default :data:`DEFAULT_PERSON_SIZE_MM`).
 
     Returns:
         mpjpe_relative (mm, root-relative), pelvis_median / pelvis_p90 (absolute pelvis error, mm),
@@ -71,7 +72,8 @@ def measure(est: PoseEstimator, cases: list[dict[str, Any]], method: str, camera
     for case in cases:
         hw = case["frames"][0].shape[:2]
         intr = Intrinsics(case["K"], np.zeros(5), "true") if camera == "true" else Intrinsics.choose(hw)
-        options = InferOptions(root_method=method, pitch=case["pitch"] if pitch == "true" else 0.0)
+        options = InferOptions(root_method=method, pitch=case["pitch"] if pitch == "true" else 0.0,
+                               person_size_mm=person_size_mm or DEFAULT_PERSON_SIZE_MM)
         roots = [[g[pelvis]] for g in case["gt"]] if method == "given" else None
         start = time.perf_counter()
         out = estimate_poses(est, case["frames"], case["boxes"], intr, options, given_roots=roots)
@@ -83,6 +85,7 @@ def measure(est: PoseEstimator, cases: list[dict[str, Any]], method: str, camera
             pel_err.append(np.linalg.norm(p.keypoints_3d[pelvis] - gt[pelvis]))
             passes.append(p.passes)
     return {"method": method, "camera": camera, "pitch": pitch, "frames": n,
+            "person_size_mm": person_size_mm or DEFAULT_PERSON_SIZE_MM,
             "mpjpe_relative": float(np.mean(rel_err)), "pelvis_median": float(np.median(pel_err)),
             "pelvis_p90": float(np.percentile(pel_err, 90)), "mean_passes": float(np.mean(passes)),
             "frames_per_s": n / seconds if seconds else 0.0}

@@ -26,6 +26,14 @@ DEFAULT_FOV_DEG = 60.0
 #: RootNet's real-world area of a person's (squared) box, mm^2, and its box growth
 ROOTNET_AREA_MM2 = 2000.0 * 2000.0
 ROOTNET_BOX_SCALE = 1.25
+#: the real length of a person box's longer side RootNet's constants imply (2000 / 1.25), mm
+ROOTNET_PERSON_SIZE_MM = math.sqrt(ROOTNET_AREA_MM2) / ROOTNET_BOX_SCALE
+
+
+def person_area_mm2(person_size_mm: float) -> float:
+    """RootNet's ``A_real`` for a person whose box's longer side is ``person_size_mm`` long (before the 1.25
+    growth): ``(1.25 * size)^2``; RootNet's own 2000 x 2000 mm is a 1600 mm box side."""
+    return (ROOTNET_BOX_SCALE * person_size_mm) ** 2
 
 
 def intrinsics_from_fov(image_hw: tuple[int, int], fov_deg: float = DEFAULT_FOV_DEG) -> np.ndarray:
