@@ -226,3 +226,16 @@ def test_a_truncated_video_fails_and_ctrl_c_keeps_finished_inputs(tiny):
         meta = json.loads(str(z["meta"]))
         assert meta["interrupted"] and meta["finished_sources"] == [0]
         assert z["source"].tolist()[:3] == [0, 0, 0]
+
+
+def test_builtin_detector_wiring_with_an_untrained_state_dict(tmp_path):
+    """Skipped where torchvision cannot be imported (this project's CPU CI); the refusal is tested above."""
+    tv = pytest.importorskip("torchvision.models.detection")
+    from ctxpose.engine.detector import load_person_detector
+
+    torch.manual_seed(0)
+    model = tv.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=91)
+    torch.save(model.state_dict(), tmp_path / "det.pth")
+    detect = load_person_detector("builtin", tmp_path / "det.pth")
+    found = detect(np.zeros((120, 160, 3), np.uint8))
+    assert all(d.box.shape == (4,) and 0 <= d.score <= 1 for d in found)
