@@ -46,7 +46,7 @@ def main(
         metavar="MM", show_default=False, help="Put every person's root at this depth along its ray, mm.")] = None,
     person_size: Annotated[float | None, typer.Option(
         metavar="MM", show_default=False,
-        help="RootNet depth: the real length of a person box's longer side (default 1600, RootNet's).")] = None,
+        help="RootNet depth: the real length of a person box's longer side (default 1800; RootNet's: 1600).")] = None,
     pitch: Annotated[float, typer.Option(
         metavar="DEG", help="Camera tilted down by this many degrees (no roll assumed).")] = 0.0,
     smooth: Annotated[float | None, typer.Option(

@@ -29,7 +29,6 @@ from ctxpose.geometry.cameras import Camera, camera_to_pixels
 from ctxpose.geometry.distortion import undistort_pixels
 from ctxpose.geometry.monocular import (
     DEFAULT_FOV_DEG,
-    ROOTNET_PERSON_SIZE_MM,
     back_project,
     bone_length_depth,
     intrinsics_from_focal,
@@ -47,8 +46,11 @@ from ctxpose.skeleton import Skeleton
 #: "depth": ``root_depth`` mm along the network's pelvis ray (``--root-depth``); "given": roots passed in.
 ROOT_METHODS = ("box", "rootnet", "bones", "network", "depth", "given")
 DEFAULT_ROOT_METHOD = "rootnet"
-#: the RootNet depth's person size: RootNet's published 2000 x 2000 mm area is a 1600 mm box side
-DEFAULT_PERSON_SIZE_MM = ROOTNET_PERSON_SIZE_MM
+#: the RootNet depth's person size, the real length of a person box's longer side: 1800 mm (an adult's
+#: standing height with a box's margin; the training subject S1's synthetic mask boxes: 1830 mm median).
+#: RootNet's published 2000 x 2000 mm area is a 1600 mm side (:data:`ROOTNET_PERSON_SIZE_MM`), 13% short
+#: of those boxes: measured in docs/commands/infer.md.
+DEFAULT_PERSON_SIZE_MM = 1800.0
 
 
 @dataclass
@@ -367,6 +369,8 @@ def _boxes_source(request: InferRequest) -> str:
         raise ConfigError(f"{', '.join(given)}: give one of --boxes FILE, --box x,y,w,h or --detector builtin"
                           if given else "no person boxes: pass --boxes FILE (COCO results .json or .csv), "
                           "--box x,y,w,h, or --detector builtin")
+    if request.detector_weights is not None and request.detector is None:
+        raise ConfigError("--detector-weights: only with --detector builtin")
     if not 0.0 <= request.min_score <= 1.0:
         raise ConfigError(f"--min-score {request.min_score}: expected 0..1")
     if request.smooth is not None and not request.smooth > 0:

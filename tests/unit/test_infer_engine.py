@@ -14,7 +14,7 @@ import torch
 from ctxpose.config import load_config
 from ctxpose.data.limb_prior import LimbPrior
 from ctxpose.engine.infer import InferOptions, InferRequest, Intrinsics, PoseEstimator, estimate_poses, run_infer
-from ctxpose.geometry.monocular import upright_rotation
+from ctxpose.geometry.monocular import ROOTNET_PERSON_SIZE_MM, upright_rotation
 from ctxpose.models.build import build_model
 from ctxpose.skeleton import get_skeleton
 from tests.cli.in_process import run_in_process
@@ -81,7 +81,8 @@ def test_root_search_with_a_network_that_knows_the_answer(method, passes):
 
 def test_rootnet_root_is_on_the_pelvis_ray_at_the_box_depth():
     est, net, pose_cam, intr, box, frame = stand_in(pitch=0.0)
-    person = estimate_poses(est, [frame], [[box]], intr, InferOptions(root_method="rootnet"))[0][0]
+    options = InferOptions(root_method="rootnet", person_size_mm=ROOTNET_PERSON_SIZE_MM)  # RootNet's 2000x2000 mm
+    person = estimate_poses(est, [frame], [[box]], intr, options)[0][0]
     ray = pose_cam[SK.root] / np.linalg.norm(pose_cam[SK.root])
     np.testing.assert_allclose(person.root / np.linalg.norm(person.root), ray, atol=1e-6)
     side = max(box[2:]) * 1.25
