@@ -240,3 +240,23 @@ def test_builtin_detector_wiring_with_an_untrained_state_dict(tmp_path):
     detect = load_person_detector("builtin", tmp_path / "det.pth")
     found = detect(np.zeros((120, 160, 3), np.uint8))
     assert all(d.box.shape == (4,) and 0 <= d.score <= 1 for d in found)
+
+
+def test_a_folder_of_images_with_render_pngs(tiny):
+    tmp, cfg_path, _ = tiny
+    folder = tmp / "photos"
+    folder.mkdir()
+    for name in ("b.jpg", "a.png"):
+        image = np.full((80, 96, 3), 60, np.uint8)
+        cv2.rectangle(image, (30, 10), (50, 70), (200, 180, 160), -1)
+        cv2.imwrite(str(folder / name), image)
+    est = PoseEstimator.from_config(load_config(cfg_path), tmp / "tiny.pt")
+    summary = run_infer(InferRequest([folder], tmp / "photos_out", box=np.array([20.0, 5, 40, 70]), render=True),
+                        est, InferOptions(root_method="box"))
+    assert summary.frames == 2 and summary.people == 2
+    for stem in ("a", "b"):
+        png = cv2.imread(str(tmp / "photos_out" / "render" / f"{stem}.png"))
+        assert png is not None and png.shape[0] == 256
+    with np.load(tmp / "photos_out" / "predictions.npz", allow_pickle=False) as z:
+        assert z["frame"].tolist() == [0, 1] and z["track_id"].tolist() == [0, 1]  # images are not tracked
+        assert z["time"].tolist() == [0.0, 0.0] and set(z["passes"].tolist()) == {1}
