@@ -24,13 +24,16 @@ def view_3d(people_world: list[np.ndarray], skeleton: Skeleton, size: int, style
     """(size, size, 3) RGB: the people's joints (each (J, 3) upright world mm, z up) seen orthographically from
     ``azimuth`` / ``elevation``, the ground grid under them, all of them fitted to the square."""
     image = np.full((size, size, 3), 255, np.uint8)
-    if not people_world:
+    if not people_world:  # joints that are not finite are not drawn
         return image
     a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
     right = np.array([math.cos(a), math.sin(a), 0.0])
-    toward = np.array([-math.sin(a) * math.cos(e), math.cos(a) * math.cos(e), math.sin(e)])  # from the scene
-    up = np.cross(toward, right)
+    forward = np.array([-math.sin(a) * math.cos(e), math.cos(a) * math.cos(e), -math.sin(e)])  # into the scene
+    up = np.cross(right, forward)  # world z up appears up
     pts = np.concatenate(people_world)
+    pts = pts[np.isfinite(pts).all(-1)]
+    if not len(pts):
+        return image
     centre = pts.mean(0)
     extent = max(float(np.abs((pts - centre) @ np.stack([right, up], 1)).max()), 500.0) * 1.15
 

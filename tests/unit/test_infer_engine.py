@@ -108,6 +108,19 @@ def test_crop_and_its_projection_matrix_agree_with_the_full_frame():
     assert np.hypot(h[0] / h[2] - yx[1], h[1] / h[2] - yx[0]) < 0.5
 
 
+def test_3d_view_shows_world_up_as_up():
+    from ctxpose.viz.infer import view_3d
+    from ctxpose.viz.style import COLORS, Style, joint_side
+
+    left = next(j for j, n in enumerate(SK.names) if joint_side(n) == "left")
+    right = next(j for j, n in enumerate(SK.names) if joint_side(n) == "right")
+    pose = np.full((SK.num_joints, 3), np.nan)
+    pose[left], pose[right] = [0.0, 0.0, 0.0], [0.0, 0.0, 1000.0]  # the right joint 1 m higher
+    image = view_3d([pose], SK, 128, Style(size=128, outline=0))
+    rows = [np.argwhere((image == COLORS["pred"][side]).all(-1))[:, 0].mean() for side in ("left", "right")]
+    assert rows[1] < rows[0] - 30  # higher in the world: higher in the picture
+
+
 def test_camera_choices_and_conflicts():
     intr = Intrinsics.choose((480, 640))
     assert "default: 60 deg" in intr.assumption and intr.K[0, 2] == pytest.approx(319.5)
