@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ctxpose.cli.options import AmpOpt, DeviceOpt, SetOpt
+
+
+class RootMethod(str, Enum):
+    """How ``--root`` finds each person's cuboid centre (docs/commands/infer.md)."""
+
+    ROOTNET = "rootnet"
+    BONES = "bones"
+    NETWORK = "network"
+    BOX = "box"
+
+
+class Detector(str, Enum):
+    BUILTIN = "builtin"
 
 
 def main(
@@ -24,9 +38,9 @@ def main(
         help="Person boxes from any detector: a COCO results .json or a .csv (frame,x,y,w,h,score[,file]).")] = None,
     box: Annotated[str | None, typer.Option(
         metavar="X,Y,W,H", show_default=False, help="One fixed person box for every frame, px.")] = None,
-    detector: Annotated[str | None, typer.Option(
-        metavar="builtin", show_default=False,
-        help="torchvision's Faster R-CNN person detector (needs pip install 'ctxpose[detect]').")] = None,
+    detector: Annotated[Detector | None, typer.Option(
+        show_default=False,
+        help="torchvision's Faster R-CNN person detector (needs pip install 'ctxpose\\[detect]').")] = None,
     detector_weights: Annotated[Path | None, typer.Option(
         metavar="FILE", show_default=False, help="The built-in detector's weights file.")] = None,
     min_score: Annotated[float, typer.Option(help="Ignore boxes scoring below this.")] = 0.5,
@@ -39,9 +53,8 @@ def main(
     fov: Annotated[float | None, typer.Option(
         metavar="DEG", show_default=False,
         help="Horizontal field of view, degrees (default 60 when no camera is given).")] = None,
-    root: Annotated[str, typer.Option(
-        help="Root (cuboid centre) estimation: rootnet, bones, network or box (see docs/commands/infer.md).")
-    ] = "rootnet",
+    root: Annotated[RootMethod, typer.Option(
+        help="Root (cuboid centre) estimation (see docs/commands/infer.md).")] = RootMethod.ROOTNET,
     root_depth: Annotated[float | None, typer.Option(
         metavar="MM", show_default=False, help="Put every person's root at this depth along its ray, mm.")] = None,
     person_size: Annotated[float | None, typer.Option(
@@ -80,15 +93,11 @@ def main(
     from ctxpose.engine.runs import resolve_eval_target
     from ctxpose.errors import Stopped
 
-    options = InferOptions(root_method=root, root_depth=root_depth, pitch=pitch, batch_size=batch_size,
+    options = InferOptions(root_method=root.value, root_depth=root_depth, pitch=pitch, batch_size=batch_size,
                            person_size_mm=DEFAULT_PERSON_SIZE_MM if person_size is None else person_size)
-    if options.root_method == "given":
-        from ctxpose.errors import ConfigError
-
-        raise ConfigError("--root given: only from Python (estimate_poses with given_roots)")
     request = InferRequest(inputs=list(inputs), out=out, detections=boxes, box=parse_box(box) if box else None,
-                           detector=detector, detector_weights=detector_weights, camera_file=camera, focal=focal,
-                           fov=fov, min_score=min_score, smooth=smooth, render=render)
+                           detector=detector.value if detector else None, detector_weights=detector_weights,
+                           camera_file=camera, focal=focal, fov=fov, min_score=min_score, smooth=smooth, render=render)
     cfg_path, weights = resolve_eval_target(config, checkpoint)
     cfg = load_config(cfg_path, set_ or [])
     dev = default_device(device)
