@@ -20,6 +20,7 @@ from ctxpose.cli import demo as demo_cmd
 from ctxpose.cli import eval as eval_cmd
 from ctxpose.cli import export_3dhp as export_3dhp_cmd
 from ctxpose.cli import fetch_weights as fetch_weights_cmd
+from ctxpose.cli import infer as infer_cmd
 from ctxpose.cli import preprocess as preprocess_cmd
 from ctxpose.cli import synthesize as synthesize_cmd
 from ctxpose.cli import train as train_cmd
@@ -42,6 +43,7 @@ app.command("eval")(eval_cmd.main)
 app.command("demo")(demo_cmd.main)
 app.command("export-3dhp")(export_3dhp_cmd.main)
 app.command("fetch-weights")(fetch_weights_cmd.main)
+app.command("infer")(infer_cmd.main)
 
 
 def _version(value: bool) -> None:

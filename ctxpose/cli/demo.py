@@ -48,5 +48,17 @@ def main(
         console.print(f"MPI-INF-3DHP zero-shot (synthetic): PCK {official.overall['pck']['Total']:.1f}, "
                       f"AUC {official.overall['auc']['Total']:.1f}, MPJPE {official.overall['mpjpe']:.1f} mm")
         files.append(("3dhp", demo.eval_3dhp_dir / "metrics.json"))
+    if demo.infer:
+        from rich.table import Table
+
+        table = Table(title=f"ctxpose infer on held-out synthetic videos ({demo.infer[0]['frames']} frames)")
+        for col in ("root", "camera", "MPJPE rel.", "pelvis median", "pelvis p90", "passes"):
+            table.add_column(col, justify="right")
+        for row in demo.infer:
+            table.add_row("ground truth" if row["method"] == "given" else row["method"],
+                          "true focal" if row["camera"] == "true" else "default FOV",
+                          *(f"{row[k]:.1f}" for k in ("mpjpe_relative", "pelvis_median", "pelvis_p90", "mean_passes")))
+        console.print(table)
+        files.append(("infer", demo.infer_json))
     for label, path in files:
         console.print(f"  {label:12s} {path}")

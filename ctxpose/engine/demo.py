@@ -35,6 +35,8 @@ class DemoResult:
     seconds: float
     mpi_inf_3dhp: Any = None  # its EvalResult on the synthetic MPI-INF-3DHP test set (None if skipped)
     eval_3dhp_dir: Path | None = None
+    infer: list[dict] | None = None  # ctxpose.engine.infer_measure rows on the held-out videos
+    infer_json: Path | None = None
 
 
 def demo_config(processed: Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
@@ -97,7 +99,26 @@ def evaluate_untrained(cfg: ExperimentConfig, path: Path) -> float:
                     num_workers=cfg.val.num_workers).metrics["mpjpe"]
 
 
-DEMO_STAGES = 5
+DEMO_STAGES = 6
+#: frames per held-out video and root methods of the demo's last step (``ctxpose infer`` on its own videos)
+DEMO_INFER_FRAMES = 3
+DEMO_INFER_METHODS = ("given", "rootnet", "bones")
+
+
+def demo_infer(out: Path, cfg: ExperimentConfig, checkpoint: Path) -> tuple[list[dict], Path]:
+    """``ctxpose infer``'s accuracy on the validation subject's synthetic videos (boxes from their masks via a
+    COCO results file): rows of :func:`ctxpose.engine.infer_measure.measure_all`, also written as JSON."""
+    from ctxpose.engine.infer import PoseEstimator
+    from ctxpose.engine.infer_measure import load_cases, measure_all
+    from ctxpose.utils.io import atomic_write_text
+
+    folder = out / "infer"
+    folder.mkdir(parents=True, exist_ok=True)
+    cases = load_cases(out / "raw", DEMO_SUBJECTS[1], DEMO_INFER_FRAMES, folder / "boxes.coco.json")
+    rows = measure_all(PoseEstimator.from_config(cfg, checkpoint, "cpu"), cases, DEMO_INFER_METHODS)
+    path = folder / "measured.json"
+    atomic_write_text(path, json.dumps({"subject": DEMO_SUBJECTS[1], "rows": rows}, indent=1))
+    return rows, path
 
 
 def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = (),
@@ -144,5 +165,7 @@ def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = ()
         demo.mpi_inf_3dhp = evaluate(model, MPIInf3DHPDataset(data, image_shape=cfg.model.image_shape), "cpu",
                                      batch_size=cfg.val.batch_size, num_workers=cfg.val.num_workers,
                                      out_dir=demo.eval_3dhp_dir)
+    stage(f"ctxpose infer on {DEMO_SUBJECTS[1]}'s synthetic videos (boxes from their masks, estimated roots)")
+    demo.infer, demo.infer_json = demo_infer(out, cfg, trained.checkpoint)
     demo.seconds = time.perf_counter() - start
     return demo
