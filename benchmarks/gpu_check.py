@@ -75,7 +75,7 @@ def one_line(error: BaseException) -> str:
 
 
 def run_steps(steps: dict[str, Callable[[Ctx], dict[str, Any]]], ctx: Ctx, out: Path,
-              report: dict[str, Any], say: Callable[[str], None] = print) -> int:
+              report: dict[str, Any], say: Callable[[str], None] = functools.partial(print, flush=True)) -> int:
     """Run ``steps`` in order, each row of ``report["steps"]`` written to ``out`` before and after it ran.
 
     Returns:
@@ -204,7 +204,7 @@ def train_resume_eval(ctx: Ctx) -> dict[str, Any]:
         raise RuntimeError(f"the bf16 training loss did not fall over {n2} steps ({first:.4g} -> {last:.4g})")
     _ctxpose(ctx, "eval", "eval", str(run), "--device", ctx.device.type)
     mpjpe = json.loads((run / "eval_val" / "metrics.json").read_text())["overall"]["mpjpe"]
-    history = json.loads((run / "metrics.json").read_text())
+    history = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else []  # per epoch
     own = history[-1]["val"]["mpjpe"] if history and history[-1].get("step") == n2 and "val" in history[-1] else None
     # the run validated its last step in bf16, eval runs float32: bf16 moves these joints by 1-2.5 mm on average
     if own is not None and abs(own - mpjpe) > 3.0:

@@ -1,6 +1,5 @@
 """`ctxpose --version`, `ctxpose config show|check`: exit codes and one-line errors."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,9 +14,7 @@ ROOT = Path(__file__).parents[2]
 runner = CliRunner()
 
 
-def run_main(*args):
-    """The installed entry point, as users run it (error handling lives in main())."""
-    return subprocess.run([sys.executable, "-m", "ctxpose", *args], capture_output=True, text=True)
+run_main = run_in_process  # the entry point's main() (its error handling), without a new interpreter
 
 
 def test_version_and_help():

@@ -109,6 +109,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, 
     return done
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_its_rows_and_the_figures_hold(runs) -> None:
     """The FLOPs counted for one forward and backward lie between 2 and 3 forward passes counted here."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -134,6 +135,7 @@ def test_smoke_run_writes_its_rows_and_the_figures_hold(runs) -> None:
     assert "GPU check on cpu" in output and "physical_limit" in output
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_timeout_keeps_a_valid_report(runs) -> None:
     status, output, report = runs["stopped"]
     assert status == 130, output[-3000:]
