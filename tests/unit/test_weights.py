@@ -45,11 +45,6 @@ def no_real_internet(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory):
-    return W.tiny_checkpoint_bytes(tmp_path_factory.mktemp("ckpt"))
-
-
 @pytest.fixture
 def files(httpserver):
     return W.FileServer(httpserver)

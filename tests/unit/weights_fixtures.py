@@ -203,5 +203,12 @@ class CuttingServer:
                 conn.sendall(self.data[start:])
 
     def close(self) -> None:
+        import socket
+
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close() alone does not, on Linux)
+        except OSError:
+            pass
         self.sock.close()
         self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
