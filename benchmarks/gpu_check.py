@@ -140,7 +140,8 @@ def environment(ctx: Ctx) -> dict[str, Any]:
     if ctx.cuda:
         props = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
         fig["devices"] = [f"{p.name}, sm {p.major}.{p.minor}, {p.total_memory / 2**30:.1f} GiB" for p in props]
-        fig["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+        nccl = torch.cuda.nccl.version() if torch.distributed.is_nccl_available() else None  # a tuple, or an int
+        fig["nccl"] = ".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl
         fig["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                        capture_output=True, text=True).stdout.strip()
     return fig
