@@ -367,7 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     names = SMOKE if args.smoke else args.steps.split(",") if args.steps else list(STEPS)
     if unknown := [n for n in names if n not in STEPS]:
         parser.error(f"--steps: unknown {', '.join(unknown)}; expected some of {', '.join(STEPS)}")
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: expected at least 1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device here")
     size = "tiny" if args.tiny or args.smoke or device.type != "cuda" else "full"
     sizes = {**SIZES[size], **({"repeats": 1, "batch": 1} if args.smoke else {}),
              **({"repeats": args.repeats} if args.repeats else {})}
