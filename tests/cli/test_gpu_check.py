@@ -144,3 +144,11 @@ def test_a_run_stopped_by_timeout_keeps_a_valid_report(runs) -> None:
     assert rows["environment"]["status"] == "ok"
     assert (rows["paper_step"]["status"], rows["paper_step"]["reason"]) == ("failed", "interrupted (SIGTERM)")
     assert rows["physical_limit"] == {"status": "skipped", "reason": "the check was stopped (SIGTERM)"}
+
+
+@pytest.mark.parametrize("args, message", [(["--repeats", "0"], "--repeats 0: expected at least 1"),
+                                           (["--steps", "environment,nope"], "--steps: unknown nope")])
+def test_bad_options_are_refused_with_the_reason(args, message, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        gpu_check.main([*args, "--out", str(tmp_path / "r.json")])
+    assert e.value.code == 2 and message in capsys.readouterr().err and not (tmp_path / "r.json").exists()
