@@ -69,11 +69,6 @@ class Ctx:
         self.figures: dict[str, dict[str, Any]] = {}
 
 
-def one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (f"{type(error).__name__}: {text[0]}" if text else type(error).__name__)[:300]
-
-
 def run_steps(steps: dict[str, Callable[[Ctx], dict[str, Any]]], ctx: Ctx, out: Path,
               report: dict[str, Any], say: Callable[[str], None] = functools.partial(print, flush=True)) -> int:
     """Run ``steps`` in order, each row of ``report["steps"]`` written to ``out`` before and after it ran.
@@ -101,7 +96,8 @@ def run_steps(steps: dict[str, Callable[[Ctx], dict[str, Any]]], ctx: Ctx, out: 
             rows[name] = {"status": "failed", "reason": f"interrupted ({stopped})"}
         except Exception as e:
             traceback.print_exc()
-            rows[name] = {"status": "failed", "reason": one_line(e)}
+            first = [*str(e).strip().splitlines(), ""][0]  # the reason is one line
+            rows[name] = {"status": "failed", "reason": f"{type(e).__name__}: {first}"[:300]}
         rows[name]["seconds"] = round(time.monotonic() - t0, 2)
         save()
         say(f"{name}: {rows[name]['status']} ({rows[name]['seconds']:.0f} s) {rows[name].get('reason') or ''}")
@@ -118,11 +114,8 @@ def _timed(ctx: Ctx, fn: Callable[[], Any]) -> tuple[float, float]:
     t0 = time.perf_counter()
     fn()
     bench_model.sync(ctx.device)
-    seconds = time.perf_counter() - t0
-    return seconds, (torch.cuda.max_memory_allocated() if ctx.cuda else bench_model.peak_rss_bytes()) / 2**20
-
-
-# --------------------------------------------------------------------------- steps
+    peak = torch.cuda.max_memory_allocated() if ctx.cuda else bench_model.peak_rss_bytes()
+    return time.perf_counter() - t0, peak / 2**20
 
 
 def environment(ctx: Ctx) -> dict[str, Any]:
@@ -174,8 +167,7 @@ def train_resume_eval(ctx: Ctx) -> dict[str, Any]:
     """Synthetic Human3.6M through the commands; train in bf16, resume, evaluate; the results read back."""
     s = ctx.sizes
     raw, data, runs = ctx.work / "h36m_raw", ctx.work / "h36m", ctx.work / "runs"
-    for folder in (raw, data, runs):
-        shutil.rmtree(folder, ignore_errors=True)
+    [shutil.rmtree(folder, ignore_errors=True) for folder in (raw, data, runs)]
     _ctxpose(ctx, "synthesize", "synthesize", "h36m", str(raw), "--subjects", "S1,S9", "--actions",
              "Walking-1,TakingPhoto-2", "--frames", str(s["frames"]), "--size", str(s["frame_size"]))
     _ctxpose(ctx, "preprocess", "preprocess", "h36m", str(raw), str(data), "--image-size", str(s["crop"]),
