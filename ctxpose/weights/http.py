@@ -168,7 +168,7 @@ def download(url: str, part: Path, session: requests.Session, settings: HttpSett
                 try:
                     _stream_to(resp, part, have, settings.chunk_size, emit)
                 except urllib3.exceptions.ReadTimeoutError:
-                    last_error = (f"read time-out: no data for {settings.read_timeout:g} s after "
+                    last_error = (f"read time-out (no data for {settings.read_timeout:g} s) at "
                                   f"{part.stat().st_size:,} bytes")
                     continue
                 except urllib3.exceptions.HTTPError as e:  # ProtocolError: dropped before the announced length
@@ -184,7 +184,7 @@ def download(url: str, part: Path, session: requests.Session, settings: HttpSett
         except requests.exceptions.ConnectTimeout:
             last_error = f"no connection within {settings.connect_timeout:g} s (connect time-out)"
         except requests.exceptions.ReadTimeout:
-            last_error = f"read time-out: no answer for {settings.read_timeout:g} s"
+            last_error = f"read time-out (no answer for {settings.read_timeout:g} s)"
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
             last_error = f"connection failed ({type(e).__name__})"
         except requests.exceptions.RequestException as e:

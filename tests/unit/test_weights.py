@@ -131,7 +131,7 @@ def test_bytes_received_before_a_cut_are_kept_and_the_retry_asks_for_the_rest(tm
         assert message.startswith(f"{server.url}: ") and "\n" not in message
         assert "100,000 bytes kept" in message
         if stall:
-            assert "read time-out: no data for 0.5 s after 100,000 bytes" in message
+            assert "read time-out (no data for 0.5 s) at 100,000 bytes after 1 attempts" in message
             assert "connection failed" not in message
         else:
             assert "connection lost at 100,000 bytes" in message
