@@ -25,12 +25,21 @@ def list_() -> None:
     from ctxpose.config import shipped_configs
 
     table = Table(title="shipped configs")
-    table.add_column("name")
-    table.add_column("what")
+    table.add_column("name", no_wrap=True)
+    table.add_column("what", overflow="fold")  # a long path wraps instead of ending in an ellipsis
     for name, path in sorted(shipped_configs().items()):
-        first = path.read_text().splitlines()[0].lstrip("# ") if path.stat().st_size else ""
-        table.add_row(name, first)
+        table.add_row(name, header_comment(path.read_text()))
     Console().print(table)
+
+
+def header_comment(text: str) -> str:
+    """The comment block a YAML file opens with, as one paragraph (its lines joined by spaces)."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(x for x in lines if x)
 
 
 @app.command()

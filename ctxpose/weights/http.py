@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 import requests
+import urllib3.exceptions
 
 from ctxpose._version import __version__
 from ctxpose.errors import CtxposeError
@@ -43,7 +44,8 @@ class HttpSettings:
         connect_timeout, read_timeout: seconds (read: longest silence while streaming).
         retries: further attempts after a failed one (resuming each time).
         backoff: seconds before the first retry, doubled each time, at most 30.
-        chunk_size: bytes per read.
+        chunk_size: the most bytes one read returns (a read returns what has arrived, so a dropped
+            connection loses nothing already received).
     """
 
     connect_timeout: float = 15.0
@@ -136,7 +138,8 @@ def download(url: str, part: Path, session: requests.Session, settings: HttpSett
         if expected_size is not None and have > expected_size:
             part.unlink()
             have = 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
+        # identity: byte offsets of the stored file are offsets of the served file, so a Range resumes it
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
         try:
             with session.get(url, stream=True, headers=headers,
                              timeout=(settings.connect_timeout, settings.read_timeout)) as resp:
@@ -162,10 +165,15 @@ def download(url: str, part: Path, session: requests.Session, settings: HttpSett
                     raise DownloadError(f"{url}: the server announces {total:,} bytes, expected {expected_size:,}")
                 emit("start", have)
                 emit("total", total if total is not None else -1)
-                with open(part, "ab" if have else "wb") as f:
-                    for chunk in resp.iter_content(chunk_size=settings.chunk_size):
-                        f.write(chunk)
-                        emit("advance", len(chunk))
+                try:
+                    _stream_to(resp, part, have, settings.chunk_size, emit)
+                except urllib3.exceptions.ReadTimeoutError:
+                    last_error = (f"read time-out (no data for {settings.read_timeout:g} s) at "
+                                  f"{part.stat().st_size:,} bytes")
+                    continue
+                except urllib3.exceptions.HTTPError as e:  # ProtocolError: dropped before the announced length
+                    last_error = f"connection lost at {part.stat().st_size:,} bytes ({type(e).__name__})"
+                    continue
                 size = part.stat().st_size
                 if total is not None and size != total:
                     last_error = f"connection closed at {size:,} of {total:,} bytes"
@@ -173,9 +181,10 @@ def download(url: str, part: Path, session: requests.Session, settings: HttpSett
                 return size
         except DownloadError:
             raise
-        except requests.exceptions.Timeout:
-            last_error = f"no data for {settings.read_timeout:g} s (read timeout) or no connection within " \
-                         f"{settings.connect_timeout:g} s"
+        except requests.exceptions.ConnectTimeout:
+            last_error = f"no connection within {settings.connect_timeout:g} s (connect time-out)"
+        except requests.exceptions.ReadTimeout:
+            last_error = f"read time-out (no answer for {settings.read_timeout:g} s)"
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
             last_error = f"connection failed ({type(e).__name__})"
         except requests.exceptions.RequestException as e:
@@ -184,6 +193,26 @@ def download(url: str, part: Path, session: requests.Session, settings: HttpSett
     kept = part.stat().st_size if part.exists() else 0
     raise DownloadError(f"{url}: {last_error} after {settings.retries + 1} attempts"
                         + (f"; {kept:,} bytes kept in {part} for a later resume" if kept else ""))
+
+
+def _stream_to(resp: requests.Response, part: Path, offset: int, chunk_size: int, emit: ProgressHook) -> None:
+    """Append the body of ``resp`` to ``part`` (truncated to ``offset`` bytes first) as it arrives.
+
+    Each read returns what the socket holds (``read1``, at most ``chunk_size`` bytes) and is written and flushed
+    at once: when the connection drops, every byte received is in ``part`` for the next Range request.
+    (``iter_content`` would lose a partly filled chunk: urllib3 buffers until ``chunk_size`` bytes arrived.)
+
+    Raises:
+        urllib3.exceptions.ReadTimeoutError: no data within the read time-out.
+        urllib3.exceptions.HTTPError: the connection dropped before the announced length (``ProtocolError``).
+    """
+    with open(part, "r+b" if part.exists() else "wb") as f:
+        f.truncate(offset)
+        f.seek(offset)
+        while chunk := resp.raw.read1(chunk_size):
+            f.write(chunk)
+            f.flush()
+            emit("advance", len(chunk))
 
 
 def get_json(url: str, session: requests.Session, settings: HttpSettings, params: dict | None = None) -> dict:

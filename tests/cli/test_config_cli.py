@@ -1,6 +1,5 @@
 """`ctxpose --version`, `ctxpose config show|check`: exit codes and one-line errors."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,9 +14,7 @@ ROOT = Path(__file__).parents[2]
 runner = CliRunner()
 
 
-def run_main(*args):
-    """The installed entry point, as users run it (error handling lives in main())."""
-    return subprocess.run([sys.executable, "-m", "ctxpose", *args], capture_output=True, text=True)
+run_main = run_in_process  # the entry point's main() (its error handling), without a new interpreter
 
 
 def test_version_and_help():
@@ -96,3 +93,35 @@ def test_config_check_paths_names_every_missing_file(tmp_path):
     assert "model.backbone.checkpoint: file not found:" in line and "nope.pth" in line
     assert "train.pred_results_path: file not found" in line  # use_gt_pelvis is off in the paper setting
     assert "dataset.root" not in line
+
+
+def test_config_list_shows_each_shipped_configs_whole_description(monkeypatch):
+    """Every sentence of each config's header comment, not its first line cut mid-sentence; read back from the
+    80-column table by joining each row's wrapped cell lines (compared without white space: a long path is
+    folded mid-word)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    r = runner.invoke(app, ["config", "list"])
+    assert r.exit_code == 0, r.output
+    rows: dict[str, list[str]] = {}
+    name = None
+    for line in r.output.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) != 4:  # borders, title, header rule
+            continue
+        if cells[1] and cells[1] != "name":
+            name = cells[1]
+            rows[name] = []
+        if name and cells[2]:
+            rows[name].append(cells[2])
+    shipped = sorted((ROOT / "ctxpose" / "configs").glob("*.yaml"))
+    assert sorted(rows) == sorted(p.stem for p in shipped)
+    for path in shipped:
+        comment = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("# "):
+                break
+            comment.append(line[2:])
+        described = " ".join(rows[path.stem])
+        assert "".join(described.split()) == "".join(" ".join(comment).split()), path.name
+        assert "…" not in described and described.endswith("."), path.name
+    assert "Everything else equals human36m_contextpose.yaml." in " ".join(rows["human36m_contextpose_3dhp"])

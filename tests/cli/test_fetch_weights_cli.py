@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +11,7 @@ from typer.testing import CliRunner
 from ctxpose.cli.app import app
 from ctxpose.data.h36m import metadata
 from ctxpose.weights.registry import RegistryError, load_registry
+from tests.cli.in_process import run_in_process
 from tests.unit import weights_fixtures as W
 
 runner = CliRunner()
@@ -76,13 +74,11 @@ def test_env_root_and_mirror(tmp_path, mirror, monkeypatch):
 
 
 @pytest.mark.slow
-def test_wrong_model_is_one_red_line_and_nothing_placed(tmp_path, httpserver):
+def test_wrong_model_is_one_red_line_and_nothing_placed(tmp_path, httpserver, tiny_ckpt):
     files = W.FileServer(httpserver)
-    files.add(REG.get("contextpose-backbone").dest, W.Served(W.tiny_checkpoint_bytes(tmp_path)))
+    files.add(REG.get("contextpose-backbone").dest, W.Served(tiny_ckpt))
     root = tmp_path / "data"
-    proc = subprocess.run([sys.executable, "-m", "ctxpose", "fetch-weights", "contextpose-backbone", "--root",
-                           str(root), "--mirror", files.prefix], capture_output=True, text=True,
-                          env={**os.environ, **NO_INTERNET})
+    proc = run_in_process("fetch-weights", "contextpose-backbone", "--root", str(root), "--mirror", files.prefix)
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "backbone_weights.pth: not the contextpose-backbone file" in errors[0]

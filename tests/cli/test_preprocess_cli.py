@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -94,12 +93,12 @@ def test_failure_exits_non_zero_with_the_file_named(tmp_path):
     assert "S1/Walking-1/60457274" in result.output and "failed (listed above)" in result.output
 
 
-def test_bad_option_is_one_red_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ctxpose", "preprocess", "h36m", str(tmp_path), str(tmp_path / "o"),
-                           "--workers", "0"], capture_output=True, text=True)
-    assert proc.returncode == 1
-    assert "error:" in proc.stderr and "--workers 0" in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+def test_bad_option_is_one_red_line(tmp_path, capsys, monkeypatch):
+    code, _, err = run_main(capsys, monkeypatch, "preprocess", "h36m", str(tmp_path), str(tmp_path / "o"),
+                            "--workers", "0")
+    assert code == 1
+    assert "error:" in err and "--workers 0" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
     result = runner.invoke(app, ["preprocess", "h36m", str(tmp_path), str(tmp_path / "o"), "--bbox-source", "nope"])
     assert result.exit_code == 2 and "'masks'" in result.output  # a usage error listing the choices
 

@@ -143,13 +143,6 @@ def test_a_killed_rank_is_named_without_placeholders() -> None:
 # --------------------------------------------------------------------------- the real model
 
 
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.e2e.engine_data import make_processed
-
-    return make_processed(tmp_path_factory.mktemp("h36m"))
-
-
 def _real_cfg(processed: Path, batch: int):
     from tests.e2e.engine_data import tiny_overrides
 

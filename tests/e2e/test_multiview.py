@@ -5,7 +5,6 @@ estimates (``pred_results_path``) without any other file."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,14 +12,9 @@ import torch
 
 from ctxpose.config import load_config
 from tests.cli.in_process import run_in_process
-from tests.e2e.engine_data import ROOT, make_processed, tiny_overrides
+from tests.e2e.engine_data import ROOT, tiny_overrides
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_processed(tmp_path_factory.mktemp("h36m"))
 
 
 def _sets(overrides: list[str]) -> list[str]:

@@ -20,14 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.e2e.engine_data import make_processed, tiny_overrides
+from tests.e2e.engine_data import tiny_overrides
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals")]
-
-
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_processed(tmp_path_factory.mktemp("h36m"))
 
 
 def _command(processed: Path, logdir: Path, *extra: str) -> list[str]:

@@ -17,14 +17,9 @@ from ctxpose.cli.app import app
 from ctxpose.config import config_to_dict, load_config
 from ctxpose.data.datasets import Human36MDataset
 from ctxpose.engine.trainer import initial_model, train
-from tests.e2e.engine_data import ROOT, make_processed, tiny_overrides
+from tests.e2e.engine_data import ROOT, tiny_overrides
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_processed(tmp_path_factory.mktemp("h36m"))
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

@@ -45,11 +45,6 @@ def no_real_internet(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory):
-    return W.tiny_checkpoint_bytes(tmp_path_factory.mktemp("ckpt"))
-
-
 @pytest.fixture
 def files(httpserver):
     return W.FileServer(httpserver)
@@ -119,6 +114,34 @@ def test_dropped_connection_resumes_with_range_on_the_next_run(tmp_path, files):
         np.testing.assert_array_equal(z["indexes"], idx)
 
 
+@pytest.mark.parametrize("stall", [0.0, 1.5], ids=["dropped", "read-time-out"])
+def test_bytes_received_before_a_cut_are_kept_and_the_retry_asks_for_the_rest(tmp_path, stall):
+    """100 kB of a 600 kB file arrive, less than the 1 MiB read size; then the connection drops (or goes silent
+    past the read time-out). The retry's Range starts at byte 100000 exactly and the file's digest is right."""
+    data = np.random.default_rng(3).bytes(600_000)
+    server = W.CuttingServer(data, cut=100_000, stall=stall)
+    part = tmp_path / "weights.bin.part"
+    one_try = replace(HttpSettings(), connect_timeout=2.0, read_timeout=0.5, retries=0, backoff=0.0)
+    assert one_try.chunk_size == 1 << 20  # the default read size, larger than what arrived
+    try:
+        with pytest.raises(DownloadError) as cut:
+            download(server.url, part, SafeSession(), one_try)
+        assert part.read_bytes() == data[:100_000]
+        message = str(cut.value)
+        assert message.startswith(f"{server.url}: ") and "\n" not in message
+        assert "100,000 bytes kept" in message
+        if stall:
+            assert "read time-out (no data for 0.5 s) at 100,000 bytes after 1 attempts" in message
+            assert "connection failed" not in message
+        else:
+            assert "connection lost at 100,000 bytes" in message
+        assert download(server.url, part, SafeSession(), one_try) == len(data)
+    finally:
+        server.close()
+    assert server.ranges == [None, "bytes=100000-"]
+    assert hashlib.sha256(part.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
 def test_server_without_range_restarts_cleanly_in_the_same_run(tmp_path, files):
     data = W.results_pickle_bytes(2181, seed=1)
     url = files.add("val.pkl", W.Served(data, ranges=False, drop_first=True))
@@ -153,7 +176,7 @@ def test_404_and_read_timeout_fail_in_one_line_in_bounded_time(tmp_path, files):
     [out] = F.fetch(opts, ["limbs"])
     assert time.monotonic() - start < 15  # a 404 and two 0.3 s read timeouts
     assert not out.ok and "\n" not in out.detail
-    assert f"{missing}: HTTP 404" in out.detail and "read timeout" in out.detail and "after 2 attempts" in out.detail
+    assert f"{missing}: HTTP 404" in out.detail and "read time-out" in out.detail and "after 2 attempts" in out.detail
     assert "place the file by hand at" in out.detail and "--from" in out.detail
 
 

@@ -146,3 +146,68 @@ def registry_toml(entries: list[dict]) -> str:
             out += ["  [[artifact.url]]", f'  url = "{url}"', '  source = "test"']
         out.append("")
     return "\n".join(out)
+
+
+class CuttingServer:
+    """A raw HTTP/1.1 server on 127.0.0.1 (one thread, one request per connection) serving ``data``: the first
+    response sends ``cut`` bytes of the body, then closes the connection (``stall`` 0) or goes silent for
+    ``stall`` seconds first; later ones honour ``Range: bytes=N-``. Records every request's Range header.
+
+    A raw socket, not a WSGI server, so the cut lands exactly at byte ``cut`` of the body (a WSGI server buffers).
+    """
+
+    def __init__(self, data: bytes, cut: int, stall: float = 0.0) -> None:
+        import socket
+        import threading
+
+        self.data, self.cut, self.stall = data, cut, stall
+        self.ranges: list[str | None] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/files/weights.bin"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()  # a stalled one blocks none
+
+    def _answer(self, conn) -> None:
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                got = conn.recv(4096)
+                if not got:
+                    break
+                request += got
+            m = re.search(rb"(?im)^range:\s*bytes=(\d+)-\s*$", request)
+            self.ranges.append(f"bytes={int(m.group(1))}-" if m else None)
+            first, n = len(self.ranges) == 1, len(self.data)
+            if m:
+                start = int(m.group(1))
+                head = (f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{n - 1}/{n}\r\n"
+                        f"Content-Length: {n - start}\r\n")
+            else:
+                start, head = 0, f"HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n"
+            conn.sendall((head + "Accept-Ranges: bytes\r\nConnection: close\r\n\r\n").encode())
+            if first:
+                conn.sendall(self.data[: self.cut])
+                time.sleep(self.stall)
+            else:
+                conn.sendall(self.data[start:])
+
+    def close(self) -> None:
+        import socket
+
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close() alone does not, on Linux)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
