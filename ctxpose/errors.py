@@ -28,3 +28,8 @@ class Stopped(BaseException):
     and exits 130. Like ``KeyboardInterrupt`` it is not an ``Exception``, so ``except Exception`` does not swallow
     it, and it is not a ``KeyboardInterrupt``, which Typer turns into a silent exit before the message is printed.
     """
+
+    def __init__(self, message: str = "", *, report: object = None) -> None:
+        """``report``: what the stopped work finished, where it has one (preprocessing's ``PreprocessReport``)."""
+        super().__init__(message)
+        self.report = report

@@ -1,6 +1,7 @@
-"""The ``ctxpose`` command. :func:`main` is the entry point; it imports the command line only inside its
-``try``, so a Ctrl-C at any moment (even while Python is still importing) ends with one line and exit 130, as does a
-:class:`ctxpose.errors.Stopped` from a command (its message says how to continue)."""
+"""The ``ctxpose`` command. :func:`main` is the entry point: from its first line the program's one handler of
+SIGINT/SIGTERM (:class:`ctxpose.utils.signals.StopSignals`, stopping at once unless a command enters its own, e.g.
+training's "after the current step") turns a signal into :class:`ctxpose.errors.Stopped`, which ends with one line
+(its message says how to continue) and exit 130; so does a Ctrl-C even while the command line is still imported."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ def main() -> None:
     from ctxpose.errors import Stopped
 
     try:
-        from ctxpose.cli.app import run
+        from ctxpose.utils.signals import StopSignals
 
-        run()
+        with StopSignals("", at_once=True):
+            from ctxpose.cli.app import run
+
+            run()
     except (KeyboardInterrupt, Stopped) as e:
         message = str(e)
         sys.stderr.write(f"interrupted{': ' + message if message else ''}\n")

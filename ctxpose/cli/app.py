@@ -102,7 +102,9 @@ def run() -> None:
     """Run the app: user and OS errors print one red line and exit 1; usage errors exit 2."""
     from ctxpose.errors import CtxposeError
 
-    try:  # ctxpose.errors.Stopped passes through: ctxpose.cli.main prints "interrupted: ..." and exits 130
+    # A signal is ctxpose.errors.Stopped (ctxpose.cli.main's StopSignals), which passes through here and click:
+    # ctxpose.cli.main prints "interrupted: ..." and exits 130.
+    try:
         code = app(standalone_mode=False)  # non-standalone click returns typer.Exit's code instead of exiting
     except CtxposeError as e:
         _error(_escape(str(e)))
@@ -110,15 +112,14 @@ def run() -> None:
     except OSError as e:
         _error(_escape(describe_os_error(e)))
         sys.exit(1)
-    except typer.Abort:
-        raise KeyboardInterrupt from None
+    except typer.Abort:  # click's answer to an end of input (EOFError) in a command
+        _error("unexpected end of input")
+        sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except _click_exception_types() as e:
         e.show()  # type: ignore[attr-defined]
         sys.exit(e.exit_code)  # type: ignore[attr-defined]
-    if code == 130:  # typer swallowed a KeyboardInterrupt raised inside a command
-        raise KeyboardInterrupt
     if isinstance(code, int) and code:
         sys.exit(code)
 

@@ -81,7 +81,7 @@ def h36m(
     if dry_run:
         _print_plan(console, preprocess_h36m(raw, out, opts))
         return
-    with preprocess_progress(console, "preprocess h36m", out) as on_event:
+    with preprocess_progress(console, "preprocess h36m") as on_event:
         report = preprocess_h36m(raw, out, opts, progress=on_event)
     _print_report(console, report, out)
     if not report.ok:

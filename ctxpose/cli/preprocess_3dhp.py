@@ -50,7 +50,7 @@ def main(
     if dry_run:
         print_report(console, preprocess_3dhp(root, out, opts), dry_run)
         return
-    with preprocess_progress(console, "preprocess 3dhp", out) as on_event:
+    with preprocess_progress(console, "preprocess 3dhp") as on_event:
         report = preprocess_3dhp(root, out, opts, progress=on_event)
     print_report(console, report, dry_run)
     if not report.ok:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -12,13 +11,13 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def preprocess_progress(console: Console, title: str, out: Path) -> Iterator[Callable[[str, dict], None]]:
+def preprocess_progress(console: Console, title: str) -> Iterator[Callable[[str, dict], None]]:
     """A bar with crops/s and the time left; yields the callback for ``preprocess_*(..., progress=)``.
 
     Events: "plan" {"frames"} sets the total, "frames" {"n"} advances, "done" {"unused"} shrinks the total by
-    crops that will not be made; "failed" prints its {"key", "error"} line, once, as it happens. A Ctrl-C
-    (:class:`ctxpose.data.preprocessing.PreprocessInterrupted`) in the block stops the bar and prints what
-    was kept in ``out`` before it is re-raised (exit 130).
+    crops that will not be made; "failed" prints its {"key", "error"} line, once, as it happens. A stop
+    (:class:`ctxpose.errors.Stopped`, Ctrl-C or SIGTERM) in the block stops the bar and prints its message (what
+    was kept, how to continue) as a "stopped:" line; the command then exits 130.
     """
     from rich.progress import (
         BarColumn,
@@ -29,7 +28,7 @@ def preprocess_progress(console: Console, title: str, out: Path) -> Iterator[Cal
         TimeRemainingColumn,
     )
 
-    from ctxpose.data.preprocessing import MANIFEST_NAME, PreprocessInterrupted
+    from ctxpose.errors import Stopped
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn())
@@ -51,10 +50,7 @@ def preprocess_progress(console: Console, title: str, out: Path) -> Iterator[Cal
 
         try:
             yield on_event
-        except PreprocessInterrupted as stop:
+        except Stopped as stop:
             bar.stop()
-            done = len(stop.report.done)
-            console.print(f"[yellow]stopped:[/yellow] {done} sequence{' is' if done == 1 else 's are'} finished in "
-                          f"this run and recorded in {out / MANIFEST_NAME}; run the same command again to continue",
-                          highlight=False, soft_wrap=True)
-            raise
+            console.print(f"[yellow]stopped:[/yellow] {stop}", highlight=False, soft_wrap=True)
+            raise Stopped("preprocessing stopped", report=stop.report) from None  # said once, here

@@ -4,12 +4,13 @@ A dataset plans its sequences and makes one :class:`Job` per sequence to do; a :
 jobs (in this process, or with ``workers`` > 1 in worker processes, :func:`run_in_workers`) and keeps the
 processed folder consistent whatever happens:
 
-* every finished sequence is recorded in ``manifest.json`` as soon as its shard is on disk (a Ctrl-C is
-  held while that happens; shards are saved by this process, never by a worker), so a re-run skips it;
+* every finished sequence is recorded in ``manifest.json`` as soon as its shard is on disk (a Ctrl-C or
+  SIGTERM is held while that happens, :meth:`ctxpose.utils.signals.StopSignals.held`; shards are saved by
+  this process, never by a worker), so a re-run skips it;
 * a failure (bad input) is reported once, as it happens, and fails only its sequence or camera;
-* Ctrl-C stops promptly (queued sequences never start, a worker stops after the crop it is writing), the
-  labels are rebuilt from the sequences finished before, and :class:`PreprocessInterrupted` carries the
-  report; a bug or an output that cannot be written stops the run the same way but re-raises its error;
+* Ctrl-C or SIGTERM stops promptly (queued sequences never start, a worker stops after the crop it is
+  writing), the labels are rebuilt from the sequences finished before, and :class:`ctxpose.errors.Stopped`
+  carries the report; a bug or an output that cannot be written stops the run the same way but re-raises its error;
 * a run with nothing left to do leaves every output untouched and writes only ``preprocess_report.json``.
 
 Worker processes come from the standard library's process pool, started with the ``spawn`` method (a fresh
@@ -29,7 +30,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ctxpose.data.labels import read_labels_meta
-from ctxpose.errors import CtxposeError, DataError, OutputError
+from ctxpose.errors import CtxposeError, DataError, OutputError, Stopped
 from ctxpose.utils.io import atomic_write_bytes, atomic_write_text
+from ctxpose.utils.signals import StopSignals
 
 logger = logging.getLogger(__name__)
 
@@ -143,14 +144,6 @@ class PreprocessReport:
         }
 
 
-class PreprocessInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a preprocessing run; ``report`` says what was finished (and recorded) before."""
-
-    def __init__(self, report: PreprocessReport) -> None:
-        super().__init__("preprocessing interrupted")
-        self.report = report
-
-
 @contextlib.contextmanager
 def output_errors(path: Path) -> Iterator[None]:
     """Turn an OS error inside the block into one :class:`OutputError` line naming the file (``path`` or the
@@ -164,9 +157,9 @@ def output_errors(path: Path) -> Iterator[None]:
 def write_output(path: Path, data: bytes) -> None:
     """Write one output file (a crop) atomically; an OS error is an :class:`OutputError` naming it.
 
-    In a worker process, a stop (SIGTERM) that arrives meanwhile waits until the file is complete.
+    A stop (Ctrl-C, or a worker's SIGTERM) that arrives meanwhile waits until the file is complete.
     """
-    with output_errors(path), _Stop.deferred():
+    with output_errors(path), StopSignals.held():
         atomic_write_bytes(path, data)
 
 
@@ -211,23 +204,6 @@ def labels_meta_or_none(out: Path) -> dict | None:
         return None
 
 
-@contextlib.contextmanager
-def holding_ctrl_c() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT with Python's default handler, main thread) until the block is done, then raise it."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
 def write_report(out: Path, report: PreprocessReport) -> Path:
     """Write ``report`` as ``<out>/preprocess_report.json`` (what the command prints, as JSON)."""
     path = out / REPORT_NAME
@@ -266,9 +242,9 @@ class Run:
         self.emit("failed", {"key": key, "error": error})
 
     def commit(self, job: Job, shard: Any | None, result: SequenceResult) -> None:
-        """Take one sequence's outcome: save its shard, then record it (Ctrl-C is held meanwhile, so a shard
+        """Take one sequence's outcome: save its shard, then record it (a stop is held meanwhile, so a shard
         on disk is always in the manifest)."""
-        with holding_ctrl_c():
+        with StopSignals.held():
             if shard is not None:
                 job.save(shard, result)
             self._record(result)
@@ -303,8 +279,13 @@ class Run:
 
         Raises:
             OutputError: the folder or an output cannot be written (what finished before is kept).
-            PreprocessInterrupted: Ctrl-C; workers stopped, everything finished before recorded.
+            Stopped: Ctrl-C or SIGTERM; workers stopped, everything finished before recorded; ``report``
+                is the run's :class:`PreprocessReport`, the message says how to continue.
         """
+        with StopSignals(at_once=True):
+            self._execute(make_jobs, workers)
+
+    def _execute(self, make_jobs: Callable[[Run], list[Job]], workers: int) -> None:
         with output_errors(self.out):
             self.out.mkdir(parents=True, exist_ok=True)
         if not (self.out / MANIFEST_NAME).is_file():
@@ -320,13 +301,16 @@ class Run:
                 for job in jobs:
                     self.commit(job, *job.crop(frames))
         except BaseException as e:
-            self.report.interrupted = isinstance(e, KeyboardInterrupt)
+            self.report.interrupted = isinstance(e, (KeyboardInterrupt, Stopped))
             try:  # keep what was finished, then raise
                 self.finish()
             except Exception as nested:
                 logger.warning("could not rebuild the labels after the stop: %s", nested)
             if self.report.interrupted:
-                raise PreprocessInterrupted(self.report) from None
+                done = len(self.report.done)
+                raise Stopped(f"{done} sequence{' is' if done == 1 else 's are'} finished in this run and recorded "
+                              f"in {self.out / MANIFEST_NAME}; run the same command again to continue",
+                              report=self.report) from None
             raise
         self.finish()
 
@@ -351,7 +335,7 @@ def run_in_workers(jobs: Iterable[Job], workers: int, on_frames: Callable[[int],
 
     Each worker is a spawn-context ``ProcessPoolExecutor`` of one process, so that the sequence a process
     dies on is known: it fails alone (``result.error`` says how the process died) and a new worker takes the
-    sequences left. On return, and on any exception (KeyboardInterrupt included), the workers are stopped
+    sequences left. On return, and on any exception (``Stopped`` included), the workers are stopped
     (SIGTERM: a worker exits at once, or right after the crop it is writing) and queued jobs never start.
 
     Raises:
@@ -420,7 +404,7 @@ class _Worker:
         self.executor = concurrent.futures.ProcessPoolExecutor(1, context, _start_worker,
                                                                (os.getpid(), self.crops))
         before = set(multiprocessing.active_children())
-        with _spawning():
+        with StopSignals.starting_child():  # a group Ctrl-C cannot cut its start-up short
             self.submit(job)  # starts the process
         self.process = next(iter(set(multiprocessing.active_children()) - before), None)
         self.exitcode: int | None = None
@@ -450,56 +434,15 @@ class _Worker:
         self.exitcode = self.process.exitcode if self.process is not None else None
 
 
-@contextlib.contextmanager
-def _spawning() -> Iterator[None]:
-    """Ignore Ctrl-C while a worker is started (main thread only): the new interpreter inherits that, so a
-    Ctrl-C sent to the process group cannot interrupt its start-up before :func:`_start_worker` runs."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-class _Stop:
-    """A worker's SIGTERM (from the parent, or the parent's death): exit at once, or right after the output
-    file being written (:func:`write_output`) is complete, so no temporary file is left."""
-
-    writing = False
-    requested = False
-
-    @staticmethod
-    def handler(signum: int, frame: Any) -> None:
-        if _Stop.writing:
-            _Stop.requested = True
-        else:
-            os._exit(128 + signum)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def deferred() -> Iterator[None]:
-        _Stop.writing = True
-        try:
-            yield
-        finally:
-            _Stop.writing = False
-            if _Stop.requested:
-                os._exit(128 + int(signal.SIGTERM))
-
-
 _crops: Any = None  # the worker's crop counter, shared with the parent
 
 
 def _start_worker(parent: int, crops: Any) -> None:
     """Initializer of a worker process: it dies with the parent (Linux), leaves Ctrl-C to the parent (a
-    terminal sends it to the whole process group), stops as :class:`_Stop` says, uses one thread."""
+    terminal sends it to the whole process group), exits on SIGTERM at once or right after the crop it is
+    writing (:meth:`ctxpose.utils.signals.StopSignals.worker`), uses one thread."""
     global _crops
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _Stop.handler)
+    StopSignals.worker()
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, ctypes.c_ulong(signal.SIGTERM))  # PR_SET_PDEATHSIG = 1
     if os.getppid() != parent:  # the parent died before that

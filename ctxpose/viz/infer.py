@@ -109,5 +109,5 @@ class InferRenderer:
         """Drop an unfinished video (its temporary file); finished PNGs stay."""
         if self._writer is not None:
             self._writer.release()
-            self._ctx.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+            self._ctx.__exit__(RuntimeError, RuntimeError("video abandoned"), None)  # removes the temporary file
             self._writer = None

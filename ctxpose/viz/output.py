@@ -142,10 +142,7 @@ class ImageSink:
             self._writer = None
         if self._video_ctx is not None:
             ctx, self._video_ctx = self._video_ctx, None
-            try:
-                ctx.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
-            except KeyboardInterrupt:
-                pass
+            ctx.__exit__(RuntimeError, RuntimeError("video abandoned"), None)  # removes the temporary file
 
     # ------------------------------------------------------------------ closing
 

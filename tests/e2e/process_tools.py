@@ -65,6 +65,16 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie has exited and only waits to be reaped
 
 
+def all_gone(pids: set[int], within: float = 15.0) -> bool:
+    """Whether every process of ``pids`` has exited within ``within`` seconds (polled every 50 ms): one that was
+    told to stop, or whose parent died, may still be tearing down (multiprocessing's resource tracker exits on
+    its parent's exit, a worker on PR_SET_PDEATHSIG's signal)."""
+    deadline = time.monotonic() + within
+    while [p for p in pids if alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not [p for p in pids if alive(p)]
+
+
 def files(out: Path) -> dict[str, tuple[int, int]]:
     """relative path -> (size, mtime in ns) of every file under ``out``."""
     return {str(p.relative_to(out)): (p.stat().st_size, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
@@ -92,9 +102,9 @@ def interrupt(proc: subprocess.Popen, out: Path, target: str, sequences: int) ->
     guarantees; return the manifest's sequences.
 
     ``target`` "group" signals the whole process group (Ctrl-C in a terminal), "parent" only the command
-    (``kill -INT``). Checked: exit 130 with the "stopped:" line and no traceback, no worker left, every shard
-    on disk recorded in the manifest and in the report (marked interrupted), queued sequences not started
-    (fewer than ``sequences`` recorded), no temporary file.
+    (``kill -INT``), "term" sends the command SIGTERM (``kill``). Checked: exit 130 with the "stopped:" line and
+    no traceback, no worker left, every shard on disk recorded in the manifest and in the report (marked
+    interrupted), queued sequences not started (fewer than ``sequences`` recorded), no temporary file.
     """
     wait_for(lambda: len(recorded(out)) >= 1, proc)
     workers = descendants(proc.pid)  # the workers and multiprocessing's resource tracker
@@ -102,11 +112,11 @@ def interrupt(proc: subprocess.Popen, out: Path, target: str, sequences: int) ->
     if target == "group":
         os.killpg(proc.pid, signal.SIGINT)
     else:
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, signal.SIGTERM if target == "term" else signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "stopped:" in stdout and "run the same command again" in stdout and "Traceback" not in stderr
-    assert not [p for p in workers if alive(p)]
+    assert all_gone(workers)
     done = recorded(out)
     shards = sorted(str(p.relative_to(out / "parts").with_suffix("")) for p in (out / "parts").rglob("*.npz"))
     assert sorted(done) == shards  # every sequence that finished is in the manifest
@@ -125,10 +135,7 @@ def kill_parent(proc: subprocess.Popen, out: Path, sequences: int) -> None:
     assert len(workers_of(proc.pid)) >= 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
-    deadline = time.monotonic() + 15.0
-    while [p for p in children if alive(p)] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [p for p in children if alive(p)], "workers outlived their parent"
+    assert all_gone(children), "workers outlived their parent"
     before = files(out)
     time.sleep(1.5)
     assert files(out) == before  # nothing is written any more

@@ -21,11 +21,11 @@ import pytest
 
 from ctxpose.data.h36m import metadata
 from ctxpose.data.h36m.cameras import image_size, load_h36m_cameras
-from ctxpose.data.h36m.preprocess import PreprocessInterrupted, PreprocessOptions, preprocess_h36m
+from ctxpose.data.h36m.preprocess import PreprocessOptions, preprocess_h36m
 from ctxpose.data.h36m.synthesize import MARKER, synthesize_h36m
 from ctxpose.data.h36m.synthetic_body import BONE_COLORS_BGR
 from ctxpose.data.labels import load_labels
-from ctxpose.errors import DataError
+from ctxpose.errors import DataError, Stopped
 from ctxpose.geometry.distortion import opencv_coefficients
 from ctxpose.skeleton import SKELETONS, Skeleton, get_skeleton
 
@@ -514,8 +514,9 @@ def test_interrupted_run_leaves_no_partial_files(raw, tmp_path, monkeypatch):
         real(path, data)
 
     monkeypatch.setattr(ps, "atomic_write_bytes", dying_write)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Stopped, match="run the same command again to continue$") as info:
         preprocess_h36m(root, out, PreprocessOptions(image_size=64))
+    assert info.value.report.interrupted
     monkeypatch.undo()
     after = load_labels(out / "labels.npz")  # still the complete labels of the first run
     np.testing.assert_array_equal(after.keypoints_3d, before.keypoints_3d)
@@ -540,7 +541,7 @@ def test_ctrl_c_while_a_finished_sequence_is_recorded_still_records_it(raw, tmp_
     out = tmp_path / "p"
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh process
     try:
-        with pytest.raises(PreprocessInterrupted) as info:
+        with pytest.raises(Stopped) as info:
             preprocess_h36m(broken, out, PreprocessOptions(image_size=32), progress=ctrl_c_on_failure)
     finally:
         signal.signal(signal.SIGINT, previous)

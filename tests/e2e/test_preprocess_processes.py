@@ -46,16 +46,17 @@ def raw(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("target", ["group", "parent"])
+@pytest.mark.parametrize("target", ["group", "parent", "term"])
 def test_ctrl_c_stops_promptly_and_records_every_finished_sequence(raw, tmp_path, target):
-    """Ctrl-C in a terminal signals the whole group ("group"); ``kill -INT`` only the command ("parent")."""
+    """Ctrl-C in a terminal signals the whole group ("group"); ``kill -INT`` only the command ("parent"),
+    ``kill`` (SIGTERM) likewise ("term")."""
     out = tmp_path / "out"
     recorded = interrupt(start("preprocess", "h36m", str(raw), str(out), *ARGS), out, target, SEQUENCES)
     labels = load_labels(out / "labels.npz")  # the finished sequences are in the labels
     assert labels.meta["sequences"] == sorted(recorded) and len(labels) == sum(v["rows"] for v in recorded.values())
     assert all(cv2.imread(str(out / rel)) is not None for rel in labels.image)
 
-    if target == "parent":
+    if target != "group":
         return  # the re-run below is the same for both
     again = preprocess_h36m(raw, out, PreprocessOptions(train_every=1, image_size=48))
     assert sorted(again.skipped) == sorted(recorded) and len(again.done) == SEQUENCES - len(recorded)
@@ -113,11 +114,12 @@ def test_an_output_a_worker_cannot_write_stops_the_run_in_one_line(raw, tmp_path
     assert not workers_of(os.getpid())
 
 
-# A worker's SIGTERM handler around one write_output whose writer waits for the test between its two halves.
+# StopSignals.worker() (a worker's SIGTERM) around one write_output whose writer waits for the test between halves.
 _STOPPED = """
-import sys, signal
+import sys
 from pathlib import Path
 import ctxpose.data.preprocessing as prep
+from ctxpose.utils.signals import StopSignals
 
 def two_halves(path, data):
     tmp = path.with_name("." + path.name + ".tmp")
@@ -128,7 +130,7 @@ def two_halves(path, data):
     tmp.replace(path)
 
 prep.atomic_write_bytes = two_halves
-signal.signal(signal.SIGTERM, prep._Stop.handler)
+StopSignals.worker()
 if sys.argv[2] == "write":
     prep.write_output(Path(sys.argv[1]), b"complete crop")
 print("idle", flush=True)

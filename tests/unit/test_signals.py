@@ -10,6 +10,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -83,3 +85,40 @@ def test_workers_can_leave_both_signals_to_their_parent() -> None:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+def test_at_once_the_first_signal_stops_where_it_lands_and_a_repeat_is_the_same_stop(clock: _Clock) -> None:
+    with S.StopSignals("kept what was finished", at_once=True) as stop:
+        with pytest.raises(Stopped, match="^kept what was finished$"):
+            _send(signal.SIGTERM)
+        assert stop.requested and stop.signal == signal.SIGTERM
+        clock.now += S.REPEAT_GRACE_S - 0.1
+        _send(signal.SIGINT)  # the same stop (a group-wide Ctrl-C's second copy): the cleanup goes on
+        clock.now += 0.2
+        with pytest.raises(Stopped, match="^SIGINT again: stopped at once$"):
+            _send(signal.SIGINT)
+
+
+def test_a_held_block_finishes_before_the_signal_acts() -> None:
+    steps = []
+    with S.StopSignals(at_once=True):
+        with pytest.raises(Stopped):
+            with S.StopSignals.held():
+                _send(signal.SIGINT)
+                steps.append("the block went on")
+        assert steps == ["the block went on"]
+    with S.StopSignals(at_once=True):  # a block that fails: its own error goes on, not the held stop
+        with pytest.raises(ValueError, match="the block's own error"):
+            with S.StopSignals.held():
+                _send(signal.SIGINT)
+                raise ValueError("the block's own error")
+    with S.StopSignals.held():  # no instance entered: nothing is held, nothing is installed
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_child_started_meanwhile_starts_ignoring_ctrl_c() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with S.StopSignals.starting_child():
+        seen = subprocess.run([sys.executable, "-c", "import signal; print(int(signal.getsignal(signal.SIGINT)))"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert seen == str(int(signal.SIG_IGN)) and signal.getsignal(signal.SIGINT) is before

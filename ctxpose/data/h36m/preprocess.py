@@ -54,7 +54,6 @@ from ctxpose.data.labels import Labels, labels_meta, load_labels
 from ctxpose.data.preprocessing import (
     MANIFEST_NAME,
     REPORT_NAME,
-    PreprocessInterrupted,
     PreprocessReport,
     Run,
     SequenceResult,
@@ -71,9 +70,9 @@ BBOX_SOURCES = ("auto", "masks", "poses")
 _SETTINGS_KEYS = ("image_size", "jpeg_quality", "train_every", "test_every", "selection", "bbox_source",
                   "bbox_scale", "skeleton")
 MANIFEST_FORMAT = "ctxpose-h36m-manifest"
-# the report, the interrupt and the report's name belong to the shared runner; re-exported for this API's users
-__all__ = ["BBOX_SOURCES", "MANIFEST_FORMAT", "REPORT_NAME", "PreprocessInterrupted", "PreprocessOptions",
-           "PreprocessReport", "check_options", "preprocess_h36m"]
+# the report and the report's name belong to the shared runner; re-exported for this API's users
+__all__ = ["BBOX_SOURCES", "MANIFEST_FORMAT", "REPORT_NAME", "PreprocessOptions", "PreprocessReport",
+           "check_options", "preprocess_h36m"]
 
 
 @dataclass(frozen=True)
@@ -343,8 +342,9 @@ def preprocess_h36m(raw_dir: str | Path, out_dir: str | Path, options: Preproces
         DataError: bad options, no Human3.6M sequence under ``raw_dir`` (nothing is written then), or
             ``out_dir`` was made with other settings.
         OutputError: ``out_dir`` cannot be written (one line naming the path; finished work is kept).
-        PreprocessInterrupted: Ctrl-C (a ``KeyboardInterrupt``); the workers are stopped, the sequences
-            finished before are recorded in the manifest and the labels, no partial file is left.
+        ctxpose.errors.Stopped: Ctrl-C or SIGTERM (``report``: this :class:`PreprocessReport`); the workers are
+            stopped, the sequences finished before are recorded in the manifest and the labels, no partial file
+            is left.
     """
     opts = options or PreprocessOptions()
     check_options(opts)

@@ -294,8 +294,9 @@ def preprocess_3dhp(root: str | Path, out_dir: str | Path, options: Preprocess3D
     Raises:
         DataError: bad options, no test set under ``root``, or ``out_dir`` made with other settings.
         OutputError: ``out_dir`` cannot be written (one line naming the path; finished work is kept).
-        PreprocessInterrupted: Ctrl-C (a ``KeyboardInterrupt``); the workers are stopped, the sequences
-            finished before are recorded in the manifest and the labels, no partial file is left.
+        ctxpose.errors.Stopped: Ctrl-C or SIGTERM (``report``: this :class:`PreprocessReport`); the workers are
+            stopped, the sequences finished before are recorded in the manifest and the labels, no partial file
+            is left.
     """
     opts = options or Preprocess3DHPOptions()
     check_options(opts)
