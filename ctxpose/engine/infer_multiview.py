@@ -159,9 +159,9 @@ def _run_group(estimator: MultiViewEstimator, images: np.ndarray, proj: np.ndarr
         if k == options.max_passes - 1:
             break
         new = kp[:, estimator.skeleton.root]
-        moved = np.linalg.norm(new - roots[active], axis=-1)
-        roots[active] = new
-        active = active[moved >= options.tolerance_mm]
+        again = np.linalg.norm(new - roots[active], axis=-1) >= options.tolerance_mm
+        roots[active[again]] = new[again]  # the others keep the root their keypoints were computed with
+        active = active[again]
         if not len(active):
             break
     return keypoints, roots, passes

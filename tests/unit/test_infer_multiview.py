@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -26,7 +27,7 @@ from ctxpose.engine.infer_multiview import (
     run_infer_multiview,
 )
 from ctxpose.geometry.cameras import Camera
-from ctxpose.models.build import build_model
+from ctxpose.models.build import build_model, model_from_config
 from ctxpose.models.triangulation import triangulate_dlt
 from ctxpose.skeleton import get_skeleton
 from tests.cli.in_process import run_in_process
@@ -162,6 +163,8 @@ def test_volumetric_cuboid_on_the_triangulated_root_then_the_network_pelvis(with
     np.testing.assert_allclose(person.keypoints_3d[:3], MARKERS[0], atol=1.0)
     assert person.views_used.tolist() == [True, False, True, True] and np.isnan(person.boxes[1]).all()
     np.testing.assert_allclose(person.root, MARKERS[0, 0], atol=1.0)  # re-centred on the (right) pelvis
+    assert len(net.roots) == person.passes  # the root reported is the one of the last pass
+    np.testing.assert_allclose(net.roots[-1][0].numpy(), person.root, atol=1e-3)
     first = net.roots[0][0].numpy()
     if with_root_model:  # the algebraic model's pelvis: right at once, one pass
         assert person.passes == 1
@@ -282,3 +285,34 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tiny, inputs, extra, expe
     assert [line for line in (r.stderr + r.stdout).splitlines() if "error" in line] == [
         next(line for line in r.stderr.splitlines() if expected in line)]  # one line
     assert not (out / "predictions.npz").exists()
+
+
+@pytest.mark.parametrize("name", ["tiny_cpu_ransac", "tiny_cpu_vol", "tiny_cpu"])
+def test_command_runs_ransac_volumetric_and_contextpose_on_two_views(tiny, name):
+    tmp, cams = tiny
+    limbs = tmp / "limbs.h5"
+    with h5py.File(limbs, "w") as f:
+        f["mean"] = np.linspace(100, 400, 16)
+        f["std"] = np.linspace(5, 20, 16)
+    config = tmp / f"{name}.yaml"
+    config.write_text((REPO / "configs" / f"{name}.yaml").read_text().replace(
+        "ctxpose-demo/processed/mean_and_std_limb_length.h5", str(limbs)))
+    cfg = load_config(config)
+    torch.manual_seed(0)
+    torch.save(model_from_config(cfg).state_dict(), tmp / f"{name}.pt")
+    write_calibration(tmp / "two.json", cams[:2])
+    out = tmp / f"out_{name}"
+    r = run_in_process("infer", str(tmp / "c0.mp4"), str(tmp / "c1.mp4"), "--calibration", str(tmp / "two.json"),
+                       "--config", str(config), "--checkpoint", str(tmp / f"{name}.pt"),
+                       "--box", "36,8,24,64", "--out", str(out), "--device", "cpu", cwd=REPO)
+    assert r.returncode == 0, r.stderr + r.stdout
+    with np.load(out / "predictions.npz", allow_pickle=False) as z:
+        kp = z["keypoints_3d"].astype(np.float64)
+        assert kp.shape == (3, 17, 3) and np.isfinite(kp).all()
+        if name != "tiny_cpu_ransac":  # the cuboid ends on the network's pelvis (or after 5 passes)
+            assert np.isfinite(z["root"]).all() and (z["passes"] >= 1).all()
+            done = z["passes"] < 5
+            assert np.all(np.linalg.norm(kp[done, SK.root] - z["root"][done], axis=-1) < 5.0)
+        else:
+            assert np.isnan(z["root"]).all() and (z["passes"] == 1).all()
+        np.testing.assert_allclose(z["keypoints_2d"][0, 1], pixels(cams[1], kp[0]), rtol=1e-4, atol=1e-2)
