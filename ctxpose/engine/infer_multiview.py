@@ -138,15 +138,31 @@ def _box_centre_roots(boxes: np.ndarray, cameras: Sequence[Camera]) -> np.ndarra
     return triangulate_dlt(proj, torch.as_tensor(und[:, :, None, :], dtype=torch.float64))[:, 0].numpy()
 
 
-def _run_group(estimator: MultiViewEstimator, images: np.ndarray, proj: np.ndarray, boxes: np.ndarray,
+def _crops(estimator: MultiViewEstimator, frames: list[list[np.ndarray]], boxes: np.ndarray,
+           cameras: Sequence[Camera]) -> tuple[np.ndarray, np.ndarray]:
+    """Crops (B, V, 3, H, W) at the estimator's input size and their projection matrices (B, V, 3, 4) of B
+    frames' V images (B lists of V) and boxes (B, V, 4)."""
+    images = np.zeros((*boxes.shape[:2], 3, *estimator.image_shape), np.float32)
+    proj = np.zeros((*boxes.shape[:2], 3, 4))
+    for i, views in enumerate(frames):
+        for j, (frame, camera) in enumerate(zip(views, cameras, strict=True)):
+            images[i, j], proj[i, j] = estimator.crop(frame, boxes[i, j], camera)
+    return images, proj
+
+
+def _run_group(estimator: MultiViewEstimator, frames: list[list[np.ndarray]], boxes: np.ndarray,
                cameras: Sequence[Camera], options: MultiViewOptions,
                root_model: MultiViewEstimator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keypoints (B, J, 3), roots (B, 3) (NaN for triangulation) and passes (B,) of B frames with the same views."""
-    n = len(images)
+    """Keypoints (B, J, 3), roots (B, 3) (NaN for triangulation) and passes (B,) of B frames seen by the same
+    views: ``frames`` B lists of V images, ``boxes`` (B, V, 4), ``cameras`` the V cameras."""
+    n = len(frames)
+    images, proj = _crops(estimator, frames, boxes, cameras)
     if not estimator.needs_root:
         return estimator.forward(images, proj, None), np.full((n, 3), np.nan), np.ones(n, np.int64)
     if root_model is not None:
-        roots = root_model.forward(images, proj, None)[:, root_model.skeleton.root]
+        root_inputs = (images, proj) if root_model.image_shape == estimator.image_shape else _crops(
+            root_model, frames, boxes, cameras)
+        roots = root_model.forward(*root_inputs, None)[:, root_model.skeleton.root]
     else:
         roots = _box_centre_roots(boxes, cameras)
     keypoints = np.zeros((n, estimator.skeleton.num_joints, 3))
@@ -214,14 +230,9 @@ def estimate_multiview_poses(estimator: MultiViewEstimator, frames: Sequence[Seq
         cams = [cameras[v] for v in views]
         for start in range(0, len(fs), options.batch_size):
             chunk = fs[start: start + options.batch_size]
-            images = np.zeros((len(chunk), len(views), 3, *estimator.image_shape), np.float32)
-            proj = np.zeros((len(chunk), len(views), 3, 4))
-            bx = np.zeros((len(chunk), len(views), 4))
-            for i, f in enumerate(chunk):
-                for j, v in enumerate(views):
-                    bx[i, j] = np.asarray(boxes[f][v], np.float64).reshape(4)
-                    images[i, j], proj[i, j] = estimator.crop(frames[f][v], bx[i, j], cameras[v])
-            kp, roots, passes = _run_group(estimator, images, proj, bx, cams, options, root_model)
+            bx = np.array([[np.asarray(boxes[f][v], np.float64).reshape(4) for v in views] for f in chunk])
+            images = [[frames[f][v] for v in views] for f in chunk]
+            kp, roots, passes = _run_group(estimator, images, bx, cams, options, root_model)
             for i, f in enumerate(chunk):
                 all_boxes = np.full((v_all, 4), np.nan)
                 all_scores = np.full(v_all, np.nan)
@@ -290,7 +301,9 @@ def run_infer_multiview(request: MultiViewRequest,
                         estimator: MultiViewEstimator | Callable[[], MultiViewEstimator],
                         options: MultiViewOptions | None = None,
                         progress: Callable[[int, int, float], None] | None = None,
-                        meta: dict[str, Any] | None = None) -> MultiViewSummary:
+                        meta: dict[str, Any] | None = None,
+                        root_model: MultiViewEstimator | Callable[[], MultiViewEstimator] | None = None,
+                        ) -> MultiViewSummary:
     """Run a multi-view model over the synchronized frames of ``request.inputs``; write ``predictions.npz`` and
     ``predictions.jsonl`` into ``request.out`` at the end (or, with ``meta['interrupted']``, on Ctrl-C).
 
@@ -298,6 +311,8 @@ def run_infer_multiview(request: MultiViewRequest,
         estimator: the loaded model, or a function loading it (called after the inputs are checked).
         progress: ``progress(frames done, frames in all, seconds since the model was loaded)``.
         meta: extra entries for the files' ``meta`` (config, checkpoint).
+        root_model: for the volumetric models, an algebraic/RANSAC estimator (or a function loading it) whose
+            pelvis centres the first cuboid (see :func:`estimate_multiview_poses`).
 
     Raises:
         ConfigError / DataError: bad options or inputs (one line naming the file), before anything is written.
@@ -350,6 +365,14 @@ def run_infer_multiview(request: MultiViewRequest,
     except OSError as e:
         raise OutputError(f"{request.out}: cannot write ({e})") from None
     est = estimator if isinstance(estimator, MultiViewEstimator) else estimator()
+    if root_model is not None:
+        if not est.needs_root:
+            raise ConfigError(f"--root-config: model.architecture {est.architecture} has no cuboid to centre (only "
+                              "volumetric and contextpose do)")
+        root_model = root_model if isinstance(root_model, MultiViewEstimator) else root_model()
+        if root_model.architecture not in TRIANGULATION:
+            raise ConfigError(f"--root-config: model.architecture {root_model.architecture}; the root model is an "
+                              "algebraic or ransac model")
     table = MultiViewTable(est.skeleton.num_joints, len(sources))
     summary = MultiViewSummary(request.out, [str(s.path) for s in sources], lengths=lengths)
     image_names = [p.name for s in sources for p in s.images]
@@ -373,6 +396,8 @@ def run_infer_multiview(request: MultiViewRequest,
                 "joint_names": list(est.skeleton.names), "units": "mm, px, s",
                 "frame": f"world: the frame of {request.calibration} (x_cam = R x_world + t)",
                 "min_score": request.min_score, "boxes": kind, "person": "one per frame: each view's top box",
+                "first_root": None if not est.needs_root else "box centres" if root_model is None else
+                f"{root_model.architecture} model's pelvis",
                 **(meta or {})}
         try:
             write_multiview_predictions(request.out, table, cameras, info)
@@ -385,7 +410,8 @@ def run_infer_multiview(request: MultiViewRequest,
             picked = [best(v, index, frame) for v, frame in enumerate(views)]
             boxes.append([b for b, _ in picked])
             scores.append([s for _, s in picked])
-        people = estimate_multiview_poses(est, [c[2] for c in chunk], boxes, cameras, options, scores)
+        people = estimate_multiview_poses(est, [c[2] for c in chunk], boxes, cameras, options, scores,
+                                          root_model)  # type: ignore[arg-type]
         for (index, t, _), p in zip(chunk, people, strict=True):
             row = None if p is None else {
                 "keypoints_3d": p.keypoints_3d, "keypoints_3d_relative": p.keypoints_3d_relative,

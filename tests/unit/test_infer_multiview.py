@@ -26,6 +26,7 @@ from ctxpose.engine.infer_multiview import (
     estimate_multiview_poses,
     run_infer_multiview,
 )
+from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import Camera
 from ctxpose.models.build import build_model, model_from_config
 from ctxpose.models.triangulation import triangulate_dlt
@@ -287,7 +288,8 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tiny, inputs, extra, expe
     assert not (out / "predictions.npz").exists()
 
 
-@pytest.mark.parametrize("name", ["tiny_cpu_ransac", "tiny_cpu_vol", "tiny_cpu"])
+@pytest.mark.parametrize("name", ["tiny_cpu_ransac", "tiny_cpu",  # the 32^3 V2V: 1.5 s a pass, 5 passes
+                                  pytest.param("tiny_cpu_vol", marks=pytest.mark.slow)])
 def test_command_runs_ransac_volumetric_and_contextpose_on_two_views(tiny, name):
     tmp, cams = tiny
     limbs = tmp / "limbs.h5"
@@ -302,13 +304,21 @@ def test_command_runs_ransac_volumetric_and_contextpose_on_two_views(tiny, name)
     torch.save(model_from_config(cfg).state_dict(), tmp / f"{name}.pt")
     write_calibration(tmp / "two.json", cams[:2])
     out = tmp / f"out_{name}"
-    r = run_in_process("infer", str(tmp / "c0.mp4"), str(tmp / "c1.mp4"), "--calibration", str(tmp / "two.json"),
+    for v in range(2):  # one frame per view (folders of one image): the volumetric passes are the slow part
+        (tmp / f"still{v}").mkdir(exist_ok=True)
+        ok, frame = cv2.VideoCapture(str(tmp / f"c{v}.mp4")).read()
+        assert ok and cv2.imwrite(str(tmp / f"still{v}" / "0.png"), frame)
+    root = ["--root-config", "configs/tiny_cpu_alg.yaml", "--root-checkpoint", str(tmp / "alg.pt")]
+    r = run_in_process("infer", str(tmp / "still0"), str(tmp / "still1"), "--calibration", str(tmp / "two.json"),
                        "--config", str(config), "--checkpoint", str(tmp / f"{name}.pt"),
-                       "--box", "36,8,24,64", "--out", str(out), "--device", "cpu", cwd=REPO)
+                       "--box", "36,8,24,64", "--out", str(out), "--device", "cpu",
+                       *(root if name == "tiny_cpu" else []), cwd=REPO)
     assert r.returncode == 0, r.stderr + r.stdout
     with np.load(out / "predictions.npz", allow_pickle=False) as z:
+        assert json.loads(str(z["meta"]))["first_root"] == {
+            "tiny_cpu": "algebraic model's pelvis", "tiny_cpu_vol": "box centres", "tiny_cpu_ransac": None}[name]
         kp = z["keypoints_3d"].astype(np.float64)
-        assert kp.shape == (3, 17, 3) and np.isfinite(kp).all()
+        assert kp.shape == (1, 17, 3) and np.isfinite(kp).all()
         if name != "tiny_cpu_ransac":  # the cuboid ends on the network's pelvis (or after 5 passes)
             assert np.isfinite(z["root"]).all() and (z["passes"] >= 1).all()
             done = z["passes"] < 5
@@ -316,3 +326,63 @@ def test_command_runs_ransac_volumetric_and_contextpose_on_two_views(tiny, name)
         else:
             assert np.isnan(z["root"]).all() and (z["passes"] == 1).all()
         np.testing.assert_allclose(z["keypoints_2d"][0, 1], pixels(cams[1], kp[0]), rtol=1e-4, atol=1e-2)
+
+
+def test_ctrl_c_keeps_the_frames_done_and_a_view_of_mixed_sizes_fails(scene, tmp_path):
+    tmp, cams = scene
+    est = MultiViewEstimator(MarkerNet(), "algebraic", SK, CROP)
+    request = MultiViewRequest([tmp / f"cam{v}" for v in range(4)], tmp / "rig.json", tmp_path / "stopped",
+                               detections=tmp / "boxes.json", frames_per_batch=1)
+    (tmp_path / "stopped").mkdir()
+
+    def progress(done, total, seconds):
+        assert total == 3
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_infer_multiview(request, est, progress=progress)
+    with np.load(tmp_path / "stopped" / "predictions.npz", allow_pickle=False) as z:
+        assert json.loads(str(z["meta"]))["interrupted"] is True
+        assert z["frame_index"].tolist() == [0, 1]
+        np.testing.assert_allclose(z["keypoints_3d"][1, :3], MARKERS[1], atol=1.0)
+    # a view whose images differ in size: one line naming the image, nothing written
+    views = []
+    for v in range(2):
+        views.append(tmp_path / f"v{v}")
+        views[-1].mkdir()
+        for f in range(2):
+            cv2.imwrite(str(views[-1] / f"{f}.png"), np.zeros((100, 120 if (v, f) == (1, 1) else 100, 3), np.uint8))
+    write_calibration(tmp_path / "two.json", cams[:2])
+    request = MultiViewRequest(views, tmp_path / "two.json", tmp_path / "mixed", box=np.array([10.0, 10, 50, 50]))
+    with pytest.raises(DataError, match=r"v1/1.png: frame 1 is 120x100, the view's first frame 100x100"):
+        run_infer_multiview(request, est)
+    assert not (tmp_path / "mixed" / "predictions.npz").exists()
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (["--config", "configs/tiny_cpu_alg.yaml", "--checkpoint", "{tmp}/alg.pt"], "has no cuboid to centre"),
+    (["--root-config", "configs/tiny_cpu_vol.yaml", "--root-checkpoint", "{tmp}/tiny_cpu_vol.pt"],
+     "the root model is an algebraic or ransac model"),
+])
+def test_a_root_model_that_cannot_act_is_refused(tiny, extra, expected):
+    tmp, cams = tiny
+    cfg = load_config(REPO / "configs" / "tiny_cpu_vol.yaml")
+    torch.manual_seed(0)
+    torch.save(build_model(cfg).state_dict(), tmp / "tiny_cpu_vol.pt")
+    out = tmp / f"root_{extra[0]}"
+    args = ["--config", "configs/tiny_cpu_vol.yaml", "--checkpoint", str(tmp / "tiny_cpu_vol.pt"),
+            "--root-config", "configs/tiny_cpu_alg.yaml", "--root-checkpoint", str(tmp / "alg.pt"),
+            *(a.replace("{tmp}", str(tmp)) for a in extra)]
+    r = run_in_process("infer", *(str(tmp / f"c{v}.mp4") for v in range(3)), "--calibration", str(tmp / "rig.json"),
+                       "--box", "36,8,24,64", "--out", str(out), "--device", "cpu", *args, cwd=REPO)
+    assert r.returncode != 0 and expected in r.stderr and "Traceback" not in r.stderr
+    assert not (out / "predictions.npz").exists()
+
+
+def test_root_config_needs_calibration(tiny):
+    tmp, _ = tiny
+    r = run_in_process("infer", str(tmp / "c0.mp4"), "--config", "configs/tiny_cpu_vol.yaml", "--checkpoint",
+                       str(tmp / "x.pt"), "--box", "36,8,24,64", "--root-config", "configs/tiny_cpu_alg.yaml",
+                       "--out", str(tmp / "nocal"), cwd=REPO)
+    assert r.returncode != 0 and "--root-config/--root-checkpoint: only with --calibration" in r.stderr
