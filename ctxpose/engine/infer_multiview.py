@@ -355,6 +355,9 @@ def run_infer_multiview(request: MultiViewRequest,
     known = [n for n in lengths if n > 0]
     total = min(known) if known else 0
     detections = inp.read_detections(request.detections) if kind == "--boxes" else None
+    if detections is not None and any(file is None for file, _ in detections.by_key):
+        raise DataError(f"{request.detections}: with several views every box names its view: file_name (COCO) or "
+                        "file (CSV), the video's file name or folder/image.png")
     detector = None
     if kind == "--detector":
         from ctxpose.engine.detector import load_person_detector

@@ -264,10 +264,12 @@ def test_command_runs_the_algebraic_model_on_three_videos(tiny):
     ([0, 1, 2], ["--calibration", "{tmp}/size.json"], "c0.mp4: 96x80 frames, but"),
     ([0, 1, 2], ["--fov", "50"], "--fov: single-camera options"),
     ([0, 1, 2], ["--box", "500,500,10,10"], "is outside the 96x80 image"),
+    ([0, 1, 2], ["--boxes", "{tmp}/anon.json"], "anon.json: with several views every box names its view"),
 ])
 def test_bad_inputs_fail_in_one_line_and_write_nothing(tiny, inputs, extra, expected):
     tmp, cams = tiny
     (tmp / "bad.json").write_text(json.dumps({"K": 1}))
+    (tmp / "anon.json").write_text(json.dumps([{"image_id": 0, "bbox": [36, 8, 24, 64], "score": 0.9}]))
     calib = json.loads((tmp / "rig.json").read_text())
     del calib["cameras"][1]["R"]
     (tmp / "nor.json").write_text(json.dumps(calib))
@@ -276,7 +278,7 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tiny, inputs, extra, expe
     args = [a.replace("{tmp}", str(tmp)) for a in extra]
     if "--calibration" not in args:
         args += ["--calibration", str(tmp / "rig.json")]
-    if "--box" not in args:
+    if "--box" not in args and "--boxes" not in args:
         args += ["--boxes", str(tmp / "boxes.json")]
     r = run_in_process("infer", *(str(tmp / f"c{v}.mp4") for v in inputs), "--config", "configs/tiny_cpu_alg.yaml",
                        "--checkpoint", str(tmp / "alg.pt"), "--out", str(out), "--device", "cpu", *args, cwd=REPO)
