@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,6 +44,16 @@ def main(
     detector_weights: Annotated[Path | None, typer.Option(
         metavar="FILE", show_default=False, help="The built-in detector's weights file.")] = None,
     min_score: Annotated[float, typer.Option(help="Ignore boxes scoring below this.")] = 0.5,
+    calibration: Annotated[Path | None, typer.Option(
+        metavar="FILE", show_default=False,
+        help="Several synchronized views (one INPUT each) of calibrated cameras: K, dist, R, t per view "
+             "(docs/commands/infer.md); runs a multi-view model, world-frame poses.")] = None,
+    root_config: Annotated[str | None, typer.Option(
+        metavar="CONFIG|RUN", show_default=False,
+        help="With --calibration and a volumetric model: centre the first cuboid on this algebraic/RANSAC model's "
+             "pelvis (default: the views' box centres triangulated).")] = None,
+    root_checkpoint: Annotated[Path | None, typer.Option(
+        metavar="FILE", show_default=False, help="--root-config's weights.")] = None,
     camera: Annotated[Path | None, typer.Option(
         metavar="FILE", show_default=False,
         help="Intrinsics: JSON/YAML with fx, fy, cx, cy[, dist] or OpenCV's camera_matrix[, "
@@ -93,6 +103,18 @@ def main(
     from ctxpose.engine.runs import resolve_eval_target
     from ctxpose.errors import Stopped
 
+    if calibration is not None:
+        single = {"--camera": camera, "--focal": focal, "--fov": fov, "--root-depth": root_depth,
+                  "--person-size": person_size, "--smooth": smooth, "--render": render or None,
+                  "--pitch": pitch or None, "--root": None if root is RootMethod.ROOTNET else root}
+        _multiview(inputs, calibration, config, checkpoint, out, boxes, box, detector, detector_weights, min_score,
+                   batch_size, device, amp, set_, [k for k, v in single.items() if v is not None], root_config,
+                   root_checkpoint)
+        return
+    if root_config is not None or root_checkpoint is not None:
+        from ctxpose.errors import ConfigError
+
+        raise ConfigError("--root-config/--root-checkpoint: only with --calibration (several calibrated views)")
     options = InferOptions(root_method=root.value, root_depth=root_depth, pitch=pitch, batch_size=batch_size,
                            person_size_mm=DEFAULT_PERSON_SIZE_MM if person_size is None else person_size)
     request = InferRequest(inputs=list(inputs), out=out, detections=boxes, box=parse_box(box) if box else None,
@@ -128,3 +150,71 @@ def main(
         console.print(f"camera {line}")
     console.print(f"wrote {out / 'predictions.npz'} and {out / 'predictions.jsonl'}"
                   + (f" and {len(summary.rendered)} renders" if summary.rendered else ""))
+
+
+def _multiview(inputs: list[Path], calibration: Path, config: str, checkpoint: Path | None, out: Path,
+               boxes: Path | None, box: str | None, detector: Detector | None, detector_weights: Path | None,
+               min_score: float, batch_size: int, device: Any, amp: Any, set_: list[str] | None,
+               single_view_options: list[str], root_config: str | None = None,
+               root_checkpoint: Path | None = None) -> None:
+    """``infer --calibration``: :func:`ctxpose.engine.infer_multiview.run_infer_multiview` with a progress bar."""
+    from functools import partial
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ctxpose.config import load_config
+    from ctxpose.data.infer_inputs import parse_box
+    from ctxpose.engine.dist import default_device
+    from ctxpose.engine.infer_multiview import (
+        TRIANGULATION,
+        MultiViewEstimator,
+        MultiViewOptions,
+        MultiViewRequest,
+        run_infer_multiview,
+    )
+    from ctxpose.engine.progress import stderr_console
+    from ctxpose.engine.runs import resolve_eval_target
+    from ctxpose.errors import ConfigError, Stopped
+
+    if single_view_options:
+        raise ConfigError(f"{', '.join(single_view_options)}: single-camera options; with --calibration the cameras "
+                          "and the world come from the calibration file")
+    request = MultiViewRequest(inputs=list(inputs), calibration=calibration, out=out, detections=boxes,
+                               box=parse_box(box) if box else None, detector=detector.value if detector else None,
+                               detector_weights=detector_weights, min_score=min_score, frames_per_batch=batch_size)
+    cfg_path, weights = resolve_eval_target(config, checkpoint)
+    cfg = load_config(cfg_path, set_ or [])
+    dev = default_device(device)
+    root_model = None
+    if root_config is not None:
+        root_cfg_path, root_weights = resolve_eval_target(root_config, root_checkpoint)
+        root_cfg = load_config(root_cfg_path)
+        if root_cfg.model.architecture not in TRIANGULATION:  # refused before any model is loaded
+            raise ConfigError(f"--root-config {root_config}: model.architecture {root_cfg.model.architecture}; the "
+                              "root model is an algebraic or ransac model")
+        root_model = partial(MultiViewEstimator.from_config, root_cfg, root_weights, dev, amp)
+    elif root_checkpoint is not None:
+        raise ConfigError("--root-checkpoint: only with --root-config")
+    with Progress(TextColumn("[bold]infer {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=stderr_console()) as bar:
+        task = bar.add_task(f"{len(inputs)} cameras", total=None, fps="")
+
+        def progress(done: int, total: int, seconds: float) -> None:
+            bar.update(task, completed=done, total=total or None, fps=f"{done / max(seconds, 1e-9):.1f} frames/s")
+
+        try:
+            summary = run_infer_multiview(
+                request, lambda: MultiViewEstimator.from_config(cfg, weights, dev, amp),
+                MultiViewOptions(batch_size=batch_size), progress,
+                meta={"config": str(cfg_path), "checkpoint": str(weights), "calibration": str(calibration)},
+                root_model=root_model)
+        except (KeyboardInterrupt, Stopped):
+            raise Stopped(f"stopped; the frames done so far are in {out / 'predictions.npz'} "
+                          "(meta: interrupted)") from None
+    console = Console()
+    if len(set(summary.lengths)) > 1:
+        console.print(f"views of different lengths {summary.lengths}: the shortest sets the length")
+    console.print(f"{summary.frames} synchronized frames of {len(inputs)} views, {summary.people} with a person "
+                  f"(world frame of {calibration}), {summary.frames_per_second:.1f} frames/s")
+    console.print(f"wrote {out / 'predictions.npz'} and {out / 'predictions.jsonl'}")

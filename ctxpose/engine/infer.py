@@ -174,7 +174,8 @@ class PoseEstimator:
 
         if cfg.model.architecture in ("algebraic", "ransac"):
             raise ConfigError(f"model.architecture: {cfg.model.architecture} triangulates several calibrated views; "
-                              "infer runs the single-view volumetric models (contextpose, volumetric)")
+                              "one camera runs the volumetric models (contextpose, volumetric); for several "
+                              "synchronized calibrated views pass --calibration FILE")
         device = torch.device(device)
         model = load_inference_model(cfg, checkpoint, device)
         prior = load_limb_prior(cfg.dataset.limb_length_path, get_skeleton(cfg.model.skeleton))
