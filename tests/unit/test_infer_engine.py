@@ -183,6 +183,10 @@ def test_command_writes_npz_and_jsonl_with_empty_frames(tiny):
         assert z["keypoints_3d_smooth"].shape == kp.shape
         assert set(z["root_method"].tolist()) == {"rootnet"}
     assert meta["joint_names"][6] == "pelvis" and meta["sources"] == [str(video)]
+    from ctxpose.data.predictions_npz import load_predictions
+
+    back = load_predictions(out / "predictions.npz", ("keypoints_3d", "frame_people"), kind="infer")  # the one loader
+    np.testing.assert_array_equal(back["keypoints_3d"], kp)
     cap = cv2.VideoCapture(str(out / "render" / "walk.mp4"))  # the render, read back by OpenCV
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 562  # the 96x80 frame at 307x256 + a 256 px 3D view, even
