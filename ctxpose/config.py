@@ -229,6 +229,11 @@ class TrainConfig(SplitConfig):
     sync_bn: bool = False
     deterministic: bool = False
     max_nan_steps: int = 10  # abort after this many consecutive non-finite losses
+    # Root jitter: each training sample's cuboid centre (the root) moves by a random offset, uniform in
+    # [-root_jitter_mm, root_jitter_mm] on each world axis, so the network learns where the pelvis is inside a
+    # displaced cuboid (what `infer` needs to re-centre on an estimated root); 0: the root itself. Volumetric
+    # architectures only.
+    root_jitter_mm: float = 0.0
     checkpoint_every_epochs: int = 1
     vis_freq: int = 1000  # steps between TensorBoard image summaries; 0 disables them
     vis_n_elements: int = 10
@@ -433,6 +438,8 @@ def _architecture_rules(errors: list[str], config: ExperimentConfig) -> None:
         errors.append(f"model.image_shape: {list(m.image_shape)}, the algebraic model's confidence head pools the "
                       "backbone's 1/32 map twice; expected at least 128 px per side (or "
                       "model.triangulation.use_confidences: false)")
+    if arch in TRIANGULATION_KEYS and config.train.root_jitter_mm:
+        errors.append(f"train.root_jitter_mm: the {arch} model has no cuboid to displace; leave it out")
     if arch in TRIANGULATION_KEYS:
         for split in ("train", "val"):
             low = getattr(config, split).min_n_views
@@ -528,8 +535,11 @@ def validate_config(config: ExperimentConfig) -> None:
         _positive(errors, f"train.{key}", getattr(t, key))
     for key in ("backbone_lr", "process_features_lr", "volume_net_lr", "backbone_lr_factor", "volume_net_lr_factor"):
         _positive(errors, f"train.{key}", getattr(t, key))
-    for key in ("seed", "vis_freq"):
+    for key in ("seed", "vis_freq", "root_jitter_mm"):
         _positive(errors, f"train.{key}", getattr(t, key), strict=False)
+    if t.root_jitter_mm >= vn.cuboid_size / 2:
+        errors.append(f"train.root_jitter_mm: {t.root_jitter_mm:g}, expected less than half of "
+                      f"model.volume_net.cuboid_size ({vn.cuboid_size:g} mm), or the pelvis can leave the cuboid")
     for key in ("backbone_lr_step", "volume_net_lr_step"):
         steps = getattr(t, key)
         if any(s < 1 for s in steps) or list(steps) != sorted(steps):

@@ -42,7 +42,9 @@ def main(
         show_default=False,
         help="torchvision's Faster R-CNN person detector (needs pip install 'ctxpose\\[detect]').")] = None,
     detector_weights: Annotated[Path | None, typer.Option(
-        metavar="FILE", show_default=False, help="The built-in detector's weights file.")] = None,
+        metavar="FILE", show_default=False,
+        help="The built-in detector's weights (default: the file `ctxpose fetch-weights person-detector` puts in "
+             "the data root).")] = None,
     min_score: Annotated[float, typer.Option(help="Ignore boxes scoring below this.")] = 0.5,
     calibration: Annotated[Path | None, typer.Option(
         metavar="FILE", show_default=False,

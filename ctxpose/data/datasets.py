@@ -135,6 +135,9 @@ class Human36MDataset(Dataset):
         skeleton: joint order of the labels (a name or a :class:`~ctxpose.skeleton.Skeleton`); default
             ``config.model.skeleton``.
         seed: base of the (seed, epoch, index) generators.
+        root_jitter_mm: train split only (the val split ignores it): ``root`` moves by a random offset,
+            uniform in [-j, j] mm on each world axis, drawn from the sample's generator; default
+            ``config.train.root_jitter_mm``.
         max_n_views: views per sample (1: each (frame, camera) is a sample); default the split's, whose null
             means every camera not ignored. More than the labels' cameras is refused (:class:`DataError`).
         min_n_views: fewest distinct cameras of a sample (frames with fewer are left out) and, with
@@ -144,7 +147,8 @@ class Human36MDataset(Dataset):
     Items are dicts of numpy arrays (``default_collate`` stacks them): ``images`` (V, 3, H, W) float32
     normalised BGR; ``proj_matrices`` (V, 3, 4) world mm -> crop px; ``K`` (V, 3, 3), ``R`` (V, 3, 3),
     ``t`` (V, 3) mm; ``camera_indices`` (V,); ``keypoints_3d`` (J, 3) world mm; ``validity`` (J,);
-    ``root`` (3,) world mm; ``rotation`` () radians about the vertical axis (train only, else 0);
+    ``root`` (3,) world mm (the cuboid centre: the pelvis, plus the root jitter in training); ``rotation`` ()
+    radians about the vertical axis (train only, else 0);
     ``index``, ``subject_idx``, ``action_idx``, ``trial``, ``camera_idx``, ``frame`` int64: the ids of
     :meth:`sample_ids` (``camera_idx`` is the frame's first camera in camera order; ``camera_indices`` are
     the views' cameras, the same camera first unless ``randomize_n_views`` shuffles them).
@@ -159,7 +163,7 @@ class Human36MDataset(Dataset):
                  randomize_n_views: bool | None = None, min_n_views: int | None = None,
                  max_n_views: int | None = None, use_gt_pelvis: bool | None = None,
                  pred_results_path: str | Path | None = None, skeleton: Skeleton | str | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, root_jitter_mm: float | None = None) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         cfg = config or ExperimentConfig()
@@ -213,6 +217,7 @@ class Human36MDataset(Dataset):
             logger.info("%s split: %d of %d frames have fewer than %d cameras; they repeat their own views",
                         split, short, len(self), self.max_n_views)
         self.use_gt_pelvis = bool(pick(use_gt_pelvis, cfg.model.volume_net.use_gt_pelvis))
+        self.root_jitter_mm = float(pick(root_jitter_mm, cfg.train.root_jitter_mm)) if split == "train" else 0.0
         self._roots = None
         if self.use_gt_pelvis:
             if pred_results_path is not None:
@@ -363,6 +368,8 @@ class Human36MDataset(Dataset):
         keypoints = self._rows["keypoints_3d"][first].astype(np.float32)
         root = self._roots[index] if self._roots is not None else keypoints[self.skeleton.root]
         rotation = rng.uniform(0.0, 2 * math.pi) if self.split == "train" else 0.0
+        if self.root_jitter_mm > 0:  # train only; drawn after the rotation, so 0 keeps every other draw
+            root = np.asarray(root, np.float64) + rng.uniform(-self.root_jitter_mm, self.root_jitter_mm, 3)
         return {
             "images": np.stack(images), "proj_matrices": projection_matrix(K, R, t).astype(np.float32),
             "K": K.astype(np.float32), "R": R.astype(np.float32), "t": t.astype(np.float32),

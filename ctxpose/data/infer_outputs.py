@@ -1,11 +1,12 @@
-"""``ctxpose infer``'s files: ``predictions.npz`` (one row per (frame, person), plus one row per frame) and the
-same as ``predictions.jsonl`` (one JSON object per frame, its people in a list). No pickle: every array is
-numeric or fixed-width unicode, and ``meta`` is a JSON string.
+"""``ctxpose infer``'s files: ``predictions.npz`` (the "infer" kind of :mod:`ctxpose.data.predictions_npz`: one
+row per (frame, person), plus one row per frame, declared in its ``INFER_FIELDS`` and written by its one writer)
+and the same as ``predictions.jsonl`` (one JSON object per frame, its people in a list). No pickle: every array
+is numeric or unicode, and ``meta`` is a JSON string. Read it back with
+``load_predictions(path, kind="infer")``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,38 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from ctxpose.utils.io import atomic_write_bytes, atomic_write_text
+from ctxpose.data.predictions_npz import INFER_FIELDS, save_predictions
+from ctxpose.utils.io import atomic_write_text
 
-FORMAT = "ctxpose.infer/1"
-
-#: Per (frame, person) columns of ``predictions.npz``: name -> (dtype, shape after the row axis, meaning).
-PERSON_FIELDS: dict[str, tuple[str, str, str]] = {
-    "source": ("int32", "", "index into meta['sources']"),
-    "frame": ("int32", "", "frame index in its source (image index for a set of images)"),
-    "time": ("float64", "", "seconds from the video's start (0 for images)"),
-    "track_id": ("int32", "", "person id, kept across a video's frames by IoU tracking"),
-    "box": ("float32", "4", "x, y, w, h px in the input image"),
-    "score": ("float32", "", "detector score"),
-    "keypoints_3d": ("float32", "J,3", "absolute joints, camera frame (x right, y down, z forward), mm"),
-    "keypoints_3d_relative": ("float32", "J,3", "joints minus the pelvis, mm"),
-    "keypoints_2d": ("float32", "J,2", "keypoints_3d projected into the input image (its distortion), px"),
-    "root": ("float32", "3", "cuboid centre the network ran with, camera frame mm"),
-    "root_method": ("<U8", "", "how the root was found (box, rootnet, bones, network, depth, given)"),
-    "passes": ("int32", "", "network passes run for this person"),
-    "K": ("float32", "3,3", "camera intrinsics used, px"),
-    "dist": ("float32", "5", "lens distortion used (k1, k2, p1, p2, k3)"),
-    "world_to_camera": ("float32", "3,3", "rotation of the upright world the network used (x_cam = R x_world)"),
-}
 #: with --smooth: the smoothed joints (raw ones kept in keypoints_3d)
 SMOOTH_FIELD = "keypoints_3d_smooth"
-#: Per frame columns (frames with nobody included): name -> dtype
-FRAME_FIELDS: dict[str, str] = {"frame_source": "int32", "frame_index": "int32", "frame_time": "float64",
-                                "frame_people": "int32"}
+#: per (frame, person) columns, in the declared order
+PERSON_FIELDS = tuple(k for k, f in INFER_FIELDS.items() if f.shape[:1] == ("N",) and k != SMOOTH_FIELD)
+#: per frame columns (frames with nobody included)
+FRAME_FIELDS = tuple(k for k, f in INFER_FIELDS.items() if f.shape[:1] == ("F",))
 
 
 @dataclass
 class InferTable:
-    """Rows collected while running (lists of per-row values in the :data:`PERSON_FIELDS` order)."""
+    """Rows collected while running (lists of per-row values of :data:`PERSON_FIELDS` and :data:`FRAME_FIELDS`)."""
 
     num_joints: int
     rows: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in PERSON_FIELDS})
@@ -62,27 +45,25 @@ class InferTable:
                 self.rows[key].append(row[key])
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Every column as an array (empty tables have the right shapes)."""
+        """Every column as an array of its declared dtype and shape (empty tables too)."""
         out = {}
-        for key, (dtype, shape, _) in PERSON_FIELDS.items():
-            dims = tuple(self.num_joints if d == "J" else int(d) for d in shape.split(",") if d)
-            values = self.rows[key]
-            out[key] = np.asarray(values, dtype=dtype).reshape(len(values), *dims)
-        for key, dtype in FRAME_FIELDS.items():
-            out[key] = np.asarray(self.frames[key], dtype=dtype)
+        for key in (*PERSON_FIELDS, *FRAME_FIELDS):
+            f = INFER_FIELDS[key]
+            values = self.rows[key] if key in self.rows else self.frames[key]
+            dims = tuple(self.num_joints if d == "J" else d for d in f.shape[1:])
+            a = np.asarray(values).astype(str) if f.dtype == "str" else np.asarray(values, dtype=f.dtype)
+            out[key] = a.reshape(len(values), *dims)
         if self.smooth is not None:
             out[SMOOTH_FIELD] = np.asarray(self.smooth, np.float32).reshape(-1, self.num_joints, 3)
         return out
 
 
 def write_predictions(out_dir: Path, table: InferTable, meta: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``predictions.npz`` and ``predictions.jsonl`` in ``out_dir``, each atomically (a reader never sees a
-    half-written file). Returns both paths."""
+    """Write ``predictions.npz`` (:func:`~ctxpose.data.predictions_npz.save_predictions`, kind "infer") and
+    ``predictions.jsonl`` in ``out_dir``, each atomically (a reader never sees a half-written file). Returns both
+    paths."""
     arrays = table.arrays()
-    buf = io.BytesIO()
-    np.savez_compressed(buf, meta=np.array(json.dumps({"format": FORMAT, **meta})), **arrays)
-    npz = out_dir / "predictions.npz"
-    atomic_write_bytes(npz, buf.getvalue())
+    npz = save_predictions(out_dir / "predictions.npz", {**arrays, "meta": np.array(json.dumps(meta))}, "infer")
     lines, row = [], 0
     for f in range(len(arrays["frame_index"])):
         people = []
@@ -120,11 +101,3 @@ def smooth_tracks(keypoints: np.ndarray, source: np.ndarray, track: np.ndarray, 
         w /= w.sum(1, keepdims=True)
         out[rows] = np.einsum("ab,bjc->ajc", w, np.asarray(keypoints, np.float64)[rows])
     return out
-
-
-def read_predictions(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """``predictions.npz`` -> (arrays, meta), with ``allow_pickle=False``."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files if k != "meta"}
-        meta = json.loads(str(z["meta"]))
-    return arrays, meta

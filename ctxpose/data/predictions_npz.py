@@ -29,8 +29,13 @@ and once per file:
     dataset_root     () str             the processed folder at evaluation time
     source           () str             where the estimates come from (keyed released results)
 
-A new field is one more :class:`Field` in :data:`FIELDS`: :func:`save_predictions` refuses undeclared arrays,
-so a writer cannot add one silently.
+``ctxpose infer`` writes the other kind of predictions file, declared in :data:`INFER_FIELDS` and marked by its
+``format`` array (:data:`INFER_FORMAT`; eval's files have none): N rows, one per (frame, person), F rows, one per
+frame (empty frames included), and a JSON ``meta``. Both kinds are written by :func:`save_predictions` and read by
+:func:`load_predictions`, each checked against its own table (``kind``: "eval" or "infer").
+
+A new field is one more :class:`Field` in :data:`FIELDS` (or :data:`INFER_FIELDS`): :func:`save_predictions`
+refuses undeclared arrays, so a writer cannot add one silently.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class Field:
 
     Attributes:
         dtype: what :func:`save_predictions` writes ("str" for unicode strings of any length).
-        shape: the array's shape: "N" rows, "J" joints, "K" names, or a number.
+        shape: the array's shape: "N" rows, "J" joints, "K" names, "F" frames (infer), or a number.
         doc: its meaning and unit.
     """
 
@@ -89,40 +94,95 @@ FIELDS: dict[str, Field] = {
     "dataset_root": Field("str", (), "processed folder at evaluation time"),
     "source": Field("str", (), "where the estimates come from"),
 }
+#: the marker (``format`` array) of an infer predictions file
+INFER_FORMAT = "ctxpose.infer/1"
+#: ``ctxpose infer``'s file: N rows, one per (frame, person); F rows, one per frame
+INFER_FIELDS: dict[str, Field] = {
+    "format": Field("str", (), f"what the file holds: {INFER_FORMAT!r}, infer's per-(frame, person) table"),
+    "source": Field("int32", ("N",), "index into meta['sources']"),
+    "frame": Field("int32", ("N",), "frame index in its source (image index for a set of images)"),
+    "time": Field("float64", ("N",), "seconds from the video's start (0 for images)"),
+    "track_id": Field("int32", ("N",), "person id, kept across a video's frames by IoU tracking"),
+    "box": Field("float32", ("N", 4), "x, y, w, h px in the input image"),
+    "score": Field("float32", ("N",), "detector score"),
+    "keypoints_3d": Field("float32", ("N", "J", 3), "absolute joints, camera frame (x right, y down, z forward), mm"),
+    "keypoints_3d_relative": Field("float32", ("N", "J", 3), "joints minus the pelvis, mm"),
+    "keypoints_2d": Field("float32", ("N", "J", 2), "keypoints_3d projected into the input image (its distortion), "
+                                                    "px"),
+    "root": Field("float32", ("N", 3), "cuboid centre the network ran with, camera frame mm"),
+    "root_method": Field("str", ("N",), "how the root was found (box, rootnet, bones, network, depth, given)"),
+    "passes": Field("int32", ("N",), "network passes run for this person"),
+    "K": Field("float32", ("N", 3, 3), "camera intrinsics used, px"),
+    "dist": Field("float32", ("N", 5), "lens distortion used (k1, k2, p1, p2, k3)"),
+    "world_to_camera": Field("float32", ("N", 3, 3), "rotation of the upright world the network used "
+                                                      "(x_cam = R x_world)"),
+    "keypoints_3d_smooth": Field("float32", ("N", "J", 3), "with --smooth: keypoints_3d smoothed over time per "
+                                                            "track, mm (raw kept)"),
+    "frame_source": Field("int32", ("F",), "every frame: index into meta['sources']"),
+    "frame_index": Field("int32", ("F",), "every frame: its index in its source"),
+    "frame_time": Field("float64", ("F",), "every frame: seconds from the video's start"),
+    "frame_people": Field("int32", ("F",), "every frame: its rows (people), in row order"),
+    "meta": Field("str", (), "JSON: sources, cameras, joint names, options, config, checkpoint"),
+}
+#: the declared fields of each kind of predictions file
+SCHEMAS: dict[str, dict[str, Field]] = {"eval": FIELDS, "infer": INFER_FIELDS}
 #: the id columns that name a sample (with the *_names arrays)
 ID_FIELDS = ("subject_idx", "action_idx", "trial", "camera_idx", "frame")
 NAME_FIELDS = ("subject_names", "action_names", "camera_names")
 
 
+def kind_of(arrays: Mapping[str, np.ndarray]) -> str:
+    """The kind of a predictions file from its ``format`` marker: "infer", or "eval" (no marker)."""
+    return "infer" if "format" in arrays and str(np.asarray(arrays["format"])) == INFER_FORMAT else "eval"
+
+
 def check_predictions(arrays: Mapping[str, np.ndarray], source: str | Path,
-                      required: Iterable[str] = ()) -> None:
-    """Check declared fields for dtype kind and shape (N from the first per-row field, J from keypoints_3d).
+                      required: Iterable[str] = (), kind: str | None = None) -> None:
+    """Check declared fields for dtype kind and shape (N from the first per-row field, J from keypoints_3d, F from
+    the first per-frame field), against the table of ``kind`` (default: the arrays' own, :func:`kind_of`).
 
     Raises:
-        DataError: ``source: key ...`` for a missing required field, a wrong dtype or shape, an index into
-            the names out of range, or non-finite predicted joints.
+        DataError: ``source: key ...`` for another kind of file than ``kind``, a missing required field, a wrong
+            dtype or shape, an index into the names out of range, or non-finite predicted joints (eval files).
     """
+    found = kind_of(arrays)
+    if kind is not None and found != kind:
+        what = {"eval": "an eval predictions file (per dataset sample)",
+                "infer": f"an infer predictions file (format {INFER_FORMAT})"}
+        raise DataError(f"{source}: {what[found]}, expected {what[kind]}")
+    fields = SCHEMAS[found]
     missing = [k for k in required if k not in arrays]
     if missing:
+        writer = "`ctxpose infer`" if found == "infer" else "`ctxpose eval`"
         raise DataError(f"{source}: no {', '.join(map(repr, missing))}; expected a predictions file with "
-                        f"{', '.join(required)} (`ctxpose eval` writes them)")
-    rows = [k for k, f in FIELDS.items() if f.shape[:1] == ("N",) and k in arrays]
-    n = len(arrays[rows[0]]) if rows else 0
+                        f"{', '.join(required)} ({writer} writes them)")
+
+    def first_len(axis: str) -> int:
+        keys = [k for k, f in fields.items() if f.shape[:1] == (axis,) and k in arrays]
+        return len(arrays[keys[0]]) if keys else 0
+
+    n, frames = first_len("N"), first_len("F")
     joints = next((arrays[k].shape[1] for k in ("keypoints_3d", "keypoints_3d_gt", "validity")
                    if k in arrays and arrays[k].ndim >= 2), None)
-    for key, f in FIELDS.items():
+    for key, f in fields.items():
         if key not in arrays:
             continue
         a = np.asarray(arrays[key])
-        if f.shape[:1] == ("N",) and n == 0 and a.size == 0:
-            continue  # no samples: any empty array will do
+        if f.shape[:1] in (("N",), ("F",)) and {"N": n, "F": frames}[f.shape[0]] == 0 and a.size == 0:
+            continue  # no rows: any empty array will do
         if a.dtype.kind != f.kind and not (f.kind in "fi" and a.dtype.kind in "iu"):
             raise DataError(f"{source}: {key} has dtype {a.dtype}, expected {f.dtype} ({f.doc})")
-        sizes = {"N": n, "J": joints, "K": len(a) if a.ndim else None, "V": a.shape[1] if a.ndim == 2 else None}
+        sizes = {"N": n, "F": frames, "J": joints, "K": len(a) if a.ndim else None,
+                 "V": a.shape[1] if a.ndim == 2 else None}
         expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in f.shape)
         if a.shape != expected:
             shown = "(" + ", ".join(str(d) for d in f.shape) + ("," if len(f.shape) == 1 else "") + ")"
             raise DataError(f"{source}: {key} has shape {a.shape}, expected {expected} {shown} ({f.doc})")
+    if found == "infer":
+        if "frame_people" in arrays and int(np.asarray(arrays["frame_people"]).sum()) != n:
+            raise DataError(f"{source}: frame_people sums to {int(np.asarray(arrays['frame_people']).sum())}, "
+                            f"expected {n} (the per-person rows)")
+        return
     for idx, names in zip(("subject_idx", "action_idx", "camera_idx"), NAME_FIELDS, strict=True):
         if idx in arrays and names in arrays and n:
             i = np.asarray(arrays[idx])
@@ -132,22 +192,29 @@ def check_predictions(arrays: Mapping[str, np.ndarray], source: str | Path,
         raise DataError(f"{source}: keypoints_3d contains NaN or inf")
 
 
-def save_predictions(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Check ``arrays`` against :data:`FIELDS`, cast them to the declared dtypes and write them atomically
-    (temp file, then rename; no pickles). Returns the path.
+def save_predictions(path: str | Path, arrays: Mapping[str, np.ndarray], kind: str = "eval") -> Path:
+    """Check ``arrays`` against the fields of ``kind`` (:data:`FIELDS` for "eval", :data:`INFER_FIELDS` for
+    "infer", whose ``format`` marker is added), cast them to the declared dtypes and write them atomically (temp
+    file, then rename; no pickles). Returns the path.
 
     Raises:
-        ValueError: an undeclared array (declare it in :data:`FIELDS` first) or one that breaks the schema.
+        ValueError: an unknown kind, an undeclared array (declare it first) or one that breaks the schema.
     """
-    unknown = sorted(set(arrays) - set(FIELDS))
+    if kind not in SCHEMAS:
+        raise ValueError(f"kind {kind!r}: expected one of {sorted(SCHEMAS)}")
+    fields = SCHEMAS[kind]
+    if kind == "infer":
+        arrays = {**arrays, "format": np.array(INFER_FORMAT)}
+    unknown = sorted(set(arrays) - set(fields))
     if unknown:
-        raise ValueError(f"undeclared predictions fields {unknown}; declare them in ctxpose.data.predictions_npz")
+        raise ValueError(f"undeclared predictions fields {unknown} (kind {kind}); declare them in "
+                         "ctxpose.data.predictions_npz")
     out = {}
     for key, value in arrays.items():
-        dtype = FIELDS[key].dtype
+        dtype = fields[key].dtype
         out[key] = np.asarray(value).astype(str) if dtype == "str" else np.asarray(value, dtype=dtype)
     try:
-        check_predictions(out, path)
+        check_predictions(out, path, kind=kind)
     except DataError as e:
         raise ValueError(str(e)) from None
     path = Path(path)
@@ -156,22 +223,24 @@ def save_predictions(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path
     return path
 
 
-def load_predictions(path: str | Path, required: Iterable[str] = ()) -> dict[str, np.ndarray]:
+def load_predictions(path: str | Path, required: Iterable[str] = (), kind: str = "eval") -> dict[str, np.ndarray]:
     """Read a predictions file (no pickles) and check it (:func:`check_predictions`).
 
     Args:
         path: the ``.npz``.
         required: fields the caller needs.
+        kind: "eval" (``ctxpose eval``'s, the default) or "infer" (``ctxpose infer``'s); the other kind is
+            refused.
 
     Returns:
         Every array of the file; undeclared ones (another format's, e.g. the released results' ``indexes``)
         are returned unchecked.
 
     Raises:
-        DataError: missing or unreadable file, a missing required field, or a field that breaks the schema,
-            naming the file and the field.
+        DataError: missing or unreadable file, the other kind of file, a missing required field, or a field that
+            breaks the schema, naming the file and the field.
     """
     required = tuple(required)
     arrays = load_npz(path, "predictions file")
-    check_predictions(arrays, path, required)
+    check_predictions(arrays, path, required, kind)
     return arrays

@@ -227,7 +227,9 @@ class PoseEstimator:
         passes = np.zeros(n, np.int64)
         active = np.arange(n)
         pelvis = self.skeleton.root
+        ran = roots.copy()  # the root each person's last pass ran with (what is written)
         for k in range(1 if single else options.max_passes):
+            ran[active] = roots[active]
             kp_world = self._forward(images[active], proj[active], roots[active] @ R)  # camera -> world: R^T x
             kp_cam = kp_world @ R.T
             keypoints[active] = kp_cam
@@ -256,7 +258,7 @@ class PoseEstimator:
         rel = keypoints - keypoints[:, pelvis: pelvis + 1]
         kp2d = camera_to_pixels(keypoints, K, intr.dist if np.any(intr.dist != 0) else None)
         return [{"keypoints_3d": keypoints[i], "keypoints_3d_relative": rel[i], "keypoints_2d": kp2d[i],
-                 "root": roots[i], "passes": int(passes[i])} for i in range(n)]
+                 "root": ran[i], "passes": int(passes[i])} for i in range(n)]
 
     # ------------------------------------------------------------------ frames
 

@@ -15,7 +15,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-KINDS = ("network", "backbone", "results", "limb-prior")
+KINDS = ("network", "backbone", "results", "limb-prior", "detector")
 
 
 class RegistryError(CtxposeError):
@@ -44,6 +44,8 @@ class Artifact:
         rows: expected row count (results kind), with ``rows_source``.
         split: "train" or "val" (results kind): whose frames the rows are.
         size, sha256: expected bytes and digest when published (None: trust on first use).
+        sha256_prefix: the first hex digits of the sha256 that the published file name carries (torchvision's
+            ``name-<8 hex>.pth`` convention), checked beside the trust-on-first-use pin; None: no such name.
         used_for: which setting the file is meant for.
     """
 
@@ -58,6 +60,7 @@ class Artifact:
     split: str | None = None
     size: int | None = None
     sha256: str | None = None
+    sha256_prefix: str | None = None
     used_for: str = ""
 
     def path(self, root: Path) -> Path:
@@ -115,6 +118,10 @@ def _artifact(entry: dict[str, Any], where: str) -> Artifact:
     sha256 = entry.get("sha256")
     if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64):
         raise RegistryError(f"{where} ({name}): sha256 must be 64 hex digits")
+    prefix = entry.get("sha256_prefix")
+    if prefix is not None and (not isinstance(prefix, str) or not 8 <= len(prefix) <= 64
+                               or any(c not in "0123456789abcdefABCDEF" for c in prefix)):
+        raise RegistryError(f"{where} ({name}): sha256_prefix must be 8 to 64 hex digits")
     if kind == "results" and entry.get("split") not in ("train", "val"):
         raise RegistryError(f"{where} ({name}): kind 'results' needs split = 'train' or 'val'")
     return Artifact(name=name, description=entry.get("description", ""), dest=dest, kind=kind,
@@ -122,6 +129,7 @@ def _artifact(entry: dict[str, Any], where: str) -> Artifact:
                     rows=entry.get("rows"), rows_source=entry.get("rows_source", ""),
                     split=entry.get("split"),
                     size=entry.get("size"), sha256=sha256.lower() if sha256 else None,
+                    sha256_prefix=prefix.lower() if prefix else None,
                     used_for=entry.get("for", ""))
 
 

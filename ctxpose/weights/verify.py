@@ -7,6 +7,12 @@
   layer with another joint count is re-initialised, as the original).
 * results: the restricted unpickler, fields, shapes, a permutation of indexes, the expected row count.
 * limb-prior: ``load_limb_prior`` (datasets mean, std with one value per bone).
+* detector: torchvision's COCO person detector weights, without torchvision: the sha256 starts with the
+  registry's ``sha256_prefix`` (the hash prefix of the published file name), ``torch.load(weights_only=True)``
+  gives a state dict of tensors only, with the detector's ``backbone.``, ``rpn.`` and ``roi_heads.`` parts and
+  a box classifier over COCO's 91 categories (label 1, person, is what ``infer`` keeps).
+
+Any kind with a ``sha256_prefix`` has that prefix checked first.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ from ctxpose.models.build import (
 )
 from ctxpose.skeleton import H36M_CONTEXTPOSE, LimbPrior, get_skeleton
 from ctxpose.weights.registry import Artifact
+
+#: parts of torchvision's detection models (GeneralizedRCNN: backbone, rpn, roi_heads)
+DETECTOR_PARTS = ("backbone.", "rpn.", "roi_heads.")
+#: COCO's category count in torchvision's detection heads (index 0 background, 1 person)
+COCO_CLASSES = 91
+DETECTOR_CLASSIFIER = "roi_heads.box_predictor.cls_score.weight"
 
 
 class VerificationError(CtxposeError):
@@ -72,6 +84,18 @@ def verify_file(artifact: Artifact, path: Path, label: str | None = None) -> str
 
 
 def _verify(artifact: Artifact, path: Path, label: str) -> str:
+    if artifact.sha256_prefix:
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        if not h.hexdigest().startswith(artifact.sha256_prefix):
+            raise VerificationError(f"sha256 {h.hexdigest()} does not start with {artifact.sha256_prefix}, the "
+                                    "hash prefix in the published file's name")
+    if artifact.kind == "detector":
+        return _verify_detector(path)
     if artifact.kind in ("network", "backbone"):
         model = meta_model(artifact.model)
         if artifact.kind == "network":
@@ -87,3 +111,28 @@ def _verify(artifact: Artifact, path: Path, label: str) -> str:
         prior = load_limb_prior(path, H36M_CONTEXTPOSE)  # the released file: one value per ContextPose bone
         return f"{prior.num_bones} bones"
     raise VerificationError(f"{label}: unknown kind {artifact.kind!r}")
+
+
+def _verify_detector(path: Path) -> str:
+    """torchvision's detection weights, read without torchvision (``torch.load(weights_only=True)``)."""
+    from ctxpose.utils.io import load_weights_only
+
+    state = load_weights_only(path)
+    if not isinstance(state, dict) or not state:
+        raise VerificationError(f"a {type(state).__name__}, expected a state dict (parameter name -> tensor)")
+    others = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if others:
+        raise VerificationError(f"{len(others)} entries are not tensors (first {others[0]!r}); expected a state dict")
+    stray = [k for k in state if not str(k).startswith(DETECTOR_PARTS)]
+    if stray:
+        raise VerificationError(f"key {stray[0]!r} is not part of a detector (expected keys under "
+                                f"{', '.join(DETECTOR_PARTS)})")
+    absent = [p for p in DETECTOR_PARTS if not any(str(k).startswith(p) for k in state)]
+    if absent:
+        raise VerificationError(f"no {', '.join(absent)} keys; expected the detector's {', '.join(DETECTOR_PARTS)}")
+    classifier = state.get(DETECTOR_CLASSIFIER)
+    if classifier is None or classifier.ndim != 2 or classifier.shape[0] != COCO_CLASSES:
+        shape = None if classifier is None else tuple(classifier.shape)
+        raise VerificationError(f"{DETECTOR_CLASSIFIER} has shape {shape}, expected ({COCO_CLASSES}, features): "
+                                "COCO's categories, person = 1")
+    return f"{len(state)} tensors of a COCO detector"

@@ -64,6 +64,9 @@ PAPER = ROOT / "configs" / "human36m_contextpose.yaml"
         ("loss.volumetric_ce_loss_weight=-1", "loss.volumetric_ce_loss_weight: -1.0, expected >= 0"),
         ("loss.global_attention_loss_weight=-1", "loss.global_attention_loss_weight: -1.0, expected >= 0"),
         ("loss.grad_clip=-1", "loss.grad_clip: -1.0, expected >= 0"),
+        ("train.root_jitter_mm=-1", "train.root_jitter_mm: -1.0, expected >= 0"),
+        ("train.root_jitter_mm=1250", "train.root_jitter_mm: 1250, expected less than half of "
+                                      "model.volume_net.cuboid_size (2500 mm)"),
         ("dataset.train_subjects=[]", "dataset.train_subjects: empty"),
         ("dataset.val_subjects=[]", "dataset.val_subjects: empty"),
         ("model.volume_net.use_gt_pelvis=false", "train.pred_results_path: not set, but "

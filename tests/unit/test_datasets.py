@@ -159,6 +159,26 @@ def test_collate_and_rotation_depend_only_on_seed_epoch_index(ours):
     assert not np.allclose(r0, [other_seed[i]["rotation"] for i in range(len(ds))])
 
 
+def test_root_jitter_moves_the_training_cuboid_centre_only(ours):
+    """train.root_jitter_mm: the training root is the pelvis plus an offset within +-j mm per axis, different per
+    sample, repeatable; rotation and images unchanged; the val split keeps the pelvis."""
+    plain = Human36MDataset(ours, "train", image_shape=(32, 32), seed=7)
+    jit = Human36MDataset(ours, "train", image_shape=(32, 32), seed=7, root_jitter_mm=300.0)
+    pelvis = np.array([plain[i]["keypoints_3d"][SK.root] for i in range(len(plain))])
+    np.testing.assert_allclose([plain[i]["root"] for i in range(len(plain))], pelvis)
+    offsets = np.array([jit[i]["root"] for i in range(len(jit))], np.float64) - pelvis
+    assert np.all(np.abs(offsets) <= 300.0 + 1e-2) and np.abs(offsets).max() > 100.0
+    assert len(np.unique(offsets[:, 0].round(3))) == len(jit)  # a new offset per sample, on every axis
+    assert np.all(offsets.std(0) > 50.0)
+    np.testing.assert_array_equal(offsets, np.array([jit[i]["root"] for i in range(len(jit))], np.float64) - pelvis)
+    assert np.array_equal([plain[i]["rotation"] for i in range(4)], [jit[i]["rotation"] for i in range(4)])
+    np.testing.assert_array_equal(plain[0]["images"], jit[0]["images"])
+    val = Human36MDataset(ours, "val", image_shape=(32, 32), root_jitter_mm=300.0)
+    np.testing.assert_allclose(val[0]["root"], val[0]["keypoints_3d"][SK.root])
+    cfg = load_config("tiny_cpu", ["train.root_jitter_mm=250"])  # from the config when not given
+    assert Human36MDataset(ours, "train", cfg, image_shape=(32, 32)).root_jitter_mm == 250.0
+
+
 def test_training_loader_batches_do_not_depend_on_workers(ours):
     """The trainer's loader: same batches with 0 or 2 workers, epochs reach persistent workers, resume skips."""
     def epoch_batches(workers, skip=0):

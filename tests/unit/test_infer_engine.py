@@ -87,6 +87,8 @@ def test_rootnet_root_is_on_the_pelvis_ray_at_the_box_depth():
     side = max(box[2:]) * 1.25
     assert person.root[2] == pytest.approx(2000.0 * 300.0 / side, rel=1e-6)
     assert person.passes == 2  # moved from the box centre onto the pelvis ray, then stayed
+    np.testing.assert_allclose(net.calls[-1][2][0].double().numpy(), person.root @ upright_rotation(0.0),
+                               atol=1e-3)  # the written root is the one the last pass ran with (world frame)
 
 
 def test_crop_and_its_projection_matrix_agree_with_the_full_frame():
@@ -183,6 +185,10 @@ def test_command_writes_npz_and_jsonl_with_empty_frames(tiny):
         assert z["keypoints_3d_smooth"].shape == kp.shape
         assert set(z["root_method"].tolist()) == {"rootnet"}
     assert meta["joint_names"][6] == "pelvis" and meta["sources"] == [str(video)]
+    from ctxpose.data.predictions_npz import load_predictions
+
+    back = load_predictions(out / "predictions.npz", ("keypoints_3d", "frame_people"), kind="infer")  # the one loader
+    np.testing.assert_array_equal(back["keypoints_3d"], kp)
     cap = cv2.VideoCapture(str(out / "render" / "walk.mp4"))  # the render, read back by OpenCV
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 562  # the 96x80 frame at 307x256 + a 256 px 3D view, even

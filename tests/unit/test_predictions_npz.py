@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctxpose.data.predictions_npz import FIELDS, load_predictions, save_predictions
+from ctxpose.data.predictions_npz import FIELDS, INFER_FIELDS, INFER_FORMAT, load_predictions, save_predictions
 from ctxpose.errors import DataError
 
 
@@ -102,3 +102,63 @@ def test_every_declared_field_is_documented_in_the_schema_module() -> None:
 
     doc = predictions_npz.__doc__ or ""
     assert [k for k in FIELDS if f"    {k} " not in doc and f" {k}," not in doc and f", {k} " not in doc] == []
+
+
+def _infer_arrays(people: tuple[int, ...] = (1, 0, 2), j: int = 17) -> dict[str, np.ndarray]:
+    """An infer table: frames with these numbers of people (an empty frame included)."""
+    n, rng = sum(people), np.random.default_rng(1)
+    frame = np.repeat(np.arange(len(people)), people)
+    return {"source": np.zeros(n, np.int64), "frame": frame, "time": frame / 25.0, "track_id": np.arange(n) % 2,
+            "box": rng.uniform(0, 100, (n, 4)), "score": rng.uniform(size=n),
+            "keypoints_3d": rng.normal(size=(n, j, 3)), "keypoints_3d_relative": rng.normal(size=(n, j, 3)),
+            "keypoints_2d": rng.normal(size=(n, j, 2)), "root": rng.normal(size=(n, 3)),
+            "root_method": np.array(["rootnet"] * n), "passes": np.full(n, 3), "K": np.tile(np.eye(3), (n, 1, 1)),
+            "dist": np.zeros((n, 5)), "world_to_camera": np.tile(np.eye(3), (n, 1, 1)),
+            "frame_source": np.zeros(len(people), np.int64), "frame_index": np.arange(len(people)),
+            "frame_time": np.arange(len(people)) / 25.0, "frame_people": np.array(people),
+            "meta": np.array('{"sources": ["a.mp4"]}')}
+
+
+def test_the_infer_kind_is_written_and_read_by_the_same_functions(tmp_path: Path) -> None:
+    """infer's per-(frame, person) file: declared dtypes on disk (read by zipfile), a format marker, the same
+    loader; each kind's loader refuses the other kind in one line."""
+    a = _infer_arrays()
+    path = save_predictions(tmp_path / "predictions.npz", a, "infer")
+    disk = _read_independently(path)
+    assert set(disk) == {*a, "format"} and str(disk["format"]) == INFER_FORMAT
+    for key, value in disk.items():
+        declared = INFER_FIELDS[key].dtype
+        assert value.dtype.kind == "U" if declared == "str" else value.dtype == np.dtype(declared), key
+        np.testing.assert_array_equal(value, np.asarray({**a, "format": INFER_FORMAT}[key]).astype(value.dtype))
+    loaded = load_predictions(path, ("keypoints_3d", "frame_people"), kind="infer")
+    assert loaded["frame_people"].tolist() == [1, 0, 2] and loaded["box"].dtype == np.float32
+    with pytest.raises(DataError, match=r"predictions.npz: an infer predictions file \(format ctxpose.infer/1\), "
+                                        r"expected an eval predictions file") as e:
+        load_predictions(path, ("keypoints_3d",))  # e.g. handed to `visualize predictions`
+    assert "\n" not in str(e.value)
+    evalfile = save_predictions(tmp_path / "eval.npz", _arrays())
+    with pytest.raises(DataError, match="eval.npz: an eval predictions file .*, expected an infer"):
+        load_predictions(evalfile, kind="infer")
+    with pytest.raises(ValueError, match=r"undeclared predictions fields \['subject_idx'\] \(kind infer\)"):
+        save_predictions(path, {**a, "subject_idx": np.zeros(3)}, "infer")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: a.update(frame_people=np.array([1, 1, 2])), r"frame_people sums to 4, expected 3"),
+    (lambda a: a.update(box=np.zeros((3, 5))), r"box has shape \(3, 5\), expected \(3, 4\) \(N, 4\)"),
+    (lambda a: a.update(frame_time=np.zeros(2)), r"frame_time has shape \(2,\), expected \(3,\) \(F,\)"),
+])
+def test_a_broken_infer_file_names_file_and_field(tmp_path: Path, change, message) -> None:
+    a = {**_infer_arrays(), "format": np.array(INFER_FORMAT)}
+    change(a)
+    np.savez(tmp_path / "p.npz", **a)
+    with pytest.raises(DataError, match="p.npz: " + message):
+        load_predictions(tmp_path / "p.npz", kind="infer")
+
+
+def test_an_empty_infer_table_round_trips(tmp_path: Path) -> None:
+    a = {k: v[:0] if v.ndim and k not in ("frame_source", "frame_index", "frame_time", "frame_people") else v
+         for k, v in _infer_arrays().items()}
+    a["frame_people"] = np.zeros(3, np.int64)
+    loaded = load_predictions(save_predictions(tmp_path / "e.npz", a, "infer"), kind="infer")
+    assert loaded["keypoints_3d"].shape == (0, 17, 3) and loaded["frame_people"].tolist() == [0, 0, 0]

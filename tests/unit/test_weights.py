@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import time
 from dataclasses import replace
 
@@ -273,6 +274,62 @@ def _loss_overrides(architecture):
     return ["loss.use_global_attention_loss=false",
             f"loss.use_volumetric_ce_loss={'true' if architecture == 'volumetric' else 'false'}",
             *(views if architecture in ("algebraic", "ransac") else [])]
+
+
+# ---------------------------------------------------------------------- the built-in detector's weights
+
+
+DETECTOR_DEST = "pretrained/detector/fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth"  # the shipped entry's dest
+
+
+def test_detector_weights_are_fetched_prefix_checked_pinned_and_found_by_infer(tmp_path, files):
+    from ctxpose.engine.detector import detector_weights
+    from ctxpose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"no weights at .*; run `ctxpose fetch-weights person-detector`") as e:
+        detector_weights(None, tmp_path)  # nothing fetched yet: one line saying what to run
+    assert "\n" not in str(e.value)
+    data = W.detector_state_dict_bytes(tmp_path)
+    url = files.add("fasterrcnn.pth", W.Served(data))
+    opts = _options(tmp_path / "root", [{"name": "person-detector", "kind": "detector", "dest": DETECTOR_DEST,
+                                         "sha256_prefix": W.sha256(data)[:8], "urls": [url]}])
+    [out] = F.fetch(opts, ["person-detector"])
+    assert out.ok and out.action == "downloaded", out.detail
+    dest = tmp_path / "root" / DETECTOR_DEST
+    state = torch.load(dest, map_location="cpu", weights_only=True)  # an independent reader of the result
+    assert state["roi_heads.box_predictor.cls_score.weight"].shape == (91, 32)
+    lock = json.loads((tmp_path / "root" / F.LOCK_NAME).read_text())
+    assert lock["files"]["person-detector"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert detector_weights(None, tmp_path / "root") == dest  # `infer --detector builtin` finds it
+    [again] = F.fetch(opts, ["person-detector"])
+    assert again.ok and again.action == "verified"
+
+
+@pytest.mark.parametrize("change, message", [
+    ("prefix", r"sha256 [0-9a-f]{64} does not start with 00000000, the hash prefix in the published file's name"),
+    ("classes", r"roi_heads.box_predictor.cls_score.weight has shape \(80, 32\), expected \(91, features\)"),
+    ("network", r"key 'module.backbone.conv1.weight' is not part of a detector"),
+])
+def test_a_wrong_detector_file_is_refused_in_one_line_and_not_kept(tmp_path, files, tiny_ckpt, change, message):
+    data = {"prefix": W.detector_state_dict_bytes(tmp_path), "network": tiny_ckpt,
+            "classes": W.detector_state_dict_bytes(tmp_path, classes=80)}[change]
+    prefix = "00000000" if change == "prefix" else W.sha256(data)[:8]
+    opts = _options(tmp_path / "root", [{"name": "person-detector", "kind": "detector", "dest": DETECTOR_DEST,
+                                         "sha256_prefix": prefix, "urls": [files.add("d.pth", W.Served(data))]}])
+    [out] = F.fetch(opts, ["person-detector"])
+    assert not out.ok and re.search(message, out.detail) and "\n" not in out.detail, out.detail
+    assert "not the person-detector file the registry describes" in out.detail
+    assert _leftovers(tmp_path / "root") == [] and not (tmp_path / "root" / F.LOCK_NAME).exists()
+
+
+def test_shipped_detector_entry_names_torchvision_file_and_its_prefix():
+    art = load_registry().get("person-detector")
+    assert art.kind == "detector" and art.sha256_prefix == "fb6a3cc7" and art.dest == DETECTOR_DEST
+    assert [u.url for u in art.urls] == ["https://download.pytorch.org/models/"
+                                         "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth"]
+    with pytest.raises(RegistryError, match="sha256_prefix must be 8 to 64 hex digits"):
+        parse_registry(W.registry_toml([{"name": "x", "kind": "detector", "dest": "x.pth", "sha256_prefix": "xyz",
+                                         "urls": ["https://e.org/x"]}]))
 
 
 # ---------------------------------------------------------------------- registry

@@ -43,6 +43,22 @@ def tiny_checkpoint_bytes(tmp: Path) -> bytes:
     return path.read_bytes()
 
 
+def detector_state_dict_bytes(tmp: Path, classes: int = 91) -> bytes:
+    """An untrained state dict with the keys of torchvision's Faster R-CNN (made without torchvision: a few
+    tensors under backbone./rpn./roi_heads., a box classifier over COCO's 91 categories), saved by torch.save."""
+    g = torch.Generator().manual_seed(0)
+    state = {"backbone.body.0.0.weight": torch.randn(16, 3, 3, 3, generator=g),
+             "backbone.fpn.inner_blocks.0.0.weight": torch.randn(8, 16, 1, 1, generator=g),
+             "rpn.head.conv.0.0.weight": torch.randn(8, 8, 3, 3, generator=g),
+             "rpn.head.cls_logits.weight": torch.randn(15, 8, 1, 1, generator=g),
+             "roi_heads.box_head.fc6.weight": torch.randn(32, 8 * 7 * 7, generator=g),
+             "roi_heads.box_predictor.cls_score.weight": torch.randn(classes, 32, generator=g),
+             "roi_heads.box_predictor.bbox_pred.weight": torch.randn(classes * 4, 32, generator=g)}
+    path = tmp / "detector.pth"
+    torch.save(state, path)
+    return path.read_bytes()
+
+
 def results(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     kp = (rng.normal(size=(n, get_skeleton("contextpose17").num_joints, 3)) * 100 + 1000).astype(np.float32)
@@ -138,8 +154,9 @@ def registry_toml(entries: list[dict]) -> str:
         for key in ("rows", "size"):
             if key in e:
                 out.append(f"{key} = {e[key]}")
-        if "sha256" in e:
-            out.append(f'sha256 = "{e["sha256"]}"')
+        for key in ("sha256", "sha256_prefix"):
+            if key in e:
+                out.append(f'{key} = "{e[key]}"')
         if "model" in e:
             out.append(f"model = {e['model']}")
         for url in e["urls"]:
