@@ -102,6 +102,7 @@ def evaluate_untrained(cfg: ExperimentConfig, path: Path) -> float:
 DEMO_STAGES = 6
 #: frames per held-out video and root methods of the demo's last step (``ctxpose infer`` on its own videos)
 DEMO_INFER_FRAMES = 3
+DEMO_INFER_VIDEOS = 4  # one sequence seen by its four cameras (the whole subject's 16 videos took minutes)
 DEMO_INFER_METHODS = ("given", "rootnet", "bones")
 
 
@@ -114,7 +115,8 @@ def demo_infer(out: Path, cfg: ExperimentConfig, checkpoint: Path) -> tuple[list
 
     folder = out / "infer"
     folder.mkdir(parents=True, exist_ok=True)
-    cases = load_cases(out / "raw", DEMO_SUBJECTS[1], DEMO_INFER_FRAMES, folder / "boxes.coco.json")
+    cases = load_cases(out / "raw", DEMO_SUBJECTS[1], DEMO_INFER_FRAMES, folder / "boxes.coco.json",
+                       DEMO_INFER_VIDEOS)
     rows = measure_all(PoseEstimator.from_config(cfg, checkpoint, "cpu"), cases, DEMO_INFER_METHODS)
     path = folder / "measured.json"
     atomic_write_text(path, json.dumps({"subject": DEMO_SUBJECTS[1], "rows": rows}, indent=1))

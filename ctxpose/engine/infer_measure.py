@@ -27,12 +27,14 @@ def true_camera(subject: str, cam: str, hw: tuple[int, int]) -> tuple[np.ndarray
     return camera.K, math.degrees(-math.asin(axis[2]))
 
 
-def load_cases(raw: Path, subject: str, max_frames: int, coco_path: Path) -> list[dict[str, Any]]:
-    """Per video of ``subject``: its first ``max_frames`` frames, true K and pitch, ground truth (F, 17, 3) in the
-    camera frame, and boxes from the masks (written to ``coco_path`` as COCO results, then read back)."""
+def load_cases(raw: Path, subject: str, max_frames: int, coco_path: Path,
+               max_videos: int | None = None) -> list[dict[str, Any]]:
+    """Per video of ``subject`` (the first ``max_videos`` by name: one sequence's cameras come together): its first
+    ``max_frames`` frames, true K and pitch, ground truth (F, 17, 3) in the camera frame, and boxes from the masks
+    (written to ``coco_path`` as COCO results, then read back)."""
     skeleton = get_skeleton("contextpose17")
     entries, cases = [], []
-    for video in sorted((raw / subject / "Videos").glob("*.mp4")):
+    for video in sorted((raw / subject / "Videos").glob("*.mp4"))[:max_videos]:
         base, cam = video.stem.rsplit(".", 1)
         gt32 = read_cdf_poses(raw / subject / "MyPoseFeatures" / "D3_Positions_mono" / f"{base}.{cam}.cdf")
         n = min(len(gt32), max_frames)
