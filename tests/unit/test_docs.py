@@ -328,7 +328,7 @@ def test_checker_refuses_foreign_option_spans_and_broken_links(root: Any, tmp_pa
 
 # Names and paths the docs point at exist.
 
-DOTTED = re.compile(r"\bctxpose(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+DOTTED = re.compile(r"\bctxpose(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?![\w/-])")  # not a format marker such as ctxpose.infer/1
 REPO_PATH = re.compile(r"^(?:ctxpose|tests|benchmarks|tools|configs|docs)/[\w./*{},-]*$")
 
 
