@@ -16,7 +16,6 @@ Matrices may be nested lists or OpenCV FileStorage matrices (``rows, cols, dt, d
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,11 +26,10 @@ import cv2
 import numpy as np
 
 from ctxpose.data.infer_inputs import _numbers
+from ctxpose.data.predictions_npz import MULTIVIEW_FIELDS, MULTIVIEW_FORMAT, save_predictions
 from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import Camera
-from ctxpose.utils.io import atomic_write_bytes, atomic_write_text
-
-FORMAT = "ctxpose.infer-multiview/1"
+from ctxpose.utils.io import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -172,20 +170,10 @@ def write_calibration(path: Path, cameras: Sequence[Camera], image_hw: Sequence[
 
 # ---------------------------------------------------------------------------------------------- predictions
 
-#: Per frame-with-a-person columns of ``predictions.npz``: name -> (dtype, shape after the row axis, meaning).
-ROW_FIELDS: dict[str, tuple[str, str, str]] = {
-    "frame": ("int32", "", "frame index (the same in every view: synchronized)"),
-    "time": ("float64", "", "seconds from the first view's start (0 for images)"),
-    "keypoints_3d": ("float32", "J,3", "joints in the calibration's world frame, mm"),
-    "keypoints_3d_relative": ("float32", "J,3", "joints minus the pelvis, mm"),
-    "keypoints_2d": ("float32", "V,J,2", "keypoints_3d projected into each view's image (its distortion), px"),
-    "boxes": ("float32", "V,4", "x, y, w, h px of the person box used in each view (NaN: none)"),
-    "scores": ("float32", "V", "detector score of each view's box (NaN: none)"),
-    "views_used": ("bool", "V", "the views the network ran on for this frame"),
-    "root": ("float32", "3", "cuboid centre of the volumetric models, world mm (NaN for triangulation)"),
-    "passes": ("int32", "", "network passes run for this frame"),
-}
-FRAME_FIELDS: dict[str, str] = {"frame_index": "int32", "frame_time": "float64", "frame_people": "int32"}
+#: per frame-with-a-person columns of ``predictions.npz`` (the "infer_multiview" kind), in the declared order
+ROW_FIELDS = tuple(k for k, f in MULTIVIEW_FIELDS.items() if f.shape[:1] == ("N",))
+#: per frame columns (frames with nobody included)
+FRAME_FIELDS = tuple(k for k, f in MULTIVIEW_FIELDS.items() if f.shape[:1] == ("F",))
 
 
 @dataclass
@@ -207,28 +195,30 @@ class MultiViewTable:
                 self.rows[key].append(row[key])
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The rows and frames as arrays of their declared dtypes and shapes (N may be 0)."""
         out = {}
         sizes = {"J": self.num_joints, "V": self.num_views}
-        for key, (dtype, shape, _) in ROW_FIELDS.items():
-            dims = tuple(sizes.get(d, None) or int(d) for d in shape.split(",") if d)
-            out[key] = np.asarray(self.rows[key], dtype=dtype).reshape(len(self.rows[key]), *dims)
-        for key, dtype in FRAME_FIELDS.items():
-            out[key] = np.asarray(self.frames[key], dtype=dtype)
+        for key in ROW_FIELDS:
+            f = MULTIVIEW_FIELDS[key]
+            dims = tuple(sizes[d] if isinstance(d, str) else d for d in f.shape[1:])
+            out[key] = np.asarray(self.rows[key], dtype=f.dtype).reshape(len(self.rows[key]), *dims)
+        for key in FRAME_FIELDS:
+            out[key] = np.asarray(self.frames[key], dtype=MULTIVIEW_FIELDS[key].dtype)
         return out
 
 
 def write_multiview_predictions(out_dir: Path, table: MultiViewTable, cameras: Sequence[Camera],
                                 meta: dict[str, Any]) -> tuple[Path, Path]:
-    """``predictions.npz`` (rows, frames, the rig: ``camera_K`` (V, 3, 3), ``camera_dist`` (V, 5), ``camera_R``
-    (V, 3, 3), ``camera_t`` (V, 3) mm, and ``meta`` as a JSON string; no pickle) and ``predictions.jsonl`` (one
-    object per frame), each written atomically."""
+    """``predictions.npz`` (the "infer_multiview" kind of :mod:`ctxpose.data.predictions_npz`, written by its
+    :func:`~ctxpose.data.predictions_npz.save_predictions`: rows, frames, the rig's cameras and ``meta`` as a JSON
+    string; no pickle) and ``predictions.jsonl`` (one object per frame), each written atomically. Read it back
+    with ``load_predictions(path, kind="infer_multiview")``."""
     arrays = table.arrays()
     rig = {"camera_K": np.stack([c.K for c in cameras]), "camera_dist": np.stack([c.dist for c in cameras]),
            "camera_R": np.stack([c.R for c in cameras]), "camera_t": np.stack([c.t for c in cameras])}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, meta=np.array(json.dumps({"format": FORMAT, **meta})), **arrays, **rig)
-    npz = out_dir / "predictions.npz"
-    atomic_write_bytes(npz, buf.getvalue())
+    npz = save_predictions(out_dir / "predictions.npz",
+                           {**arrays, **rig, "meta": np.array(json.dumps({"format": MULTIVIEW_FORMAT, **meta}))},
+                           "infer_multiview")
     lines, row = [], 0
     for f in range(len(arrays["frame_index"])):
         people = []

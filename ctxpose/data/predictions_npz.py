@@ -31,10 +31,12 @@ and once per file:
 
 ``ctxpose infer`` writes the other kind of predictions file, declared in :data:`INFER_FIELDS` and marked by its
 ``format`` array (:data:`INFER_FORMAT`; eval's files have none): N rows, one per (frame, person), F rows, one per
-frame (empty frames included), and a JSON ``meta``. Both kinds are written by :func:`save_predictions` and read by
-:func:`load_predictions`, each checked against its own table (``kind``: "eval" or "infer").
+frame (empty frames included), and a JSON ``meta``. ``ctxpose infer --calibration`` writes a third kind, declared
+in :data:`MULTIVIEW_FIELDS` and marked :data:`MULTIVIEW_FORMAT`: N rows, one per frame with a person, F rows, V
+views and the rig's cameras. All kinds are written by :func:`save_predictions` and read by
+:func:`load_predictions`, each checked against its own table (``kind``: "eval", "infer" or "infer_multiview").
 
-A new field is one more :class:`Field` in :data:`FIELDS` (or :data:`INFER_FIELDS`): :func:`save_predictions`
+A new field is one more :class:`Field` in :data:`SCHEMAS`' table of its kind: :func:`save_predictions`
 refuses undeclared arrays, so a writer cannot add one silently.
 """
 
@@ -124,16 +126,50 @@ INFER_FIELDS: dict[str, Field] = {
     "frame_people": Field("int32", ("F",), "every frame: its rows (people), in row order"),
     "meta": Field("str", (), "JSON: sources, cameras, joint names, options, config, checkpoint"),
 }
+#: the marker (``format`` array) of a multi-view infer predictions file (``ctxpose infer --calibration``)
+MULTIVIEW_FORMAT = "ctxpose.infer-multiview/1"
+#: ``ctxpose infer --calibration``'s file: N rows, one per frame with a person; F rows, one per frame; V views
+MULTIVIEW_FIELDS: dict[str, Field] = {
+    "format": Field("str", (), f"what the file holds: {MULTIVIEW_FORMAT!r}, multi-view infer's per-frame table"),
+    "frame": Field("int32", ("N",), "frame index (the same in every view: synchronized)"),
+    "time": Field("float64", ("N",), "seconds from the first view's start (0 for images)"),
+    "keypoints_3d": Field("float32", ("N", "J", 3), "joints in the calibration's world frame, mm"),
+    "keypoints_3d_relative": Field("float32", ("N", "J", 3), "joints minus the pelvis, mm"),
+    "keypoints_2d": Field("float32", ("N", "V", "J", 2), "keypoints_3d projected into each view's image (its "
+                                                         "distortion), px"),
+    "boxes": Field("float32", ("N", "V", 4), "x, y, w, h px of the person box used in each view (NaN: none)"),
+    "scores": Field("float32", ("N", "V"), "detector score of each view's box (NaN: none)"),
+    "views_used": Field("bool", ("N", "V"), "the views the network ran on for this frame"),
+    "root": Field("float32", ("N", 3), "cuboid centre of the volumetric models, world mm (NaN for triangulation)"),
+    "passes": Field("int32", ("N",), "network passes run for this frame"),
+    "frame_index": Field("int32", ("F",), "every frame: its index"),
+    "frame_time": Field("float64", ("F",), "every frame: seconds from the first view's start"),
+    "frame_people": Field("int32", ("F",), "every frame: its rows (0 or 1 person)"),
+    "camera_K": Field("float64", ("V", 3, 3), "intrinsics of each view, px"),
+    "camera_dist": Field("float64", ("V", 5), "lens distortion of each view (k1, k2, p1, p2, k3)"),
+    "camera_R": Field("float64", ("V", 3, 3), "rotation of each view, world -> camera"),
+    "camera_t": Field("float64", ("V", 3), "translation of each view, world -> camera, mm"),
+    "meta": Field("str", (), "JSON: sources, camera names, view lengths, architecture, joint names, config, "
+                             "checkpoint"),
+}
 #: the declared fields of each kind of predictions file
-SCHEMAS: dict[str, dict[str, Field]] = {"eval": FIELDS, "infer": INFER_FIELDS}
+SCHEMAS: dict[str, dict[str, Field]] = {"eval": FIELDS, "infer": INFER_FIELDS, "infer_multiview": MULTIVIEW_FIELDS}
+#: the ``format`` marker of each kind but eval (whose files have none)
+FORMATS: dict[str, str] = {"infer": INFER_FORMAT, "infer_multiview": MULTIVIEW_FORMAT}
+#: each kind in words, and the command that writes it
+_WHAT = {"eval": ("an eval predictions file (per dataset sample)", "`ctxpose eval`"),
+         "infer": (f"an infer predictions file (format {INFER_FORMAT})", "`ctxpose infer`"),
+         "infer_multiview": (f"a multi-view infer predictions file (format {MULTIVIEW_FORMAT})",
+                             "`ctxpose infer --calibration`")}
 #: the id columns that name a sample (with the *_names arrays)
 ID_FIELDS = ("subject_idx", "action_idx", "trial", "camera_idx", "frame")
 NAME_FIELDS = ("subject_names", "action_names", "camera_names")
 
 
 def kind_of(arrays: Mapping[str, np.ndarray]) -> str:
-    """The kind of a predictions file from its ``format`` marker: "infer", or "eval" (no marker)."""
-    return "infer" if "format" in arrays and str(np.asarray(arrays["format"])) == INFER_FORMAT else "eval"
+    """The kind of a predictions file from its ``format`` marker (:data:`FORMATS`), or "eval" (no marker)."""
+    marker = str(np.asarray(arrays["format"])) if "format" in arrays else None
+    return next((kind for kind, f in FORMATS.items() if f == marker), "eval")
 
 
 def check_predictions(arrays: Mapping[str, np.ndarray], source: str | Path,
@@ -147,21 +183,18 @@ def check_predictions(arrays: Mapping[str, np.ndarray], source: str | Path,
     """
     found = kind_of(arrays)
     if kind is not None and found != kind:
-        what = {"eval": "an eval predictions file (per dataset sample)",
-                "infer": f"an infer predictions file (format {INFER_FORMAT})"}
-        raise DataError(f"{source}: {what[found]}, expected {what[kind]}")
+        raise DataError(f"{source}: {_WHAT[found][0]}, expected {_WHAT[kind][0]}")
     fields = SCHEMAS[found]
     missing = [k for k in required if k not in arrays]
     if missing:
-        writer = "`ctxpose infer`" if found == "infer" else "`ctxpose eval`"
         raise DataError(f"{source}: no {', '.join(map(repr, missing))}; expected a predictions file with "
-                        f"{', '.join(required)} ({writer} writes them)")
+                        f"{', '.join(required)} ({_WHAT[found][1]} writes them)")
 
     def first_len(axis: str) -> int:
         keys = [k for k, f in fields.items() if f.shape[:1] == (axis,) and k in arrays]
         return len(arrays[keys[0]]) if keys else 0
 
-    n, frames = first_len("N"), first_len("F")
+    n, frames, views = first_len("N"), first_len("F"), first_len("V")
     joints = next((arrays[k].shape[1] for k in ("keypoints_3d", "keypoints_3d_gt", "validity")
                    if k in arrays and arrays[k].ndim >= 2), None)
     for key, f in fields.items():
@@ -172,13 +205,14 @@ def check_predictions(arrays: Mapping[str, np.ndarray], source: str | Path,
             continue  # no rows: any empty array will do
         if a.dtype.kind != f.kind and not (f.kind in "fi" and a.dtype.kind in "iu"):
             raise DataError(f"{source}: {key} has dtype {a.dtype}, expected {f.dtype} ({f.doc})")
+        # V: from the per-view fields (the multi-view kind's cameras), else each array's own (eval's)
         sizes = {"N": n, "F": frames, "J": joints, "K": len(a) if a.ndim else None,
-                 "V": a.shape[1] if a.ndim == 2 else None}
+                 "V": views or (a.shape[1] if a.ndim == 2 else None)}
         expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in f.shape)
         if a.shape != expected:
             shown = "(" + ", ".join(str(d) for d in f.shape) + ("," if len(f.shape) == 1 else "") + ")"
             raise DataError(f"{source}: {key} has shape {a.shape}, expected {expected} {shown} ({f.doc})")
-    if found == "infer":
+    if found != "eval":
         if "frame_people" in arrays and int(np.asarray(arrays["frame_people"]).sum()) != n:
             raise DataError(f"{source}: frame_people sums to {int(np.asarray(arrays['frame_people']).sum())}, "
                             f"expected {n} (the per-person rows)")
@@ -193,8 +227,9 @@ def check_predictions(arrays: Mapping[str, np.ndarray], source: str | Path,
 
 
 def save_predictions(path: str | Path, arrays: Mapping[str, np.ndarray], kind: str = "eval") -> Path:
-    """Check ``arrays`` against the fields of ``kind`` (:data:`FIELDS` for "eval", :data:`INFER_FIELDS` for
-    "infer", whose ``format`` marker is added), cast them to the declared dtypes and write them atomically (temp
+    """Check ``arrays`` against the fields of ``kind`` (:data:`SCHEMAS`: :data:`FIELDS` for "eval",
+    :data:`INFER_FIELDS` for "infer", :data:`MULTIVIEW_FIELDS` for "infer_multiview"; the ``format`` marker of
+    the last two is added), cast them to the declared dtypes and write them atomically (temp
     file, then rename; no pickles). Returns the path.
 
     Raises:
@@ -203,8 +238,8 @@ def save_predictions(path: str | Path, arrays: Mapping[str, np.ndarray], kind: s
     if kind not in SCHEMAS:
         raise ValueError(f"kind {kind!r}: expected one of {sorted(SCHEMAS)}")
     fields = SCHEMAS[kind]
-    if kind == "infer":
-        arrays = {**arrays, "format": np.array(INFER_FORMAT)}
+    if kind in FORMATS:
+        arrays = {**arrays, "format": np.array(FORMATS[kind])}
     unknown = sorted(set(arrays) - set(fields))
     if unknown:
         raise ValueError(f"undeclared predictions fields {unknown} (kind {kind}); declare them in "
@@ -229,15 +264,15 @@ def load_predictions(path: str | Path, required: Iterable[str] = (), kind: str =
     Args:
         path: the ``.npz``.
         required: fields the caller needs.
-        kind: "eval" (``ctxpose eval``'s, the default) or "infer" (``ctxpose infer``'s); the other kind is
-            refused.
+        kind: "eval" (``ctxpose eval``'s, the default), "infer" (``ctxpose infer``'s) or "infer_multiview"
+            (``ctxpose infer --calibration``'s); the other kinds are refused.
 
     Returns:
         Every array of the file; undeclared ones (another format's, e.g. the released results' ``indexes``)
         are returned unchecked.
 
     Raises:
-        DataError: missing or unreadable file, the other kind of file, a missing required field, or a field that
+        DataError: missing or unreadable file, another kind of file, a missing required field, or a field that
             breaks the schema, naming the file and the field.
     """
     required = tuple(required)

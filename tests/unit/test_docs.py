@@ -328,7 +328,8 @@ def test_checker_refuses_foreign_option_spans_and_broken_links(root: Any, tmp_pa
 
 # Names and paths the docs point at exist.
 
-DOTTED = re.compile(r"\bctxpose(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?![\w/-])")  # not a format marker such as ctxpose.infer/1
+#: a dotted name (not a format marker such as "ctxpose.infer/1", which a slash follows)
+DOTTED = re.compile(r"\bctxpose(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?![\w.-]*/)")
 REPO_PATH = re.compile(r"^(?:ctxpose|tests|benchmarks|tools|configs|docs)/[\w./*{},-]*$")
 
 
@@ -376,7 +377,8 @@ def test_named_modules_functions_and_files_exist() -> None:
 
 def test_checker_refuses_missing_names_and_files(tmp_path: Path) -> None:
     page = tmp_path / "api.md"
-    page.write_text("`ctxpose.config.load_config` and `ctxpose/config.py` exist; `ctxpose.config.no_such_key`,\n"
+    page.write_text("`ctxpose.config.load_config`, `ctxpose/config.py` and the format `ctxpose.infer-multiview/1` "
+                    "exist; `ctxpose.config.no_such_key`,\n"
                     "`ctxpose.no_such_module.f` and `ctxpose/data/no_such.py` do not.\n"
                     "```python\nfrom ctxpose.config import load_config\nctxpose.load_nothing(cfg)\n```\n")
     problems = check_names_and_paths(page)

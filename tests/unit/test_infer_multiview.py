@@ -20,6 +20,7 @@ import torch
 from ctxpose.config import load_config
 from ctxpose.data.h36m.cameras import load_h36m_cameras
 from ctxpose.data.infer_rig import read_calibration, write_calibration
+from ctxpose.data.predictions_npz import load_predictions
 from ctxpose.engine.infer_multiview import (
     MultiViewEstimator,
     MultiViewRequest,
@@ -140,6 +141,12 @@ def test_world_coordinates_from_the_pixels_within_1mm(scene):
         np.testing.assert_allclose(z["scores"], 0.9)  # each view's top box
         np.testing.assert_allclose(z["camera_R"][2], cams[2].R)
         np.testing.assert_allclose(z["camera_t"][2], cams[2].t)
+        assert str(z["format"]) == "ctxpose.infer-multiview/1"
+    # the one predictions loader reads it as its own kind (declared dtypes and shapes) and refuses it as another
+    loaded = load_predictions(out / "predictions.npz", ("keypoints_2d",), kind="infer_multiview")
+    assert loaded["passes"].dtype == np.int32 and loaded["keypoints_2d"].shape == (2, 4, SK.num_joints, 2)
+    with pytest.raises(DataError, match="multi-view infer predictions file"):
+        load_predictions(out / "predictions.npz")
     assert meta["sources"] == [str(tmp / f"cam{v}") for v in range(4)] and meta["joint_names"][6] == "pelvis"
     lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert [len(x["people"]) for x in lines] == [1, 1, 0]

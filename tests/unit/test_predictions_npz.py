@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctxpose.data.predictions_npz import FIELDS, INFER_FIELDS, INFER_FORMAT, load_predictions, save_predictions
+from ctxpose.data.predictions_npz import (
+    FIELDS,
+    INFER_FIELDS,
+    INFER_FORMAT,
+    MULTIVIEW_FIELDS,
+    load_predictions,
+    save_predictions,
+)
 from ctxpose.errors import DataError
 
 
@@ -162,3 +169,55 @@ def test_an_empty_infer_table_round_trips(tmp_path: Path) -> None:
     a["frame_people"] = np.zeros(3, np.int64)
     loaded = load_predictions(save_predictions(tmp_path / "e.npz", a, "infer"), kind="infer")
     assert loaded["keypoints_3d"].shape == (0, 17, 3) and loaded["frame_people"].tolist() == [0, 0, 0]
+
+
+def _multiview_arrays(n: int = 2, frames: int = 3, v: int = 3, j: int = 17) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(2)
+    boxes = rng.uniform(0, 500, size=(n, v, 4))
+    boxes[1, 2] = np.nan  # view 2 had no box in the second row
+    return {"frame": np.array([0, 2]), "time": np.array([0.0, 0.08]), "keypoints_3d": rng.normal(size=(n, j, 3)),
+            "keypoints_3d_relative": rng.normal(size=(n, j, 3)), "keypoints_2d": rng.normal(size=(n, v, j, 2)),
+            "boxes": boxes, "scores": np.where(np.isnan(boxes[..., 0]), np.nan, 0.9),
+            "views_used": ~np.isnan(boxes[..., 0]), "root": np.full((n, 3), np.nan), "passes": np.ones(n, np.int64),
+            "frame_index": np.arange(frames), "frame_time": np.arange(frames) * 0.04,
+            "frame_people": np.array([1, 0, 1]), "camera_K": np.tile(np.eye(3), (v, 1, 1)),
+            "camera_dist": np.zeros((v, 5)), "camera_R": np.tile(np.eye(3), (v, 1, 1)),
+            "camera_t": rng.normal(size=(v, 3)) * 1000, "meta": np.array('{"sources": ["a", "b", "c"]}')}
+
+
+def test_the_multiview_kind_is_written_and_read_by_the_same_functions(tmp_path: Path) -> None:
+    """`infer --calibration`'s file: declared dtypes and shapes on disk (read by zipfile and numpy's .npy reader,
+    no pickles), its own format marker; its loader reads it, the other kinds' loaders refuse it in one line and
+    it refuses theirs."""
+    a = _multiview_arrays()
+    path = save_predictions(tmp_path / "predictions.npz", a, "infer_multiview")
+    disk = _read_independently(path)
+    assert set(disk) == {*a, "format"} and str(disk["format"]) == "ctxpose.infer-multiview/1"
+    expected_dtypes = {"frame": "int32", "time": "float64", "passes": "int32", "views_used": "bool",
+                       "frame_index": "int32", "frame_time": "float64", "frame_people": "int32", "camera_K": "float64",
+                       "camera_dist": "float64", "camera_R": "float64", "camera_t": "float64"}
+    for key, value in disk.items():
+        if key in ("format", "meta"):
+            assert value.dtype.kind == "U" and value.shape == (), key
+            continue
+        assert value.dtype == np.dtype(expected_dtypes.get(key, "float32")), key
+        assert value.shape == a[key].shape, key
+        np.testing.assert_array_equal(value, np.asarray(a[key]).astype(value.dtype))
+    assert disk["keypoints_2d"].shape == (2, 3, 17, 2) and disk["views_used"].tolist()[1] == [True, True, False]
+    loaded = load_predictions(path, ("keypoints_3d", "camera_K"), kind="infer_multiview")
+    assert np.isnan(loaded["boxes"][1, 2]).all() and loaded["frame_people"].tolist() == [1, 0, 1]
+    for kind, what in (("eval", "an eval predictions file"), ("infer", "an infer predictions file")):
+        with pytest.raises(DataError, match=r"predictions.npz: a multi-view infer predictions file \(format "
+                                            rf"ctxpose.infer-multiview/1\), expected {what}") as e:
+            load_predictions(path, kind=kind)
+        assert "\n" not in str(e.value)
+    evalfile = save_predictions(tmp_path / "eval.npz", _arrays())
+    inferfile = save_predictions(tmp_path / "infer.npz", _infer_arrays(), "infer")
+    for other, what in ((evalfile, "an eval"), (inferfile, "an infer")):
+        with pytest.raises(DataError, match=f"{other.name}: {what} predictions file .*, expected a multi-view"):
+            load_predictions(other, kind="infer_multiview")
+    broken = {**a, "keypoints_2d": a["keypoints_2d"][:, :2]}  # two views' projections for a three-camera rig
+    with pytest.raises(ValueError, match=r"keypoints_2d has shape \(2, 2, 17, 2\), expected \(2, 3, 17, 2\)"):
+        save_predictions(tmp_path / "broken.npz", broken, "infer_multiview")
+    assert not (tmp_path / "broken.npz").exists()
+    assert set(MULTIVIEW_FIELDS) == {*a, "format"}
