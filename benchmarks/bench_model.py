@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -178,18 +179,22 @@ def memory_probe(args) -> None:
     """Subprocess: peak extra memory of one cold forward+backward."""
     device = torch.device(args.device)
     run = runner(args.part, args.impl, args.setting, args.batch, device, args.amp, args.channels_last, args.compile)
+    print(json.dumps({"peak_bytes": peak_extra_bytes(lambda: run(True), device)}))
+
+
+def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak memory ``fn()`` adds, bytes: CUDA's allocator peak on a GPU, the process's peak RSS on the CPU (run it
+    in a fresh process: the RSS peak is process-wide)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        run(True)
+        fn()
         sync(device)
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        reset_peak_rss()
-        base = current_rss_bytes()
-        run(True)
-        peak = peak_rss_bytes() - base
-    print(json.dumps({"peak_bytes": peak}))
+        return torch.cuda.max_memory_allocated() - base
+    reset_peak_rss()
+    base = current_rss_bytes()
+    fn()
+    return peak_rss_bytes() - base
 
 
 def measure_memory(args, part: str, impl: str, setting: str, batch: int) -> int:

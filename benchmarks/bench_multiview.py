@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_model import current_rss_bytes, peak_rss_bytes, reset_peak_rss, sync  # noqa: E402
+from benchmarks.bench_model import peak_extra_bytes, sync  # noqa: E402
 from ctxpose.config import load_config  # noqa: E402
 from ctxpose.losses import compute_losses  # noqa: E402
 from ctxpose.models import build_model  # noqa: E402
@@ -118,17 +118,7 @@ def memory_probe(args) -> None:
     backward = args.model != "ransac"
     ctx = nullcontext() if backward else torch.no_grad()
     with ctx:
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            run(backward)
-            sync(device)
-            peak = torch.cuda.max_memory_allocated() - base
-        else:
-            reset_peak_rss()
-            base = current_rss_bytes()
-            run(backward)
-            peak = peak_rss_bytes() - base
+        peak = peak_extra_bytes(lambda: run(backward), device)
     print(json.dumps({"peak_bytes": peak}))
 
 
