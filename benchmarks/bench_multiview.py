@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_model import peak_extra_bytes, sync  # noqa: E402
+from benchmarks.bench_model import peak_extra_bytes, sync, time_interleaved  # noqa: E402
 from ctxpose.config import load_config  # noqa: E402
 from ctxpose.losses import compute_losses  # noqa: E402
 from ctxpose.models import build_model  # noqa: E402
@@ -94,22 +94,6 @@ def runner(model_name: str, setting: str, batch: int, views: int, device: torch.
         if backward:
             compute_losses(out, gt, validity, cfg.loss, cfg.model.volume_net)["total"].backward()
     return run
-
-
-def time_interleaved(runs: dict, backward: bool, repeats: int, device: torch.device) -> dict[str, float]:
-    ctx = nullcontext() if backward else torch.no_grad()
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    with ctx:
-        for run in runs.values():
-            run(backward)
-        for _ in range(repeats):
-            for name, run in runs.items():
-                sync(device)
-                t0 = time.perf_counter()
-                run(backward)
-                sync(device)
-                times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def memory_probe(args) -> None:

@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -155,7 +156,9 @@ class CameraSpec:
     assumption: str
 
 
-def _numbers(value: object, n: int | None, what: str, path: Path) -> np.ndarray:
+def matrix_numbers(value: object, n: int | None, what: str, path: Path) -> np.ndarray:
+    """``value`` (a number, a nested list or an OpenCV FileStorage matrix) as a flat float64 array of ``n``
+    numbers (any count for None), all finite; errors name ``path`` and ``what``."""
     if isinstance(value, dict) and "data" in value:  # OpenCV FileStorage matrix: rows, cols, dt, data
         value = value["data"]
     try:
@@ -169,6 +172,29 @@ def _numbers(value: object, n: int | None, what: str, path: Path) -> np.ndarray:
     return array
 
 
+def read_mapping_file(path: Path, what: str) -> Any:
+    """The parsed content of a JSON (``.json``) or YAML file (OpenCV FileStorage YAML included: its ``%YAML``
+    directive and ``!!opencv-matrix`` tags are dropped, leaving mappings of rows/cols/dt/data).
+
+    Raises:
+        DataError: ``path: cannot read the <what> (...)`` or ``path: not valid JSON|YAML (...)``.
+    """
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the {what} ({e})") from None
+    if text.lstrip().startswith("%YAML"):  # OpenCV FileStorage: a directive and !!opencv-matrix tags
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("%YAML")).replace(
+            "!!opencv-matrix", "")
+    try:
+        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise DataError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
+                        f"({str(e).splitlines()[0]})") from None
+
+
 def read_camera_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Intrinsics from a JSON or YAML file: either keys ``fx, fy, cx, cy`` (optional ``dist``), or OpenCV's
     calibration keys ``camera_matrix`` (3x3, a nested list or an OpenCV ``!!opencv-matrix``) and optional
@@ -180,36 +206,23 @@ def read_camera_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         DataError: unreadable, or without the keys above (the message lists the keys found).
     """
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read the camera file ({e})") from None
-    if text.lstrip().startswith("%YAML"):  # OpenCV FileStorage: a directive and !!opencv-matrix tags
-        text = "\n".join(line for line in text.splitlines() if not line.startswith("%YAML")).replace(
-            "!!opencv-matrix", "")
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise DataError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
-                        f"({str(e).splitlines()[0]})") from None
+    data = read_mapping_file(path, "camera file")
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping with fx, fy, cx, cy or camera_matrix")
     dist = np.zeros(5)
     if "camera_matrix" in data:
-        K = _numbers(data["camera_matrix"], 9, "camera_matrix", path).reshape(3, 3)
+        K = matrix_numbers(data["camera_matrix"], 9, "camera_matrix", path).reshape(3, 3)
         coeffs = data.get("distortion_coefficients", data.get("dist"))
     elif all(k in data for k in ("fx", "fy", "cx", "cy")):
-        fx, fy, cx, cy = (float(_numbers(data[k], 1, k, path)[0]) for k in ("fx", "fy", "cx", "cy"))
+        fx, fy, cx, cy = (float(matrix_numbers(data[k], 1, k, path)[0]) for k in ("fx", "fy", "cx", "cy"))
         K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
         coeffs = data.get("dist", data.get("distortion_coefficients"))
     else:
         raise DataError(f"{path}: expected keys fx, fy, cx, cy (optional dist) or camera_matrix (optional "
                         f"distortion_coefficients); found {', '.join(map(str, data)) or 'none'}")
     if coeffs is not None:
-        c = _numbers(coeffs, None, "distortion_coefficients", path)
+        c = matrix_numbers(coeffs, None, "distortion_coefficients", path)
         if c.size < 4 or np.any(c[5:] != 0):
             raise DataError(f"{path}: distortion_coefficients should be k1, k2, p1, p2[, k3] (got {c.size} "
                             "numbers; rational/thin-prism terms are not supported)")

@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ctxpose.data.infer_inputs import _numbers
+from ctxpose.data.infer_inputs import matrix_numbers, read_mapping_file
 from ctxpose.data.predictions_npz import MULTIVIEW_FIELDS, MULTIVIEW_FORMAT, save_predictions
 from ctxpose.errors import DataError
 from ctxpose.geometry.cameras import Camera
@@ -41,40 +41,23 @@ class RigView:
     image_hw: tuple[int, int] | None = None
 
 
-def _load_mapping(path: Path) -> Any:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read the calibration file ({e})") from None
-    if text.lstrip().startswith("%YAML"):  # OpenCV FileStorage: a directive and !!opencv-matrix tags
-        text = "\n".join(line for line in text.splitlines() if not line.startswith("%YAML")).replace(
-            "!!opencv-matrix", "")
-    try:
-        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise DataError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
-                        f"({str(e).splitlines()[0]})") from None
-
-
 def _intrinsics(data: dict[str, Any], where: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     for key in ("K", "camera_matrix"):
         if key in data:
-            K = _numbers(data[key], 9, f"{where} {key}", path).reshape(3, 3)
+            K = matrix_numbers(data[key], 9, f"{where} {key}", path).reshape(3, 3)
             break
     else:
         if not all(k in data for k in ("fx", "fy", "cx", "cy")):
             raise DataError(f"{path}: {where}: expected K (or camera_matrix, or fx, fy, cx, cy), R (or rvec) and t "
                             f"(or tvec); found {', '.join(map(str, data)) or 'none'}")
-        fx, fy, cx, cy = (float(_numbers(data[k], 1, f"{where} {k}", path)[0]) for k in ("fx", "fy", "cx", "cy"))
+        fx, fy, cx, cy = (float(matrix_numbers(data[k], 1, f"{where} {k}", path)[0]) for k in ("fx", "fy", "cx", "cy"))
         K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     if not (K[0, 0] > 0 and K[1, 1] > 0) or K[1, 0] != 0 or K[2].tolist() != [0.0, 0.0, 1.0]:
         raise DataError(f"{path}: {where}: K should be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0")
     dist = np.zeros(5)
     coeffs = data.get("dist", data.get("distortion_coefficients"))
     if coeffs is not None:
-        c = _numbers(coeffs, None, f"{where} dist", path)
+        c = matrix_numbers(coeffs, None, f"{where} dist", path)
         if c.size < 4 or np.any(c[5:] != 0):
             raise DataError(f"{path}: {where}: dist should be k1, k2, p1, p2[, k3] (got {c.size} numbers; "
                             "rational/thin-prism terms are not supported)")
@@ -91,7 +74,7 @@ def _rotation(R: np.ndarray, where: str, path: Path) -> np.ndarray:
 def _image_hw(data: dict[str, Any], where: str, path: Path) -> tuple[int, int] | None:
     if data.get("image_size") is None:
         return None
-    wh = _numbers(data["image_size"], 2, f"{where} image_size", path)
+    wh = matrix_numbers(data["image_size"], 2, f"{where} image_size", path)
     return int(wh[1]), int(wh[0])
 
 
@@ -100,9 +83,9 @@ def _view(data: Any, where: str, name: str, path: Path) -> RigView:
         raise DataError(f"{path}: {where}: expected a mapping with K, dist, R, t")
     K, dist = _intrinsics(data, where, path)
     if "R" in data:
-        R = _numbers(data["R"], 9, f"{where} R", path).reshape(3, 3)
+        R = matrix_numbers(data["R"], 9, f"{where} R", path).reshape(3, 3)
     elif "rvec" in data:
-        R = cv2.Rodrigues(_numbers(data["rvec"], 3, f"{where} rvec", path))[0]
+        R = cv2.Rodrigues(matrix_numbers(data["rvec"], 3, f"{where} rvec", path))[0]
     else:
         raise DataError(f"{path}: {where}: expected R (3 x 3, world -> camera) or rvec; found "
                         f"{', '.join(map(str, data))}")
@@ -110,7 +93,7 @@ def _view(data: Any, where: str, name: str, path: Path) -> RigView:
     if key is None:
         raise DataError(f"{path}: {where}: expected t (3 numbers, world -> camera, mm) or tvec; found "
                         f"{', '.join(map(str, data))}")
-    t = _numbers(data[key], 3, f"{where} {key}", path)
+    t = matrix_numbers(data[key], 3, f"{where} {key}", path)
     return RigView(Camera(R=_rotation(R, where, path), t=t, K=K, dist=dist, name=name), _image_hw(data, where, path))
 
 
@@ -124,7 +107,7 @@ def read_calibration(path: Path, view_names: Sequence[str]) -> list[RigView]:
         DataError: unreadable, wrong keys (the message lists those found), or not one camera per view.
     """
     path = Path(path)
-    data = _load_mapping(path)
+    data = read_mapping_file(path, "calibration file")
     n = len(view_names)
     if isinstance(data, dict) and all(k in data for k in ("K1", "K2", "R", "T")):  # OpenCV stereo
         if n != 2:

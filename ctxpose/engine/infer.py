@@ -369,7 +369,9 @@ class InferSummary:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-def _boxes_source(request: InferRequest) -> str:
+def boxes_source(request: InferRequest) -> str:
+    """Which one box source the request names ("--boxes", "--box" or "--detector"), its options checked (one line
+    for none or several sources, --detector-weights without --detector, a --min-score outside 0..1)."""
     given = [n for n, v in (("--boxes", request.detections), ("--box", request.box),
                             ("--detector", request.detector)) if v is not None]
     if len(given) != 1:
@@ -407,7 +409,7 @@ def run_infer(request: InferRequest, estimator: PoseEstimator | Callable[[], Pos
     from ctxpose.errors import OutputError
     from ctxpose.utils.io import check_writable_dir
 
-    kind = _boxes_source(request)
+    kind = boxes_source(request)
     sources = inp.find_sources(request.inputs)
     camera_K = camera_dist = None
     if request.camera_file is not None:

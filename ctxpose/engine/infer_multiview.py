@@ -321,12 +321,12 @@ def run_infer_multiview(request: MultiViewRequest,
 
     from ctxpose.data import infer_inputs as inp
     from ctxpose.data.infer_rig import MultiViewTable, read_calibration, write_multiview_predictions
-    from ctxpose.engine.infer import InferRequest, _boxes_source
+    from ctxpose.engine.infer import InferRequest, boxes_source
     from ctxpose.errors import OutputError
     from ctxpose.utils.io import check_writable_dir
 
     options = options or MultiViewOptions()
-    kind = _boxes_source(InferRequest(inputs=request.inputs, out=request.out, detections=request.detections,
+    kind = boxes_source(InferRequest(inputs=request.inputs, out=request.out, detections=request.detections,
                                       box=request.box, detector=request.detector,
                                       detector_weights=request.detector_weights, min_score=request.min_score))
     sources = inp.find_sources(request.inputs)
