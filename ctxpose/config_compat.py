@@ -57,6 +57,14 @@ ONLY = {
     "val.erase": ((False,), "random erasing is not implemented (off in the paper setting)"),
 }
 
+def _only_refusal(path: str, value: Any) -> list[str]:
+    """The problem with an :data:`ONLY` key's value (none for the original's own value)."""
+    accepted, reason = ONLY[path]
+    if value in accepted and type(value) is type(accepted[0]):
+        return []
+    return [f"{path}: {value!r}, only {' or '.join(map(repr, accepted))} is supported: {reason}"]
+
+
 def is_original_config(data: Any) -> bool:
     """True for a YAML mapping in the original's layout (it has ``azureroot`` or ``model.name``)."""
     if not isinstance(data, Mapping):
@@ -104,9 +112,7 @@ def convert_original_config(data: Mapping[str, Any], known_paths: set[str]) -> d
     unknown = []
     for path, value in flat.items():
         if path in ONLY:
-            accepted, reason = ONLY[path]
-            if value not in accepted or type(value) is not type(accepted[0]):
-                unknown.append(f"{path}: {value!r}, only {' or '.join(map(repr, accepted))} is supported: {reason}")
+            unknown.extend(_only_refusal(path, value))
             continue
         if path in IGNORED:
             continue
@@ -230,9 +236,7 @@ def convert_triangulation_config(data: Mapping[str, Any], known_paths: set[str])
         if path in TRIANGULATION_IGNORED:
             continue
         if path in ONLY:  # kind, model.kind, dataset.kind: the one choice there is here
-            accepted, reason = ONLY[path]
-            if value not in accepted or type(value) is not type(accepted[0]):
-                unknown.append(f"{path}: {value!r}, only {' or '.join(map(repr, accepted))} is supported: {reason}")
+            unknown.extend(_only_refusal(path, value))
             continue
         target = TRIANGULATION_RENAMED.get(path)
         if target is None or target not in known_paths:
