@@ -18,15 +18,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from ctxpose.data.datasets import Human36MDataset
-from ctxpose.data.loaders import make_eval_loader
+from ctxpose.data.loaders import make_eval_loader, make_train_loader, set_loader_epoch
 from ctxpose.skeleton import get_skeleton
 from ctxpose.utils.io import atomic_write_text
 
 FRAME_HW = (1002, 1000)
 CROP = 384
 CAMERAS = ["54138969", "55011271", "58860488", "60457274"]
+# the training dataset over what write_data writes (S1, one view a sample)
+DATASET = {"split": "train", "image_shape": (CROP, CROP), "max_n_views": 1, "subjects": ("S1",)}
 
 
 def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -107,6 +110,22 @@ def time_dataset(ds: Human36MDataset, n: int, workers: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def time_train_loader(ds: Human36MDataset, n: int, workers: int, batch_size: int, device: torch.device) -> float:
+    """Samples per second of the training loader as the engine reads it (pinned memory on a GPU, each batch copied
+    to ``device``) over whole epochs of at least ``n`` samples, the workers' start-up included."""
+    loader = make_train_loader(ds, batch_size, num_workers=workers, seed=0, pin_memory=device.type == "cuda")
+    count, epoch, start = 0, 0, time.perf_counter()
+    while count < n:
+        set_loader_epoch(loader, epoch)
+        for batch in loader:
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            count += len(batch["index"])
+        epoch += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return count / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=16, help="distinct frames (x 4 cameras) to write")
@@ -116,9 +135,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ours, orig, labels = write_data(Path(tmp), args.frames)
-        kw = {"split": "train", "image_shape": (CROP, CROP), "max_n_views": 1, "subjects": ("S1",)}
-        cached = time_dataset(Human36MDataset(ours, **kw), args.samples, args.workers)
-        original = time_dataset(Human36MDataset(orig, labels_path=labels, scale_bbox=1.0, **kw), args.samples,
+        cached = time_dataset(Human36MDataset(ours, **DATASET), args.samples, args.workers)
+        original = time_dataset(Human36MDataset(orig, labels_path=labels, scale_bbox=1.0, **DATASET), args.samples,
                                 args.workers)
     result = {"cached_crops_samples_per_s": round(cached, 1), "original_full_frames_samples_per_s": round(original, 1),
               "speedup": round(cached / original, 2), "samples": args.samples, "workers": args.workers,

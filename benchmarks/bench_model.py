@@ -139,13 +139,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_interleaved(runs: dict, backward: bool, repeats: int, device: torch.device) -> dict[str, float]:
-    """Median time of each runner; runners alternate so that machine load drifts affect them alike."""
+def time_interleaved(runs: dict, backward: bool, repeats: int, device: torch.device,
+                     warmup: int = 1) -> dict[str, float]:
+    """Median time of each runner after ``warmup`` calls; runners alternate so that machine load drifts affect
+    them alike."""
     ctx = nullcontext() if backward else torch.no_grad()
     times: dict[str, list[float]] = {k: [] for k in runs}
     with ctx:
-        for run in runs.values():
-            run(backward)  # warm-up (builds caches)
+        for _ in range(warmup):
+            for run in runs.values():
+                run(backward)  # builds caches
         for _ in range(repeats):
             for name, run in runs.items():
                 sync(device)
@@ -154,6 +157,36 @@ def time_interleaved(runs: dict, backward: bool, repeats: int, device: torch.dev
                 sync(device)
                 times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def matmul_tflops(n: int, device: torch.device, dtype: torch.dtype, repeats: int = 10) -> dict[str, float]:
+    """The device's measured matmul rate, a yardstick for a step's FLOPs: ``torch.matmul`` of two n x n matrices
+    (2 n^3 FLOPs), the median of ``repeats`` after 3 warm-ups."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    median = time_interleaved({"matmul": lambda backward: torch.matmul(a, b)}, False, repeats, device, warmup=3)
+    return {"n": n, "median_s": median["matmul"], "tflops": 2 * n**3 / median["matmul"] / 1e12}
+
+
+def count_flops(fn: Callable[[], object]) -> tuple[int, dict[str, int]]:
+    """FLOPs of ``fn()`` (``FlopCounterMode``): the total, and by operator."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops(), {str(k): v for k, v in counter.get_flop_counts().get("Global", {}).items()}
+
+
+def top_ops(fn: Callable[[], object], device: torch.device, n: int = 15) -> list[dict[str, object]]:
+    """The ``n`` operators with the most self time in ``fn()`` (``torch.profiler``; device time on CUDA), ms."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as prof:
+        fn()
+        sync(device)
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    top = sorted(prof.key_averages(), key=lambda e: -getattr(e, key))[:n]
+    return [{"name": e.key[:90], "ms": getattr(e, key) / 1e3} for e in top]
 
 
 def current_rss_bytes() -> int:
@@ -182,17 +215,18 @@ def memory_probe(args) -> None:
     print(json.dumps({"peak_bytes": peak_extra_bytes(lambda: run(True), device)}))
 
 
-def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> int:
+def peak_extra_bytes(fn: Callable[[], object], device: torch.device, include_base: bool = False) -> int:
     """Peak memory ``fn()`` adds, bytes: CUDA's allocator peak on a GPU, the process's peak RSS on the CPU (run it
-    in a fresh process: the RSS peak is process-wide)."""
+    in a fresh process: the RSS peak is process-wide). ``include_base``: the whole peak while it ran, what was
+    in use before the call included."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+        base = 0 if include_base else torch.cuda.memory_allocated()
         fn()
         sync(device)
         return torch.cuda.max_memory_allocated() - base
     reset_peak_rss()
-    base = current_rss_bytes()
+    base = 0 if include_base else current_rss_bytes()
     fn()
     return peak_rss_bytes() - base
 

@@ -3,11 +3,9 @@
     bash benchmarks/gpu_check.sh [DIR]                    # the device run, bounded by `timeout`
     python benchmarks/gpu_check.py --smoke --out x.json   # CI: starts, times the tiny network on the CPU (seconds)
 
-Each step is a plain function returning its figures; one that raises is recorded as failed with a one-line
-reason and the next step runs. The JSON report (``--out``) is rewritten atomically before and after every step,
-so a run stopped by ``timeout`` (SIGTERM: the running step is marked interrupted, exit 130; SIGKILL: it stays
-"running") keeps every finished step. Without CUDA the steps run on the CPU at tiny sizes; the CUDA-only ones
-(``pytest_gpu``, ``paper_compile``) are skipped saying so. Exit status: 0, 1 when a step failed, 130 when stopped.
+Each step is a plain function returning its figures; one that raises is recorded failed with a one-line reason and
+the next runs. The JSON report (``--out``) is rewritten atomically before and after every step; ``timeout``'s SIGTERM
+marks the running step interrupted, exit 130. Without CUDA: tiny sizes on the CPU, CUDA steps skipped.
 """
 
 from __future__ import annotations
@@ -15,9 +13,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import importlib.util
 import json
-import math
 import os
+import platform
 import re
 import shutil
 import signal
@@ -30,26 +29,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:0] = [str(ROOT), str(HERE)]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-import bench_loader  # noqa: E402
-import bench_model  # noqa: E402
-import bench_train  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks import bench_loader, bench_model, bench_train  # noqa: E402
+from ctxpose._version import __version__  # noqa: E402
+from ctxpose.data.datasets import Human36MDataset  # noqa: E402
 from ctxpose.utils.io import atomic_write_text  # noqa: E402
 
 NO_CUDA = "no CUDA device"
 TARGET_FRACTION = 0.30  # of the measured bf16 matmul rate, for the bf16 paper training step
 SIZES: dict[str, dict[str, Any]] = {  # "full" on a GPU, "tiny" on a CPU or with --tiny
-    "full": {"setting": "paper", "batch": 4, "repeats": 5, "matmul": 8192, "train_steps": 200, "resume_steps": 100,
-             "frames": 60, "frame_size": 320, "crop": 64, "train_batch": 8, "loader_frames": 32,
-             "loader_samples": 384, "workers": [0, 2, 4, 8]},
-    "tiny": {"setting": "tiny", "batch": 2, "repeats": 2, "matmul": 256, "train_steps": 2, "resume_steps": 2,
-             "frames": 6, "frame_size": 160, "crop": 32, "train_batch": 2, "loader_frames": 4,
-             "loader_samples": 16, "workers": [0, 2]},
+    "full": dict(setting="paper", batch=4, repeats=5, matmul=8192, train_steps=200, resume_steps=100, frames=60,
+                 frame_size=320, crop=64, train_batch=8, loader_frames=32, loader_samples=384, workers=[0, 2, 4, 8]),
+    "tiny": dict(setting="tiny", batch=2, repeats=2, matmul=256, train_steps=2, resume_steps=2, frames=6,
+                 frame_size=160, crop=32, train_batch=2, loader_frames=4, loader_samples=16, workers=[0, 2]),
 }
 # (name, implementation, autocast, channels-last): the network + the paper's losses, forward and backward
 MODES = (("fp32", "ours", None, False), ("bf16", "ours", "bf16", False), ("bf16_channels_last", "ours", "bf16", True),
@@ -108,23 +104,22 @@ def run_steps(steps: dict[str, Callable[[Ctx], dict[str, Any]]], ctx: Ctx, out: 
     return 130 if stopped else 1 if report["failed"] else 0
 
 
-def _timed(ctx: Ctx, fn: Callable[[], Any]) -> tuple[float, float]:
-    """(seconds, peak memory in MB: CUDA allocations, or the process's peak RSS on a CPU) of ``fn()``."""
-    torch.cuda.reset_peak_memory_stats() if ctx.cuda else bench_model.reset_peak_rss()
+def _network_step(ctx: Ctx, impl: str, amp: str | None, channels_last: bool = False,
+                  compile_model: bool = False) -> tuple[Callable[[bool], None], dict[str, float]]:
+    """``bench_model``'s training step of the network, and the first one's seconds and peak memory (cold: prior
+    cache, autotuning, compiling; CUDA's allocations or the peak RSS) and the median of ``repeats`` warm ones."""
+    s = ctx.sizes
+    run = bench_model.runner("network", impl, s["setting"], s["batch"], ctx.device, amp, channels_last, compile_model)
     t0 = time.perf_counter()
-    fn()
-    bench_model.sync(ctx.device)
-    peak = torch.cuda.max_memory_allocated() if ctx.cuda else bench_model.peak_rss_bytes()
-    return time.perf_counter() - t0, peak / 2**20
+    peak = bench_model.peak_extra_bytes(functools.partial(run, True), ctx.device, include_base=True)
+    first_s = time.perf_counter() - t0
+    step_s = bench_model.time_interleaved({"step": run}, True, s["repeats"], ctx.device)["step"]
+    return run, {"step_s": step_s, "samples_per_s": s["batch"] / step_s, "first_step_s": first_s,
+                 "peak_memory_mb": peak / 2**20}
 
 
 def environment(ctx: Ctx) -> dict[str, Any]:
     """Versions, the cards, the Python packages ctxpose needs that are missing."""
-    import importlib.util
-    import platform
-
-    from ctxpose._version import __version__
-
     missing = [m for m in ("cv2", "cdflib", "h5py", "yaml", "typer", "rich", "tensorboard", "matplotlib", "pooch",
                            "pytest") if importlib.util.find_spec(m) is None]
     fig = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -153,14 +148,15 @@ def pytest_gpu(ctx: Ctx) -> dict[str, Any]:
     return {"counts": counts, "problems": problems[:20]}
 
 
-def _ctxpose(ctx: Ctx, name: str, *args: str) -> None:
-    """``ctxpose ARGS``, its output in the work folder; raises with its last line when it fails."""
-    log = ctx.work / f"{name}.log"
+def _ctxpose(ctx: Ctx, name: str, *args: str) -> float:
+    """``ctxpose ARGS``, its output in the work folder; its seconds, or an error with its last line."""
+    log, t0 = ctx.work / f"{name}.log", time.perf_counter()
     with open(log, "w") as f:
         rc = subprocess.run([sys.executable, "-m", "ctxpose", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     if rc.returncode:
         lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
         raise RuntimeError(f"ctxpose {args[0]} exit {rc.returncode}: {lines[-1] if lines else ''} ({log})")
+    return time.perf_counter() - t0
 
 
 def train_resume_eval(ctx: Ctx) -> dict[str, Any]:
@@ -178,9 +174,7 @@ def train_resume_eval(ctx: Ctx) -> dict[str, Any]:
     common = ["configs/tiny_cpu.yaml", *(["--gpus", "1"] if ctx.cuda else ["--device", "cpu"]), "--amp", "bf16",
               "--logdir", str(runs), *[x for o in sets for x in ("--set", o)]]
     n1, n2 = s["train_steps"], s["train_steps"] + s["resume_steps"]
-    t0 = time.perf_counter()
-    _ctxpose(ctx, "train", "train", *common, "--max-steps", str(n1))
-    train_s = time.perf_counter() - t0
+    train_s = _ctxpose(ctx, "train", "train", *common, "--max-steps", str(n1))
     [run] = [p.parent for p in runs.glob("*/run_info.json")]
     _ctxpose(ctx, "resume", "train", *common, "--resume", str(run), "--max-steps", str(n2))
     step = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["step"]
@@ -189,7 +183,7 @@ def train_resume_eval(ctx: Ctx) -> dict[str, Any]:
     losses = [r["train/loss/total"] for r in scalars]
     if (step, resumed, [r["step"] for r in scalars]) != (n2, n1, list(range(1, n2 + 1))):
         raise RuntimeError(f"{run}: checkpoint step {step}, resumed from {resumed}, not {n1} -> {n2} logged once each")
-    if not all(map(math.isfinite, losses)):
+    if not torch.tensor(losses).isfinite().all():
         raise RuntimeError(f"{run}: a non-finite bf16 training loss")
     k = max(1, n2 // 10)
     first, last = statistics.fmean(losses[:k]), statistics.fmean(losses[-k:])
@@ -210,16 +204,9 @@ def train_resume_eval(ctx: Ctx) -> dict[str, Any]:
 def paper_step(ctx: Ctx) -> dict[str, Any]:
     """ms/step and peak memory of each mode, ours against the original's formulation, and the engine step."""
     s, rows = ctx.sizes, {}
-    for name, impl, amp, channels_last in MODES:
-        if amp and not ctx.cuda:
-            rows[name] = {"skipped": f"{NO_CUDA}: bf16 is timed on the GPU only"}
-            continue
-        run = bench_model.runner("network", impl, s["setting"], s["batch"], ctx.device, amp, channels_last)
-        first_s, peak_mb = _timed(ctx, functools.partial(run, True))  # cold: the prior cache, autotuning
-        step_s = bench_model.time_interleaved({name: run}, True, s["repeats"], ctx.device)[name]
-        rows[name] = {"step_s": step_s, "samples_per_s": s["batch"] / step_s, "first_step_s": first_s,
-                      "peak_memory_mb": peak_mb}
-        run = None  # the next mode's peak memory is its own
+    for name, impl, amp, channels_last in MODES:  # each mode's network freed before the next: its peak is its own
+        rows[name] = (_network_step(ctx, impl, amp, channels_last)[1] if ctx.cuda or not amp
+                      else {"skipped": f"{NO_CUDA}: bf16 is timed on the GPU only"})
     engine = bench_train.measure(s["setting"], s["batch"], str(ctx.device), ctx.amp, s["repeats"], 1)
     rows[f"engine_{ctx.amp or 'fp32'}"] = {k: engine[k] for k in ("step_s", "samples_per_s", "peak_memory_mb")}
     ratios = {p: {"speedup": rows[f"reference_{p}"]["step_s"] / rows[p]["step_s"],
@@ -229,72 +216,29 @@ def paper_step(ctx: Ctx) -> dict[str, Any]:
             "reference_over_ours": ratios}
 
 
-def matmul_tflops(n: int, device: torch.device, dtype: torch.dtype, repeats: int = 10) -> dict[str, float]:
-    """``torch.matmul`` of two n x n matrices (2 n^3 FLOPs): the median over ``repeats`` after 3 warm-ups."""
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    times = []
-    for i in range(3 + repeats):
-        bench_model.sync(device)
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        bench_model.sync(device)
-        if i >= 3:
-            times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    return {"n": n, "median_s": median, "tflops": 2 * n**3 / median / 1e12}
-
-
 def physical_limit(ctx: Ctx) -> dict[str, Any]:
-    """FLOPs of the bf16 paper step against the card's measured bf16 matmul rate (target 30%; float32 on a CPU),
-    and the operators with the most self time."""
-    from torch.profiler import ProfilerActivity, profile
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """FLOPs of the bf16 paper step against the card's bf16 matmul rate (float32 on a CPU), the top operators."""
     s = ctx.sizes
-    run = bench_model.runner("network", "ours", s["setting"], s["batch"], ctx.device, ctx.amp, False)
-    run(True)  # the prior cache is built outside the counted step
-    with FlopCounterMode(display=False) as counter:
-        run(True)
-    flops = counter.get_total_flops()
-    step_s = bench_model.time_interleaved({"step": run}, True, s["repeats"], ctx.device)["step"]
-    peak = matmul_tflops(s["matmul"], ctx.device, torch.bfloat16 if ctx.amp else torch.float32)
-    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if ctx.cuda else [])]) as prof:
-        run(True)
-        bench_model.sync(ctx.device)
-    key = "self_device_time_total" if ctx.cuda else "self_cpu_time_total"
-    top = sorted(prof.key_averages(), key=lambda e: -getattr(e, key))[:15]
-    achieved = flops / step_s / 1e12
-    return {"setting": s["setting"], "batch": s["batch"], "amp": ctx.amp, "step_flops": flops, "step_s": step_s,
-            "flops_by_op": {str(k): v for k, v in counter.get_flop_counts().get("Global", {}).items()},
-            "achieved_tflops": achieved, "matmul": peak, "fraction_of_matmul_peak": achieved / peak["tflops"],
-            "target": TARGET_FRACTION, "top_ops": [{"name": e.key[:90], "ms": getattr(e, key) / 1e3} for e in top]}
+    run, times = _network_step(ctx, "ours", ctx.amp)  # the prior cache is built outside the counted step
+    flops, by_op = bench_model.count_flops(functools.partial(run, True))
+    peak = bench_model.matmul_tflops(s["matmul"], ctx.device, torch.bfloat16 if ctx.amp else torch.float32)
+    achieved = flops / times["step_s"] / 1e12
+    return {"setting": s["setting"], "batch": s["batch"], "amp": ctx.amp, "step_flops": flops,
+            "step_s": times["step_s"], "flops_by_op": by_op, "achieved_tflops": achieved, "matmul": peak,
+            "fraction_of_matmul_peak": achieved / peak["tflops"], "target": TARGET_FRACTION,
+            "top_ops": bench_model.top_ops(functools.partial(run, True), ctx.device)}
 
 
 def data_loading(ctx: Ctx) -> dict[str, Any]:
-    """samples/s of the training loader (pinned, copied to the device) per worker count, against the engine."""
-    from ctxpose.data.datasets import Human36MDataset
-    from ctxpose.data.loaders import make_train_loader, set_loader_epoch
-
+    """samples/s of the training loader (pinned, on the device, start-up included) per worker count vs the engine."""
     s = ctx.sizes
     shutil.rmtree(ctx.work / "loader", ignore_errors=True)
     ours, _, _ = bench_loader.write_data(ctx.work / "loader", s["loader_frames"])
-    dataset = Human36MDataset(ours, split="train", image_shape=(bench_loader.CROP,) * 2, max_n_views=1,
-                              subjects=("S1",))
+    dataset = Human36MDataset(ours, **bench_loader.DATASET)
     consumer = ctx.figures.get("paper_step", {}).get("modes", {}).get(f"engine_{ctx.amp or 'fp32'}", {}).get(
         "samples_per_s")
-    rates = {}
-    for workers in s["workers"]:
-        loader = make_train_loader(dataset, s["batch"], num_workers=workers, seed=0, pin_memory=ctx.cuda)
-        count, epoch, t0 = 0, 0, time.perf_counter()
-        while count < s["loader_samples"]:
-            set_loader_epoch(loader, epoch)
-            for batch in loader:
-                batch = {k: v.to(ctx.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-                count += len(batch["index"])
-            epoch += 1
-        bench_model.sync(ctx.device)
-        rates[workers] = count / (time.perf_counter() - t0)  # includes the workers' start-up
-        del loader
+    rates = {w: bench_loader.time_train_loader(dataset, s["loader_samples"], w, s["batch"], ctx.device)
+             for w in s["workers"]}
     keep_up = [w for w, r in rates.items() if consumer and r >= consumer]
     return {"samples_per_s": rates, "engine_samples_per_s": consumer,
             "workers_needed": min(keep_up) if keep_up else None, "crop": bench_loader.CROP}
@@ -305,13 +249,10 @@ def paper_compile(ctx: Ctx) -> dict[str, Any]:
         raise Skip(f"{NO_CUDA}: torch.compile is timed on the GPU only (compiling on a CPU takes minutes)")
     from torch._dynamo.utils import counters
 
-    s = ctx.sizes
-    run = bench_model.runner("network", "ours", s["setting"], s["batch"], ctx.device, "bf16", False, True)
-    compile_s, peak_mb = _timed(ctx, functools.partial(run, True))
-    step_s = bench_model.time_interleaved({"compiled": run}, True, s["repeats"], ctx.device)["compiled"]
+    times = _network_step(ctx, "ours", "bf16", compile_model=True)[1]
     eager = ctx.figures.get("paper_step", {}).get("modes", {}).get("bf16", {}).get("step_s")
-    return {"compile_s": compile_s, "step_s": step_s, "peak_memory_mb": peak_mb,
-            "graph_breaks": sum(counters["graph_break"].values()), "speedup_over_eager": eager and eager / step_s}
+    return {"compile_s": times.pop("first_step_s"), **times, "graph_breaks": sum(counters["graph_break"].values()),
+            "speedup_over_eager": eager and eager / times["step_s"]}
 
 
 STEPS: dict[str, Callable[[Ctx], dict[str, Any]]] = {f.__name__: f for f in (
@@ -323,27 +264,6 @@ def stop(signum: int, frame: Any) -> None:
     """SIGTERM/SIGINT: raise in the running step; the same signal again is ignored while the report is written."""
     signal.signal(signum, signal.SIG_IGN)
     raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _flat(value: Any, key: str = "") -> list[str]:
-    """``key=value`` for every number and string in nested figures (lists of dicts left out), 4 digits."""
-    if isinstance(value, dict):
-        return [x for k, v in value.items() for x in _flat(v, f"{key}.{k}".lstrip("."))]
-    return [f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"] if not isinstance(
-        value, list) or all(not isinstance(v, dict) for v in value) else []
-
-
-def print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"GPU check on {report['device']} ({report['sizes']} sizes)")
-    for col in ("step", "status", "s", "figures / reason"):
-        table.add_column(col, overflow="fold")
-    for name, row in report["steps"].items():
-        text = row.get("reason") or ", ".join(_flat(row.get("figures", {})))
-        table.add_row(name, row["status"], str(row.get("seconds", "")), text)
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,17 +289,15 @@ def main(argv: list[str] | None = None) -> int:
              **({"repeats": args.repeats} if args.repeats else {})}
     work = args.work_dir or args.out.parent / f"{args.out.stem}_work"
     work.mkdir(parents=True, exist_ok=True)
-    report = {"format": "ctxpose-gpu-check", "version": 2, "command": sys.argv,
-              "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-              "device": str(device), "sizes": size, "sizes_used": sizes}
+    report = {"format": "ctxpose-gpu-check", "version": 2, "command": sys.argv, "device": str(device), "sizes": size,
+              "sizes_used": sizes, "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
         status = run_steps({n: STEPS[n] for n in names}, Ctx(device, sizes, work), args.out, report)
-        print_table(report)
-    except KeyboardInterrupt:  # between two steps or while printing: the report holds every finished step
+    except KeyboardInterrupt:  # between two steps: the report holds every finished step
         return 130
-    print(f"wrote {args.out}")
+    print(f"GPU check on {device} ({size} sizes): wrote {args.out}")
     return status
 
 

@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_check.sh [DIR] [gpu_check.py options...]
 #
 # DIR (default: gpu_check) receives gpu_check.json (the report, rewritten after every step) and gpu_check.txt
-# (what was printed: one line per step, tracebacks of failed steps, the table). Data and runs go to a fresh work
+# (what was printed: one line per step, tracebacks of failed steps). Data and runs go to a fresh work
 # folder under ${TMPDIR:-/tmp}. Wheels in ${GPU_CHECK_WHEELS:-.whl} (packages the machine lacks, such as cdflib)
 # are installed first, offline, into that folder. After GPU_CHECK_BUDGET_S seconds (default 480) `timeout`
 # sends SIGTERM (the running step is recorded as interrupted, the report written, exit 130), 15 s later SIGKILL.
