@@ -5,12 +5,13 @@
 
 Each step is a plain function returning its figures; one that raises is recorded failed with a one-line reason and
 the next runs. The JSON report (``--out``) is rewritten atomically before and after every step; ``timeout``'s SIGTERM
-marks the running step interrupted, exit 130. Without CUDA: tiny sizes on the CPU, CUDA steps skipped.
+(``StopSignals``) marks the running step interrupted, exit 130. Without CUDA: tiny sizes on the CPU, CUDA steps skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
 import importlib.util
@@ -37,7 +38,9 @@ import torch  # noqa: E402
 from benchmarks import bench_loader, bench_model, bench_train  # noqa: E402
 from ctxpose._version import __version__  # noqa: E402
 from ctxpose.data.datasets import Human36MDataset  # noqa: E402
+from ctxpose.errors import Stopped  # noqa: E402
 from ctxpose.utils.io import atomic_write_text  # noqa: E402
+from ctxpose.utils.signals import StopSignals  # noqa: E402
 
 NO_CUDA = "no CUDA device"
 TARGET_FRACTION = 0.30  # of the measured bf16 matmul rate, for the bf16 paper training step
@@ -65,43 +68,42 @@ class Ctx:
         self.figures: dict[str, dict[str, Any]] = {}
 
 
-def run_steps(steps: dict[str, Callable[[Ctx], dict[str, Any]]], ctx: Ctx, out: Path,
-              report: dict[str, Any], say: Callable[[str], None] = functools.partial(print, flush=True)) -> int:
-    """Run ``steps`` in order, each row of ``report["steps"]`` written to ``out`` before and after it ran.
-
-    Returns:
-        The exit status: 0, 1 when a step failed, 130 when SIGINT/SIGTERM stopped the run.
-    """
+def run_steps(steps: dict[str, Callable[[Ctx], dict[str, Any]]], ctx: Ctx, out: Path, report: dict[str, Any],
+              stop: StopSignals, say: Callable[[str], None] = functools.partial(print, flush=True)) -> int:
+    """Run ``steps`` in order, ``report`` written to ``out`` before and after each; ``stop`` (entered, ``at_once``)
+    interrupts the running step and skips the rest. Returns 0, 1 when a step failed, 130 when stopped."""
     rows = report["steps"] = {name: {"status": "pending"} for name in steps}
-    save = lambda: atomic_write_text(out, json.dumps(report, indent=2, default=str) + "\n")  # noqa: E731
-    stopped = None
+
+    def save() -> None:
+        with StopSignals.held():  # a signal while the file is written acts once it is whole
+            atomic_write_text(out, json.dumps(report, indent=2, default=str) + "\n")
+
     for name, step in steps.items():
-        if stopped:
-            rows[name] = {"status": "skipped", "reason": f"the check was stopped ({stopped})"}
+        if stop.requested:
+            rows[name] = {"status": "skipped", "reason": f"the check was stopped ({signal.Signals(stop.signal).name})"}
             continue
-        rows[name] = {"status": "running"}
-        save()
-        t0 = time.monotonic()
+        rows[name], t0 = {"status": "running"}, time.monotonic()
         try:
+            save()
             ctx.figures[name] = step(ctx)
             rows[name] = {"status": "ok", "figures": ctx.figures[name]}
         except Skip as e:
             rows[name] = {"status": "skipped", "reason": str(e)}
-        except KeyboardInterrupt as e:
-            stopped = str(e) or "SIGINT"
-            rows[name] = {"status": "failed", "reason": f"interrupted ({stopped})"}
+        except Stopped:
+            rows[name] = {"status": "failed", "reason": f"interrupted ({signal.Signals(stop.signal).name})"}
         except Exception as e:
             traceback.print_exc()
             first = [*str(e).strip().splitlines(), ""][0]  # the reason is one line
             rows[name] = {"status": "failed", "reason": f"{type(e).__name__}: {first}"[:300]}
         rows[name]["seconds"] = round(time.monotonic() - t0, 2)
-        save()
+        with contextlib.suppress(Stopped):  # a signal while saving: the later steps are skipped
+            save()
         say(f"{name}: {rows[name]['status']} ({rows[name]['seconds']:.0f} s) {rows[name].get('reason') or ''}")
     report["failed"] = [n for n, r in rows.items() if r["status"] == "failed"]
-    report["complete"] = stopped is None
+    report["complete"] = not stop.requested
     report["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     save()
-    return 130 if stopped else 1 if report["failed"] else 0
+    return 130 if stop.requested else 1 if report["failed"] else 0
 
 
 def _network_step(ctx: Ctx, impl: str, amp: str | None, channels_last: bool = False,
@@ -260,12 +262,6 @@ STEPS: dict[str, Callable[[Ctx], dict[str, Any]]] = {f.__name__: f for f in (
 SMOKE = ("environment", "physical_limit")
 
 
-def stop(signum: int, frame: Any) -> None:
-    """SIGTERM/SIGINT: raise in the running step; the same signal again is ignored while the report is written."""
-    signal.signal(signum, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"), help="the JSON report")
@@ -291,12 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     report = {"format": "ctxpose-gpu-check", "version": 2, "command": sys.argv, "device": str(device), "sizes": size,
               "sizes_used": sizes, "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        status = run_steps({n: STEPS[n] for n in names}, Ctx(device, sizes, work), args.out, report)
-    except KeyboardInterrupt:  # between two steps: the report holds every finished step
-        return 130
+    with StopSignals("the GPU check was stopped", at_once=True) as stop:
+        try:
+            status = run_steps({n: STEPS[n] for n in names}, Ctx(device, sizes, work), args.out, report, stop)
+        except Stopped:  # between two steps: the report holds every finished step
+            return 130
     print(f"GPU check on {device} ({size} sizes): wrote {args.out}")
     return status
 

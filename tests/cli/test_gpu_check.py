@@ -1,5 +1,6 @@
-"""benchmarks/gpu_check.py: the step runner's report (a failing step recorded, the rest run, a stop kept), the
-``--smoke`` run on the CPU, and a run stopped by ``timeout`` leaving a valid report.
+"""benchmarks/gpu_check.py: the step runner's report (a failing step recorded, the rest run, a stop kept, also one
+that lands while the report is written), the ``--smoke`` run on the CPU, and a run stopped by ``timeout`` leaving a
+valid report.
 
 The two script runs start at once (they overlap on 2 cores) in subprocesses with one torch thread and CUDA
 hidden. Their figures are read back by other means: FLOPs of the forward pass counted here, the matmul arithmetic.
@@ -25,6 +26,8 @@ sys.path.insert(0, str(SCRIPT.parent))
 import bench_model  # noqa: E402
 import gpu_check  # noqa: E402
 
+from ctxpose.utils.signals import StopSignals  # noqa: E402
+
 
 def _ctx(tmp: Path) -> gpu_check.Ctx:
     return gpu_check.Ctx(torch.device("cpu"), dict(gpu_check.SIZES["tiny"]), tmp)
@@ -48,8 +51,9 @@ def test_a_failing_step_is_recorded_and_the_next_ones_still_run(tmp_path: Path) 
         return {"rate_before": ctx.figures["first"]["rate"]}
 
     said: list[str] = []
-    status = gpu_check.run_steps({"first": first, "broken": broken, "not_here": not_here, "last": last},
-                                 _ctx(tmp_path), out, {"format": "ctxpose-gpu-check"}, said.append)
+    with StopSignals("stopping the check", at_once=True) as stop:
+        status = gpu_check.run_steps({"first": first, "broken": broken, "not_here": not_here, "last": last},
+                                     _ctx(tmp_path), out, {"format": "ctxpose-gpu-check"}, stop, said.append)
     report = json.loads(out.read_text())
     assert status == 1 and report["failed"] == ["broken"] and report["complete"]
     rows = report["steps"]
@@ -62,24 +66,44 @@ def test_a_failing_step_is_recorded_and_the_next_ones_still_run(tmp_path: Path) 
     assert [line.split(":")[0] for line in said] == list(rows)
 
 
-def test_sigterm_marks_the_running_step_interrupted_and_skips_the_rest(tmp_path: Path) -> None:
-    out = tmp_path / "report.json"
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_marks_the_running_step_interrupted_and_skips_the_rest(signum, tmp_path: Path) -> None:
+    out, name = tmp_path / "report.json", signal.Signals(signum).name
 
     def long_step(ctx):
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
         time.sleep(30)  # the handler raises in here
 
-    before = signal.signal(signal.SIGTERM, gpu_check.stop)
-    try:
+    with StopSignals("stopping the check", at_once=True) as stop:  # as main() runs the steps
         status = gpu_check.run_steps({"environment": gpu_check.environment, "long": long_step,
-                                      "after": lambda ctx: {}}, _ctx(tmp_path), out, {}, lambda line: None)
-    finally:
-        signal.signal(signal.SIGTERM, before)
-    rows = json.loads(out.read_text())["steps"]
-    assert status == 130 and rows["environment"]["status"] == "ok"
-    assert (rows["long"]["status"], rows["long"]["reason"]) == ("failed", "interrupted (SIGTERM)")
+                                      "after": lambda ctx: {}}, _ctx(tmp_path), out, {}, stop, lambda line: None)
+    report = json.loads(out.read_text())
+    rows = report["steps"]
+    assert status == 130 and not report["complete"] and rows["environment"]["status"] == "ok"
+    assert (rows["long"]["status"], rows["long"]["reason"]) == ("failed", f"interrupted ({name})")
     assert rows["long"]["seconds"] < 30
-    assert rows["after"] == {"status": "skipped", "reason": "the check was stopped (SIGTERM)"}
+    assert rows["after"] == {"status": "skipped", "reason": f"the check was stopped ({name})"}
+
+
+def test_a_signal_while_the_report_is_saved_acts_once_it_is_whole(tmp_path: Path, monkeypatch) -> None:
+    """SIGTERM lands while the first step's row is written: that write is finished, the next step skipped."""
+    out, started, finished = tmp_path / "report.json", [], []
+
+    def write(path, text):
+        started.append(text)
+        if len(started) == 2:  # the first step's result
+            os.kill(os.getpid(), signal.SIGTERM)
+        Path(path).write_text(text)
+        finished.append(text)
+
+    monkeypatch.setattr(gpu_check, "atomic_write_text", write)
+    with StopSignals("stopping the check", at_once=True) as stop:
+        status = gpu_check.run_steps({"first": lambda ctx: {"rate": 1.0}, "second": lambda ctx: {}},
+                                     _ctx(tmp_path), out, {}, stop, lambda line: None)
+    report = json.loads(out.read_text())
+    assert status == 130 and not report["complete"] and report["failed"] == []
+    assert finished == started and json.loads(finished[1])["steps"]["first"]["figures"] == {"rate": 1.0}
+    assert report["steps"]["second"] == {"status": "skipped", "reason": "the check was stopped (SIGTERM)"}
 
 
 @pytest.fixture(scope="module")
