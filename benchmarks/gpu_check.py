@@ -262,6 +262,23 @@ STEPS: dict[str, Callable[[Ctx], dict[str, Any]]] = {f.__name__: f for f in (
 SMOKE = ("environment", "physical_limit")
 
 
+def print_table(report: dict[str, Any]) -> None:
+    """The report as a rich table, a row per step with its figures flattened to ``key=value``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def flat(v: Any, key: str = "") -> list[str]:
+        if isinstance(v, dict):
+            return [x for k, w in v.items() for x in flat(w, f"{key}.{k}".lstrip("."))]
+        return [] if isinstance(v, list | None) else [f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}"]
+
+    table = Table("step", "status", "s", "figures / reason", title=f"{report['device']}, {report['sizes']} sizes")
+    for name, r in report["steps"].items():
+        text = r.get("reason") or ", ".join(flat(r.get("figures")))
+        table.add_row(name, r["status"], str(r.get("seconds", "")), text)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"), help="the JSON report")
@@ -292,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             status = run_steps({n: STEPS[n] for n in names}, Ctx(device, sizes, work), args.out, report, stop)
         except Stopped:  # between two steps: the report holds every finished step
             return 130
+    print_table(report)
     print(f"GPU check on {device} ({size} sizes): wrote {args.out}")
     return status
 

@@ -24,5 +24,5 @@ if compgen -G "$WHEELS/*.whl" > /dev/null; then
 fi
 echo "gpu_check: report in $DIR/gpu_check.json, work folder $WORK, budget ${BUDGET} s"
 set -o pipefail
-timeout --signal=TERM --kill-after=15 "$BUDGET" "$PY" benchmarks/gpu_check.py --out "$DIR/gpu_check.json" \
+timeout --preserve-status --signal=TERM --kill-after=15 "$BUDGET" "$PY" benchmarks/gpu_check.py --out "$DIR/gpu_check.json" \
   --work-dir "$WORK" "$@" 2>&1 | tee "$DIR/gpu_check.txt"

@@ -157,6 +157,7 @@ def test_smoke_run_writes_its_rows_and_the_figures_hold(runs) -> None:
     assert fig["fraction_of_matmul_peak"] == pytest.approx(fig["achieved_tflops"] / mm["tflops"])
     assert fig["top_ops"] and fig["amp"] is None  # float32 on a CPU
     assert "GPU check on cpu" in output and "physical_limit" in output
+    assert "cpu, tiny sizes" in output and "step_flops=" in output  # the table, with the figures
 
 
 @pytest.mark.slow
