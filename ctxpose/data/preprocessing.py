@@ -448,10 +448,12 @@ def _start_worker(parent: int, crops: Any) -> None:
     if os.getppid() != parent:  # the parent died before that
         os._exit(1)
     import cv2
-    import torch
 
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+    # preprocessing needs no torch, so no `import torch` (1-2 s of CPU); one thread if anything loads it
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if (torch := sys.modules.get("torch")) is not None:  # a script's main module imported it, say
+        torch.set_num_threads(1)
     _crops = crops
     crops.value = 0
 

@@ -14,31 +14,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
 
 from ctxpose.geometry.distortion import DIST_MODELS, _like, distort_normalized
+from ctxpose.utils.arrays import torch_of
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+if TYPE_CHECKING:
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 BBox = Sequence[float] | np.ndarray
 
 
 def _transpose(a: Array) -> Array:
-    if isinstance(a, torch.Tensor):
+    if torch_of(a) is not None:
         return a.transpose(-1, -2)
     return np.swapaxes(a, -1, -2)
 
 
 def _cat_last(parts: list[Array]) -> Array:
-    if isinstance(parts[0], torch.Tensor):
+    if (torch := torch_of(parts[0])) is not None:
         return torch.cat(parts, dim=-1)
     return np.concatenate(parts, axis=-1)
 
 
 def _copy(a: Array) -> Array:
-    return a.clone() if isinstance(a, torch.Tensor) else np.array(a, copy=True)
+    return a.clone() if torch_of(a) is not None else np.array(a, copy=True)
 
 
 def world_to_camera(points: Array, R: Array | np.ndarray, t: Array | np.ndarray) -> Array:
@@ -94,7 +97,7 @@ def project_points(points_world: Array, proj: Array | np.ndarray) -> Array:
     homogeneous = points_world @ _transpose(proj[..., :3]) + proj[..., None, :, 3]
     xy, depth = homogeneous[..., :2], homogeneous[..., 2:3]
     visible = depth > MIN_PROJECTION_DEPTH
-    if isinstance(depth, torch.Tensor):
+    if (torch := torch_of(depth)) is not None:
         pixels = xy / torch.where(visible, depth, torch.ones_like(depth))  # no inf/NaN, not even in backward
         return torch.where(visible, pixels, torch.full_like(pixels, float("nan")))
     pixels = xy / np.where(visible, depth, 1.0)
@@ -167,7 +170,7 @@ def scale_intrinsics(K: Array, old_hw: tuple[float, float], new_hw: tuple[float,
 
 
 def _readonly_float64(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
+    if torch_of(value) is not None:
         value = value.detach().cpu().numpy()
     array = np.array(value, dtype=np.float64, copy=True)
     if array.size != int(np.prod(shape)):

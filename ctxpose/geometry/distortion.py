@@ -26,12 +26,16 @@ pinhole camera with ``K_out`` projects it.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+from ctxpose.utils.arrays import torch_of
+
+if TYPE_CHECKING:
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 DIST_MODELS = ("opencv", "h36m")
 
@@ -43,7 +47,7 @@ def _check_model(model: str) -> None:
 
 def _like(value: np.ndarray | torch.Tensor, ref: Array) -> Array:
     """``value`` converted to the array type (and dtype/device) of ``ref``."""
-    if isinstance(ref, torch.Tensor):
+    if (torch := torch_of(ref)) is not None:
         if isinstance(value, np.ndarray) and not value.flags.writeable:
             value = value.copy()  # torch warns on read-only arrays (Camera stores its arrays read-only)
         return torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
@@ -51,7 +55,7 @@ def _like(value: np.ndarray | torch.Tensor, ref: Array) -> Array:
 
 
 def _stack_last(parts: list[Array]) -> Array:
-    if isinstance(parts[0], torch.Tensor):
+    if (torch := torch_of(parts[0])) is not None:
         return torch.stack(parts, dim=-1)
     return np.stack(parts, axis=-1)
 

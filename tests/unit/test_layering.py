@@ -9,6 +9,8 @@ A part of the package may import its own modules and any part of a lower layer, 
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[2] / "ctxpose"
@@ -117,3 +119,25 @@ def test_the_checks_see_imports(tmp_path):
     lazy = tmp_path / "m.py"
     lazy.write_text("def f():\n    from ctxpose.engine import dist\n    import ctxpose\n")
     assert {"ctxpose.engine.dist", "ctxpose"} <= imports_of(lazy)
+
+
+#: what ``preprocess h36m|3dhp`` imports in the command's process and in each spawned worker: no torch
+#: (1-2 s of CPU per process); geometry checks for tensors through ``ctxpose.utils.arrays.torch_of``
+_NO_TORCH = """
+import concurrent.futures, multiprocessing, os, sys
+import ctxpose.data.h36m.preprocess, ctxpose.data.mpi_inf_3dhp.preprocess
+from ctxpose.data.preprocessing import _start_worker
+assert "torch" not in sys.modules, "the preprocessing modules import torch"
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    crops = context.RawValue("q", -1)
+    with concurrent.futures.ProcessPoolExecutor(1, context, _start_worker, (os.getpid(), crops)) as pool:
+        in_worker = pool.submit(eval, "'torch' in __import__('sys').modules").result()
+    assert crops.value == 0, "the worker did not start"
+    assert not in_worker, "a preprocessing worker imports torch"
+"""
+
+
+def test_preprocessing_and_its_workers_import_no_torch():
+    proc = subprocess.run([sys.executable, "-c", _NO_TORCH], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
