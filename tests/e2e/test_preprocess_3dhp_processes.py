@@ -1,5 +1,9 @@
-"""``preprocess 3dhp --workers 2`` as processes: it runs on the shared runner with the guarantees of
-``preprocess h36m`` (Ctrl-C, SIGKILL, a dying worker, a script calling the API, parallel = serial).
+"""``preprocess 3dhp --workers 2`` as processes. It runs on the runner ``preprocess h36m`` runs on
+(:class:`ctxpose.data.preprocessing.Run`), whose process guarantees are tested once, through ``preprocess h36m``
+(tests/e2e/test_preprocess_processes.py: Ctrl-C to the group, to the parent and SIGTERM; SIGKILL; a dying
+worker; a script calling the API with and without a main guard). Here what is 3DHP's own: a Ctrl-C keeps its
+finished sequences in its labels and a rerun completes them, a dying worker fails only its sequence and a rerun
+redoes it, parallel = serial.
 
 The command runs in its own session; processes are read through /proc, outputs through the file system and
 the labels with ``np.load`` and OpenCV (helpers in :mod:`tests.e2e.process_tools`).
@@ -21,8 +25,6 @@ from ctxpose.data.mpi_inf_3dhp.synthesize import synthesize_3dhp
 from tests.e2e.process_tools import (
     WorkerKiller,
     interrupt,
-    kill_parent,
-    run_api_script,
     start,
     the_killed_sequence,
     workers_of,
@@ -47,10 +49,9 @@ def _labels(out) -> dict[str, np.ndarray]:
         return {**{k: z[k] for k in z.files if k != "meta"}, "meta": json.loads(str(z["meta"]))}
 
 
-@pytest.mark.parametrize("target", ["group", "parent"])
-def test_ctrl_c_stops_promptly_and_records_every_finished_sequence(test_set, tmp_path, target):
+def test_ctrl_c_stops_promptly_and_records_every_finished_sequence(test_set, tmp_path):
     out = tmp_path / "out"
-    recorded = interrupt(start("preprocess", "3dhp", str(test_set), str(out), *ARGS), out, target, SEQUENCES)
+    recorded = interrupt(start("preprocess", "3dhp", str(test_set), str(out), *ARGS), out, "group", SEQUENCES)
     labels = _labels(out)  # the finished sequences are in the labels, with readable crops
     assert labels["meta"]["sequences"] == [s for s in metadata.SEQUENCES if s in recorded]
     assert sorted(set(labels["sequence"].tolist())) == sorted(recorded) and len(labels["frame"]) == VALID * len(
@@ -62,11 +63,6 @@ def test_ctrl_c_stops_promptly_and_records_every_finished_sequence(test_set, tmp
     final = _labels(out)
     assert final["meta"]["sequences"] == list(metadata.SEQUENCES) and len(final["frame"]) == SEQUENCES * VALID
     assert len(np.unique(final["image"])) == len(final["image"])
-
-
-def test_sigkill_of_the_command_takes_its_workers_with_it(test_set, tmp_path):
-    out = tmp_path / "out"
-    kill_parent(start("preprocess", "3dhp", str(test_set), str(out), *ARGS), out, SEQUENCES)
 
 
 def test_a_worker_that_dies_fails_only_its_sequence_and_a_rerun_redoes_it(test_set, tmp_path):
@@ -90,9 +86,3 @@ def test_parallel_workers_give_the_same_labels_as_one_process(test_set, tmp_path
             np.testing.assert_array_equal(two[name], one[name], err_msg=name)
     for rel in one["image"][::25]:
         assert (tmp_path / "two" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes()
-
-
-def test_the_python_api_runs_workers_from_a_script_with_a_main_guard(test_set, tmp_path):
-    printed = run_api_script(tmp_path, test_set, "ctxpose.data.mpi_inf_3dhp.preprocess", "preprocess_3dhp",
-                             "Preprocess3DHPOptions", 'image_size=32, workers=2, sequences=("TS2", "TS6")')
-    assert sorted(d["key"] for d in printed["done"]) == ["TS2", "TS6"] and not printed["failed"]
