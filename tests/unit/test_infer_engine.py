@@ -1,6 +1,7 @@
 """The infer engine: crops, cameras, world and root search with a stand-in network whose answer is known, then
 the real tiny network end to end through the command (files read back with numpy/json/OpenCV)."""
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,8 @@ def test_command_writes_npz_and_jsonl_with_empty_frames(tiny):
     (["--box", "500,500,10,10"], "is outside the 96x80 image"),
     (["--box", "1,1,10,10", "--boxes", "{tmp}/boxes.json"], "give one of"),
     (["--box", "1,1,10,10", "--set", "model.backbone.num_layers=34"], "tiny.pt"),
-    (["--detector", "builtin"], "torchvision"),
+    (["--detector", "builtin"], "torchvision" if importlib.util.find_spec("torchvision") is None else
+     "no weights at"),
 ])
 def test_bad_inputs_fail_in_one_line_and_write_nothing(tiny, extra, expected):
     tmp, cfg, video = tiny
@@ -247,17 +249,50 @@ def test_a_truncated_video_fails_and_ctrl_c_keeps_finished_inputs(tiny):
         assert z["source"].tolist()[:3] == [0, 0, 0]
 
 
-def test_builtin_detector_wiring_with_an_untrained_state_dict(tmp_path):
-    """Skipped where torchvision cannot be imported (this project's CPU CI); the refusal is tested above."""
+def test_builtin_detector_downloaded_from_a_local_server_runs_in_the_command(tiny, tmp_path, httpserver,
+                                                                             monkeypatch):
+    """An untrained torchvision Faster R-CNN state dict served on 127.0.0.1 is downloaded, prefix-checked and
+    pinned by fetch-weights (a registry naming its digest's prefix: the shipped one names the COCO file's), found
+    by `ctxpose infer --detector builtin` under the data root and run on a video; the file read back by numpy.
+    Skipped where torchvision cannot be imported (this project's CPU CI; the refusal is tested above)."""
     tv = pytest.importorskip("torchvision.models.detection")
-    from ctxpose.engine.detector import load_person_detector
+    import hashlib
+
+    from ctxpose.weights import fetch as F
+    from ctxpose.weights.http import HttpSettings
+    from ctxpose.weights.registry import load_registry, parse_registry
+    from tests.unit.weights_fixtures import registry_toml
 
     torch.manual_seed(0)
     model = tv.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=91)
+    with torch.no_grad():  # untrained, but every region proposal scores as a person (class 1), boxes unchanged
+        predictor = model.roi_heads.box_predictor
+        predictor.cls_score.weight.zero_()
+        predictor.cls_score.bias.copy_(torch.eye(91)[1] * 10)
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
     torch.save(model.state_dict(), tmp_path / "det.pth")
-    detect = load_person_detector("builtin", tmp_path / "det.pth")
-    found = detect(np.zeros((120, 160, 3), np.uint8))
-    assert all(d.box.shape == (4,) and 0 <= d.score <= 1 for d in found)
+    data = (tmp_path / "det.pth").read_bytes()
+    httpserver.expect_request("/det.pth").respond_with_data(data)
+    dest = load_registry().get("person-detector").dest  # where the shipped entry puts it
+    entry = {"name": "person-detector", "kind": "detector", "dest": dest, "urls": [httpserver.url_for("/det.pth")],
+             "sha256_prefix": hashlib.sha256(data).hexdigest()[:8]}
+    root = tmp_path / "data"
+    [got] = F.fetch(F.FetchOptions(root=root, registry=parse_registry(registry_toml([entry])),
+                                   settings=HttpSettings(read_timeout=10, retries=0)), ["person-detector"])
+    assert got.ok and got.action == "downloaded", got.detail
+    monkeypatch.setenv("CTXPOSE_DATA", str(root))  # the command finds the fetched file by itself
+    tmp, cfg, video = tiny
+    r = run_in_process("infer", str(video), "--config", str(cfg), "--checkpoint", str(tmp / "tiny.pt"), "--detector",
+                       "builtin", "--min-score", "0", "--root", "box", "--out", str(tmp_path / "out"), "--device",
+                       "cpu")
+    assert r.returncode == 0, r.stderr + r.stdout
+    with np.load(tmp_path / "out" / "predictions.npz", allow_pickle=False) as z:
+        assert z["frame_index"].tolist() == [0, 1, 2] and z["frame_people"].sum() == len(z["frame"]) > 0
+        assert np.all((z["score"] >= 0) & (z["score"] <= 1)) and np.isfinite(z["keypoints_3d"]).all()
+        boxes = z["box"]
+        assert np.all(boxes[:, 2:] > 0) and np.all(boxes[:, :2] >= 0)  # x, y, w, h inside the 96x80 frame
+        assert np.all(boxes[:, 0] + boxes[:, 2] <= 96 + 1e-3) and np.all(boxes[:, 1] + boxes[:, 3] <= 80 + 1e-3)
 
 
 def test_a_folder_of_images_with_render_pngs(tiny):
