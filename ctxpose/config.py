@@ -234,6 +234,11 @@ class TrainConfig(SplitConfig):
     # displaced cuboid (what `infer` needs to re-centre on an estimated root); 0: the root itself. Volumetric
     # architectures only.
     root_jitter_mm: float = 0.0
+    # World tilt: each training sample's world (camera, keypoints, root) turns about the pelvis by a random angle,
+    # uniform in [-world_tilt_deg, world_tilt_deg], about a random horizontal axis, so the cuboid's vertical is no
+    # longer exactly gravity's (what `infer` faces when it assumes a camera without pitch); 0: the true world.
+    # Volumetric architectures only.
+    world_tilt_deg: float = 0.0
     checkpoint_every_epochs: int = 1
     vis_freq: int = 1000  # steps between TensorBoard image summaries; 0 disables them
     vis_n_elements: int = 10
@@ -440,6 +445,9 @@ def _architecture_rules(errors: list[str], config: ExperimentConfig) -> None:
                       "model.triangulation.use_confidences: false)")
     if arch in TRIANGULATION_KEYS and config.train.root_jitter_mm:
         errors.append(f"train.root_jitter_mm: the {arch} model has no cuboid to displace; leave it out")
+    if arch in TRIANGULATION_KEYS and config.train.world_tilt_deg:
+        errors.append(f"train.world_tilt_deg: the {arch} model has no cuboid to tilt (triangulation does not depend "
+                      "on the world's orientation); leave it out")
     if arch in TRIANGULATION_KEYS:
         for split in ("train", "val"):
             low = getattr(config, split).min_n_views
@@ -535,8 +543,11 @@ def validate_config(config: ExperimentConfig) -> None:
         _positive(errors, f"train.{key}", getattr(t, key))
     for key in ("backbone_lr", "process_features_lr", "volume_net_lr", "backbone_lr_factor", "volume_net_lr_factor"):
         _positive(errors, f"train.{key}", getattr(t, key))
-    for key in ("seed", "vis_freq", "root_jitter_mm"):
+    for key in ("seed", "vis_freq", "root_jitter_mm", "world_tilt_deg"):
         _positive(errors, f"train.{key}", getattr(t, key), strict=False)
+    if t.world_tilt_deg > 45:
+        errors.append(f"train.world_tilt_deg: {t.world_tilt_deg:g}, expected at most 45 (a camera's pitch or roll "
+                      "that infer's no-pitch world leaves; more would lay the cuboid on its side)")
     if t.root_jitter_mm >= vn.cuboid_size / 2:
         errors.append(f"train.root_jitter_mm: {t.root_jitter_mm:g}, expected less than half of "
                       f"model.volume_net.cuboid_size ({vn.cuboid_size:g} mm), or the pelvis can leave the cuboid")

@@ -117,6 +117,29 @@ def _read_original(root: Path, labels_path: Path, undistort: bool, scale: float,
     }
 
 
+def _tilt_world(keypoints: np.ndarray, root: np.ndarray, R: np.ndarray, t: np.ndarray, centre: np.ndarray,
+                rng: np.random.Generator, max_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sample in a world turned about ``centre`` by W: an angle uniform in [-max_deg, max_deg] about a
+    horizontal axis (z is vertical) of uniform direction. A world point X becomes X' = W (X - c) + c; the
+    cameras follow (R' = R W^T, t' = t + R c - R' c), so every camera-frame point and pixel is unchanged.
+
+    Args:
+        keypoints: (J, 3) world mm. root: (3,) world mm. R: (V, 3, 3). t: (V, 3) mm. centre: (3,) world mm.
+
+    Returns:
+        keypoints (float32), root, R, t in the turned world.
+    """
+    heading, angle = rng.uniform(0.0, 2 * math.pi), math.radians(rng.uniform(-max_deg, max_deg))
+    axis = np.array([math.cos(heading), math.sin(heading), 0.0])
+    W = cv2.Rodrigues(axis * angle)[0]
+    c = np.asarray(centre, np.float64)
+    R64 = np.asarray(R, np.float64)
+    R_new = R64 @ W.T
+    t_new = np.asarray(t, np.float64) + R64 @ c - R_new @ c
+    turn = lambda x: (np.asarray(x, np.float64) - c) @ W.T + c  # noqa: E731
+    return turn(keypoints).astype(np.float32), turn(root), R_new, t_new
+
+
 class Human36MDataset(Dataset):
     """Human3.6M samples for ContextPose.
 
@@ -138,6 +161,10 @@ class Human36MDataset(Dataset):
         root_jitter_mm: train split only (the val split ignores it): ``root`` moves by a random offset,
             uniform in [-j, j] mm on each world axis, drawn from the sample's generator; default
             ``config.train.root_jitter_mm``.
+        world_tilt_deg: train split only: the sample's world turns about its pelvis by an angle uniform in
+            [-a, a] degrees about a random horizontal axis (``keypoints_3d``, ``root``, ``R``, ``t`` and
+            ``proj_matrices`` together: every pixel stays where it was), drawn after the root jitter; default
+            ``config.train.world_tilt_deg``.
         max_n_views: views per sample (1: each (frame, camera) is a sample); default the split's, whose null
             means every camera not ignored. More than the labels' cameras is refused (:class:`DataError`).
         min_n_views: fewest distinct cameras of a sample (frames with fewer are left out) and, with
@@ -163,7 +190,8 @@ class Human36MDataset(Dataset):
                  randomize_n_views: bool | None = None, min_n_views: int | None = None,
                  max_n_views: int | None = None, use_gt_pelvis: bool | None = None,
                  pred_results_path: str | Path | None = None, skeleton: Skeleton | str | None = None,
-                 seed: int | None = None, root_jitter_mm: float | None = None) -> None:
+                 seed: int | None = None, root_jitter_mm: float | None = None,
+                 world_tilt_deg: float | None = None) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         cfg = config or ExperimentConfig()
@@ -218,6 +246,7 @@ class Human36MDataset(Dataset):
                         split, short, len(self), self.max_n_views)
         self.use_gt_pelvis = bool(pick(use_gt_pelvis, cfg.model.volume_net.use_gt_pelvis))
         self.root_jitter_mm = float(pick(root_jitter_mm, cfg.train.root_jitter_mm)) if split == "train" else 0.0
+        self.world_tilt_deg = float(pick(world_tilt_deg, cfg.train.world_tilt_deg)) if split == "train" else 0.0
         self._roots = None
         if self.use_gt_pelvis:
             if pred_results_path is not None:
@@ -370,6 +399,9 @@ class Human36MDataset(Dataset):
         rotation = rng.uniform(0.0, 2 * math.pi) if self.split == "train" else 0.0
         if self.root_jitter_mm > 0:  # train only; drawn after the rotation, so 0 keeps every other draw
             root = np.asarray(root, np.float64) + rng.uniform(-self.root_jitter_mm, self.root_jitter_mm, 3)
+        if self.world_tilt_deg > 0:  # train only; drawn last, so 0 keeps every other draw
+            keypoints, root, R, t = _tilt_world(keypoints, root, R, t, keypoints[self.skeleton.root], rng,
+                                                self.world_tilt_deg)
         return {
             "images": np.stack(images), "proj_matrices": projection_matrix(K, R, t).astype(np.float32),
             "K": K.astype(np.float32), "R": R.astype(np.float32), "t": t.astype(np.float32),

@@ -67,6 +67,8 @@ PAPER = ROOT / "configs" / "human36m_contextpose.yaml"
         ("train.root_jitter_mm=-1", "train.root_jitter_mm: -1.0, expected >= 0"),
         ("train.root_jitter_mm=1250", "train.root_jitter_mm: 1250, expected less than half of "
                                       "model.volume_net.cuboid_size (2500 mm)"),
+        ("train.world_tilt_deg=-1", "train.world_tilt_deg: -1.0, expected >= 0"),
+        ("train.world_tilt_deg=60", "train.world_tilt_deg: 60, expected at most 45"),
         ("dataset.train_subjects=[]", "dataset.train_subjects: empty"),
         ("dataset.val_subjects=[]", "dataset.val_subjects: empty"),
         ("model.volume_net.use_gt_pelvis=false", "train.pred_results_path: not set, but "

@@ -179,6 +179,40 @@ def test_root_jitter_moves_the_training_cuboid_centre_only(ours):
     assert Human36MDataset(ours, "train", cfg, image_shape=(32, 32)).root_jitter_mm == 250.0
 
 
+def test_world_tilt_turns_world_and_cameras_together_about_the_pelvis(ours):
+    """train.world_tilt_deg: each sample's world turns about its pelvis by at most a degrees about a horizontal
+    axis; in every camera the joints stay where they were (camera frame and pixels), the vertical tilts."""
+    plain = Human36MDataset(ours, "train", image_shape=(32, 32), seed=7, root_jitter_mm=100.0)
+    tilt = Human36MDataset(ours, "train", image_shape=(32, 32), seed=7, root_jitter_mm=100.0, world_tilt_deg=20.0)
+    angles = []
+    for i in range(len(plain)):
+        a, b = plain[i], tilt[i]
+        pelvis = a["keypoints_3d"][SK.root]
+        np.testing.assert_allclose(b["keypoints_3d"][SK.root], pelvis, atol=1e-3)
+        for v in range(len(a["R"])):  # camera frame: R X + t, the same point before and after
+            cam_a = a["keypoints_3d"].astype(np.float64) @ a["R"][v].T.astype(np.float64) + a["t"][v]
+            cam_b = b["keypoints_3d"].astype(np.float64) @ b["R"][v].T.astype(np.float64) + b["t"][v]
+            np.testing.assert_allclose(cam_b, cam_a, atol=0.05)  # mm
+            root_a = a["R"][v].astype(np.float64) @ a["root"] + a["t"][v]
+            np.testing.assert_allclose(b["R"][v].astype(np.float64) @ b["root"] + b["t"][v], root_a, atol=0.05)
+            homog = np.c_[b["keypoints_3d"], np.ones(len(b["keypoints_3d"]))] @ b["proj_matrices"][v].T
+            pix = a["K"][v] @ cam_a.T
+            np.testing.assert_allclose(homog[:, :2] / homog[:, 2:], (pix[:2] / pix[2]).T, atol=1e-2)  # px
+        # the bones keep their lengths; the turn is the rotation taking the plain pose to the tilted one
+        rel_a, rel_b = a["keypoints_3d"] - pelvis, b["keypoints_3d"] - pelvis
+        u, _, vt = np.linalg.svd(rel_b.T.astype(np.float64) @ rel_a)
+        W = u @ vt
+        angles.append(np.degrees(np.arccos(np.clip(W[2, 2], -1, 1))))  # the new world's z against the old
+        np.testing.assert_array_equal(a["images"], b["images"])
+        assert a["rotation"] == b["rotation"]
+    angles = np.array(angles)
+    assert np.all(angles <= 20.0 + 0.1) and angles.max() > 5.0 and len(np.unique(angles.round(3))) == len(plain)
+    val = Human36MDataset(ours, "val", image_shape=(32, 32), world_tilt_deg=20.0)
+    assert val.world_tilt_deg == 0.0
+    cfg = load_config("tiny_cpu", ["train.world_tilt_deg=15"])
+    assert Human36MDataset(ours, "train", cfg, image_shape=(32, 32)).world_tilt_deg == 15.0
+
+
 def test_training_loader_batches_do_not_depend_on_workers(ours):
     """The trainer's loader: same batches with 0 or 2 workers, epochs reach persistent workers, resume skips."""
     def epoch_batches(workers, skip=0):

@@ -141,6 +141,10 @@ def test_shipped_configs_round_trip(tmp_path, name):
     (["model.architecture=algebraic", "loss.use_volumetric_ce_loss=false", "loss.use_global_attention_loss=false",
       "train.min_n_views=null", "train.max_n_views=null", "val.min_n_views=2", "val.max_n_views=null"],
      ["train.min_n_views: null, the algebraic model triangulates from at least two distinct views"]),
+    (["model.architecture=algebraic", "model.image_shape=[128, 128]", "loss.use_volumetric_ce_loss=false",
+      "loss.use_global_attention_loss=false", "train.root_jitter_mm=100", "train.world_tilt_deg=10"],
+     ["train.root_jitter_mm: the algebraic model has no cuboid to displace",
+      "train.world_tilt_deg: the algebraic model has no cuboid to tilt"]),
 ])
 def test_settings_that_would_not_act_are_refused(overrides, messages):
     with pytest.raises(ConfigError) as e:
