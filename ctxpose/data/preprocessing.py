@@ -337,6 +337,9 @@ def run_in_workers(jobs: Iterable[Job], workers: int, on_frames: Callable[[int],
     dies on is known: it fails alone (``result.error`` says how the process died) and a new worker takes the
     sequences left. On return, and on any exception (``Stopped`` included), the workers are stopped
     (SIGTERM: a worker exits at once, or right after the crop it is writing) and queued jobs never start.
+    A stop signal is held through each pass of the loop (at most 0.1 s of waiting plus a finished sequence's
+    saving): raised inside ``concurrent.futures`` it could leave a future's lock taken, and the executor's
+    shutdown would then wait for ever.
 
     Raises:
         CtxposeError: as raised in a worker (e.g. :class:`ctxpose.errors.OutputError`: a full disk).
@@ -346,39 +349,46 @@ def run_in_workers(jobs: Iterable[Job], workers: int, on_frames: Callable[[int],
     pending, pool = collections.deque(jobs), []
     try:
         while pending or pool:
-            while pending and len(pool) < workers:
-                pool.append(_Worker(context, pending.popleft()))
-            done, _ = concurrent.futures.wait([w.future for w in pool], timeout=0.1,
-                                              return_when=concurrent.futures.FIRST_COMPLETED)
-            if n := sum(w.new_crops() for w in pool):
-                on_frames(n)
-            for w in [w for w in pool if w.future in done]:
-                error = w.future.exception()
-                if isinstance(error, BrokenProcessPool):  # the process died
-                    pool.remove(w)
-                    w.stop()
-                    if w.crops.value < 0 and w.exitcode is not None and w.exitcode >= 0:
-                        raise WorkerCrash(f"a worker process could not start ({describe_exit(w.exitcode)}, its "
-                                          "error is above); a script calling this with workers > 1 must do "
-                                          'so under `if __name__ == "__main__":`') from None
-                    result = SequenceResult(key=w.job.key,
-                                            error=f"its worker process died ({describe_exit(w.exitcode)})")
-                    on_done(w.job, None, result)
-                elif error is not None:
-                    raise error from None
-                else:
-                    job, (shard, result) = w.job, w.future.result()
-                    if pending:  # the worker goes on while this process saves the shard
-                        w.submit(pending.popleft())
-                    else:
-                        pool.remove(w)
-                        w.stop()
-                    on_done(job, shard, result)
+            with StopSignals.held():
+                _step_workers(context, pending, pool, workers, on_frames, on_done)
     finally:
         for w in pool:  # all at once, then wait for each
             w.terminate()
         for w in pool:
             w.stop()
+
+
+def _step_workers(context: Any, pending: collections.deque, pool: list[_Worker], workers: int,
+                  on_frames: Callable[[int], None], on_done: Callable[[Job, Any | None, SequenceResult], None]) -> None:
+    """One pass of :func:`run_in_workers`' loop: start workers, wait up to 0.1 s, take what finished."""
+    while pending and len(pool) < workers:
+        pool.append(_Worker(context, pending.popleft()))
+    done, _ = concurrent.futures.wait([w.future for w in pool], timeout=0.1,
+                                      return_when=concurrent.futures.FIRST_COMPLETED)
+    if n := sum(w.new_crops() for w in pool):
+        on_frames(n)
+    for w in [w for w in pool if w.future in done]:
+        error = w.future.exception()
+        if isinstance(error, BrokenProcessPool):  # the process died
+            pool.remove(w)
+            w.stop()
+            if w.crops.value < 0 and w.exitcode is not None and w.exitcode >= 0:
+                raise WorkerCrash(f"a worker process could not start ({describe_exit(w.exitcode)}, its "
+                                  "error is above); a script calling this with workers > 1 must do "
+                                  'so under `if __name__ == "__main__":`') from None
+            result = SequenceResult(key=w.job.key,
+                                    error=f"its worker process died ({describe_exit(w.exitcode)})")
+            on_done(w.job, None, result)
+        elif error is not None:
+            raise error from None
+        else:
+            job, (shard, result) = w.job, w.future.result()
+            if pending:  # the worker goes on while this process saves the shard
+                w.submit(pending.popleft())
+            else:
+                pool.remove(w)
+                w.stop()
+            on_done(job, shard, result)
 
 
 def describe_exit(code: int | None) -> str:
