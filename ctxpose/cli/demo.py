@@ -14,6 +14,9 @@ def main(
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for data, run and results.")] = Path("ctxpose-demo"),
     epochs: Annotated[int | None, typer.Option(
         metavar="N", show_default=False, help="Training epochs of 60 steps (default: the tiny setting's 10).")] = None,
+    frames: Annotated[int, typer.Option(
+        metavar="N", min=8, help="Frames of each synthetic Human3.6M sequence (2 subjects x 4 actions x 4 cameras).")
+    ] = 60,
     mpi_inf_3dhp: Annotated[bool, typer.Option(
         "--3dhp/--no-3dhp", help="Also evaluate zero-shot on a synthetic MPI-INF-3DHP test set.")] = True,
     set_: SetOpt = None,
@@ -31,7 +34,7 @@ def main(
     console = Console()
     counter = iter(range(1, DEMO_STAGES + 1))
     total = DEMO_STAGES if mpi_inf_3dhp else DEMO_STAGES - 1
-    demo = run_demo(out, epochs, set_ or [], mpi_inf_3dhp=mpi_inf_3dhp,
+    demo = run_demo(out, epochs, set_ or [], mpi_inf_3dhp=mpi_inf_3dhp, frames=frames,
                     stage=lambda msg: console.print(f"[bold]{next(counter)}/{total}[/bold] {msg}"))
     print_table(demo.result.to_dict())
     after = demo.result.metrics["mpjpe"]

@@ -124,7 +124,8 @@ def demo_infer(out: Path, cfg: ExperimentConfig, checkpoint: Path) -> tuple[list
 
 
 def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = (),
-             stage: Callable[[str], None] = lambda message: None, mpi_inf_3dhp: bool = True) -> DemoResult:
+             stage: Callable[[str], None] = lambda message: None, mpi_inf_3dhp: bool = True,
+             frames: int = 60) -> DemoResult:
     """The whole demo in ``out`` on the CPU; ``stage(message)`` announces each of its stages.
 
     Args:
@@ -132,6 +133,7 @@ def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = ()
         epochs: training epochs (default: the tiny setting's ``train.n_epochs``).
         overrides: config overrides, applied last.
         mpi_inf_3dhp: also evaluate the trained model zero-shot on a synthetic MPI-INF-3DHP test set.
+        frames: frames of each synthetic Human3.6M sequence (at least :data:`DEMO_INFER_FRAMES`).
     """
     from ctxpose.data.datasets import Human36MDataset
     from ctxpose.engine.evaluator import evaluate
@@ -140,7 +142,7 @@ def run_demo(out: Path, epochs: int | None = None, overrides: Sequence[str] = ()
 
     start = time.perf_counter()
     stage(f"synthesizing and preprocessing a small Human3.6M ({DEMO_SUBJECTS[0]} train, {DEMO_SUBJECTS[1]} val)")
-    processed = prepare_demo_data(out)
+    processed = prepare_demo_data(out, frames)
     cfg = demo_config(processed, [*([f"train.n_epochs={epochs}"] if epochs is not None else []), *overrides])
     save_config(cfg, out / "config.yaml")
     stage("untrained model on the validation split")

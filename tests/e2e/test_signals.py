@@ -25,8 +25,12 @@ from tests.e2e.engine_data import tiny_overrides
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals")]
 
 
+# No checkpoint at epoch ends (an epoch is a step or two here): every checkpoint a test reads is the stop's.
+SETS = ["train.n_epochs=40", "train.vis_freq=0", "train.checkpoint_every_epochs=1000"]
+
+
 def _command(processed: Path, logdir: Path, *extra: str) -> list[str]:
-    sets = [*tiny_overrides(processed), "train.n_epochs=40", "train.vis_freq=0"]
+    sets = [*tiny_overrides(processed), *SETS]
     return [sys.executable, "-m", "ctxpose", "train", "tiny_cpu", "--device", "cpu", "--no-val", "--logdir",
             str(logdir), *[x for s in sets for x in ("--set", s)], *extra]
 
@@ -80,7 +84,7 @@ def test_ctrl_c_keeps_the_last_step_and_resumes_bit_for_bit(processed: Path, tmp
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cfg = load_config("tiny_cpu", [*tiny_overrides(processed), "train.n_epochs=40", "train.vis_freq=0"])
+        cfg = load_config("tiny_cpu", [*tiny_overrides(processed), *SETS])
         fresh = train(cfg, initial_model(cfg), Human36MDataset.from_config(cfg, "train"), None, tmp_path / "b",
                       "cpu", max_steps=target).run_dir
     finally:

@@ -79,12 +79,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     import cv2
 
     out = tmp_path / "demo"
-    r = CliRunner().invoke(app, ["demo", "--out", str(out), "--epochs", "1", "--set", "train.n_objects_per_epoch=16",
-                                 "--set", "val.retain_every_n_frames_in_test=12"])
+    r = CliRunner().invoke(app, ["demo", "--out", str(out), "--epochs", "1", "--frames", "24", "--set",
+                                 "train.n_objects_per_epoch=16", "--set", "val.retain_every_n_frames_in_test=12"])
     assert r.exit_code == 0, r.output
+    assert json.loads((out / "demo_data.json").read_text())["frames"] == 24
     payload = json.loads((out / "eval" / "metrics.json").read_text())
     mpjpe = payload["overall"]["mpjpe"]
-    assert f"trained {mpjpe:.1f} mm" in r.output and payload["overall"]["n_samples"] == 80
+    # S9's 24 frames, every 12th, x 4 actions x 4 cameras
+    assert f"trained {mpjpe:.1f} mm" in r.output and payload["overall"]["n_samples"] == 2 * 4 * 4
     image = cv2.imread(str(out / "eval" / "overlay.png"))
     # 4 crops of 64 px drawn at 256 px side by side (2 px gaps) under their titles and a legend
     assert image is not None and image.shape[1] == 4 * 256 + 5 * 2 and image.shape[0] > 256

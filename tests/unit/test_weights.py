@@ -35,7 +35,9 @@ from ctxpose.weights.resolvers import (
 from ctxpose.weights.verify import meta_model
 from tests.unit import weights_fixtures as W
 
-FAST = HttpSettings(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.0, chunk_size=1 << 16)
+# no retries, no back-off; time-outs long enough for the 64 MB tiny checkpoint from the local server on a loaded machine
+# (a 2 s read time-out retried it under four parallel test workers); the time-out tests set their own
+FAST = HttpSettings(connect_timeout=20.0, read_timeout=20.0, retries=0, backoff=0.0, chunk_size=1 << 16)
 
 
 @pytest.fixture(autouse=True)
