@@ -3,8 +3,9 @@
 - Ctrl-C at an arbitrary moment of a one-process run: exit 130 with one line saying how to continue, and a
   checkpoint of the last completed step; stopped + resumed equals uninterrupted, bit for bit.
 - SIGINT to the whole process group of a 2-process run (what a terminal's Ctrl-C and `timeout` do): every rank
-  stops after the same step and the checkpoint is written; the run resumes to the end.
-- SIGTERM or SIGKILL to the launcher alone: the workers stop after their step with a checkpoint; none is left.
+  stops after the same step and the checkpoint is written; the run resumes on two processes, and SIGTERM to its
+  launcher alone stops it likewise.
+- SIGKILL to the launcher alone: the workers stop after their step with a checkpoint; none is left.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def test_ctrl_c_keeps_the_last_step_and_resumes_bit_for_bit(processed: Path, tmp
                        env=_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     assert f"resuming from epoch {saved['epoch']}, step {stopped_at}" in r.stderr.replace("\n", " ")
+    assert f"{target} steps" in r.stdout and str(run) in r.stdout.replace("\n", "")  # the summary
     # the same steps without a stop, in this process with the subprocesses' single thread
     from ctxpose.config import load_config
     from ctxpose.data.datasets import Human36MDataset
@@ -135,11 +137,15 @@ def test_ctrl_c_while_waiting_for_loader_workers_stops_cleanly(tmp_path: Path) -
     assert saved["step"] == int(out.split()[-1]) >= 1
 
 
-def test_sigint_to_the_process_group_of_two_processes_checkpoints(processed: Path, tmp_path: Path) -> None:
+def test_sigint_to_the_group_checkpoints_and_the_resumed_run_stops_on_sigterm_to_the_launcher(
+        processed: Path, tmp_path: Path) -> None:
+    """SIGINT to the whole process group (a terminal's Ctrl-C, `timeout -s INT`): every rank stops after the same
+    step with a checkpoint. The run resumes on two processes; then `kill <ctxpose pid>` (SIGTERM to the launcher
+    alone, as a scheduler or a script sends it): the launcher passes it on and the workers stop likewise."""
     p = subprocess.Popen(_command(processed, tmp_path / "a", "--procs", "2"), env=_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     run = _wait_for_steps(tmp_path / "a", 2, p)
-    os.killpg(p.pid, signal.SIGINT)  # as `timeout -s INT` and a terminal's Ctrl-C: every process gets it
+    os.killpg(p.pid, signal.SIGINT)  # every process gets it
     out, err = p.communicate(timeout=120)
     # the workers return their results: torch's agent has none left to signal or kill (it logs both)
     assert p.returncode == 130 and "Closing process" not in err and "forcefully exiting" not in err, err
@@ -147,24 +153,19 @@ def test_sigint_to_the_process_group_of_two_processes_checkpoints(processed: Pat
     saved = _state(run)
     assert saved["world_size"] == 2 and saved["step"] >= 2
     assert int(saved["model"]["backbone.bn1.num_batches_tracked"]) == saved["step"]
-    r = subprocess.run(_command(processed, tmp_path / "a", "--procs", "2", "--resume", "auto",
-                                "--max-steps", str(saved["step"] + 1)),
-                       env=_env(), capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stderr
-    assert _state(run)["step"] == saved["step"] + 1 and _state(run)["config"]["train"]["batch_size"] == 2
-    assert f"{saved['step'] + 1} steps" in r.stdout and str(run) in r.stdout.replace("\n", "")  # the summary
 
-
-def test_sigint_to_the_launcher_alone_is_passed_on_to_the_workers(processed: Path, tmp_path: Path) -> None:
-    """`kill -INT <ctxpose pid>` (a scheduler, a script): the launcher passes the signal on; the workers stop."""
-    p = subprocess.Popen(_command(processed, tmp_path / "a", "--procs", "2"), env=_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
-    run = _wait_for_steps(tmp_path / "a", 2, p)
+    p = subprocess.Popen(_command(processed, tmp_path / "a", "--procs", "2", "--resume", "auto"), env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for_steps(tmp_path / "a", saved["step"] + 1, p)  # a step after the resume
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130 and f"interrupted: continue with --resume {run}" in err, err[-3000:]
-    saved = _state(run)
-    assert int(saved["model"]["backbone.bn1.num_batches_tracked"]) == saved["step"] >= 2
+    assert f"resuming from epoch {saved['epoch']}, step {saved['step']}" in err.replace("\n", " ")
+    again = _state(run)
+    assert again["step"] > saved["step"] and again["config"]["train"]["batch_size"] == 2
+    assert int(again["model"]["backbone.bn1.num_batches_tracked"]) == again["step"]
+    steps = [json.loads(line)["step"] for line in (run / "scalars.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, again["step"] + 1))  # each step logged once across the stop
 
 
 def test_sigkill_to_the_launcher_leaves_no_worker_behind(processed: Path, tmp_path: Path) -> None:

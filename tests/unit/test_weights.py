@@ -228,7 +228,9 @@ def test_memory_bomb_pickle_is_one_line(tmp_path):
             return (np._core.multiarray._reconstruct, (np.ndarray, (10**12,), b"b"))
 
     data = pickle.dumps({"keypoints_3d": Huge(), "indexes": np.arange(3)}, protocol=2)
-    assert len(data) == 292  # the case of issue 8
+    # the case of issue 8: a few hundred bytes (292 there; the exact count depends on what the process pickled
+    # before) that ask for a terabyte
+    assert len(data) < 400
     (tmp_path / "bomb.pkl").write_bytes(data)
     with pytest.raises(DataError, match=r"bomb.pkl: refused: an array of shape \(1000000000000,\)") as e:
         load_pickle(tmp_path / "bomb.pkl")
