@@ -198,10 +198,14 @@ def test_world_tilt_turns_world_and_cameras_together_about_the_pelvis(ours):
             homog = np.c_[b["keypoints_3d"], np.ones(len(b["keypoints_3d"]))] @ b["proj_matrices"][v].T
             pix = a["K"][v] @ cam_a.T
             np.testing.assert_allclose(homog[:, :2] / homog[:, 2:], (pix[:2] / pix[2]).T, atol=1e-2)  # px
-        # the bones keep their lengths; the turn is the rotation taking the plain pose to the tilted one
+        # the turn: the rotation taking the plain pose about the pelvis to the tilted one (Procrustes), rigid, about
+        # a horizontal axis
         rel_a, rel_b = a["keypoints_3d"] - pelvis, b["keypoints_3d"] - pelvis
         u, _, vt = np.linalg.svd(rel_b.T.astype(np.float64) @ rel_a)
         W = u @ vt
+        np.testing.assert_allclose(rel_a @ W.T, rel_b, atol=0.05)  # mm
+        axis_angle = cv2.Rodrigues(W)[0].ravel()
+        assert abs(axis_angle[2]) < 1e-4
         angles.append(np.degrees(np.arccos(np.clip(W[2, 2], -1, 1))))  # the new world's z against the old
         np.testing.assert_array_equal(a["images"], b["images"])
         assert a["rotation"] == b["rotation"]
